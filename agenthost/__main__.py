@@ -1,0 +1,5 @@
+"""`python -m agenthost` runs the CLI."""
+
+from agenthost.cli import app
+
+app()

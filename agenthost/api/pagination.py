@@ -1,0 +1,76 @@
+"""Opaque page cursors and the shared list query parameters (layer 4; REFERENCE §1.3, BEHAVIOUR §2.4).
+
+A cursor is URL-safe base64 of ``{"o": order, "d": "n"|"p", "k": key}``: it remembers
+the order it was minted with (reusing it with another order is a 400) and which way
+it points, so ``GET /v1/sessions`` can page backwards with ``prev_page``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import Query
+
+from agenthost.errors import InvalidRequest
+from agenthost.schemas.common import JSON, parse_ts
+from agenthost.store.paging import Page, PageRequest
+
+
+def encode_cursor(order: str, direction: str, key: Any) -> str:
+    raw = orjson.dumps({"o": order, "d": direction, "k": key})
+    return "page_" + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[str, str, Any]:
+    try:
+        raw = cursor.removeprefix("page_")
+        data = orjson.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+        order, direction, key = data["o"], data["d"], data["k"]
+    except (binascii.Error, ValueError, KeyError, TypeError):
+        raise InvalidRequest("page: not a cursor issued by this server") from None
+    if order not in ("asc", "desc") or direction not in ("n", "p") or not isinstance(key, str | int):
+        raise InvalidRequest("page: not a cursor issued by this server")
+    return order, direction, key
+
+
+def page_request(
+    page: str | None, limit: int, order: Literal["asc", "desc"], *, order_given: bool = True
+) -> PageRequest:
+    """Turn ``page``/``limit``/``order`` into a store page request."""
+    if page is None:
+        return PageRequest(limit=limit, order=order)
+    cursor_order, direction, key = decode_cursor(page)
+    if order_given and cursor_order != order:
+        raise InvalidRequest(f"page: this cursor was issued for order={cursor_order}, not order={order}")
+    if direction == "n":
+        return PageRequest(limit=limit, order=cursor_order, after=key)  # type: ignore[arg-type]
+    return PageRequest(limit=limit, order=cursor_order, before=key)  # type: ignore[arg-type]
+
+
+def page_body(result: Page, order: str, *, bidirectional: bool = False) -> JSON:
+    """The wire page: ``{data, next_page}`` (+ ``prev_page`` for the sessions list)."""
+    body: JSON = {
+        "data": result.items,
+        "next_page": None if result.next_key is None else encode_cursor(order, "n", result.next_key),
+    }
+    if bidirectional:
+        body["prev_page"] = None if result.prev_key is None else encode_cursor(order, "p", result.prev_key)
+    return body
+
+
+def limit_param(default: int = 20, maximum: int = 100) -> Any:
+    return Query(default, ge=1, le=maximum, description=f"Page size, 1-{maximum}.")
+
+
+def created_bounds(
+    gt: Annotated[str | None, Query(alias="created_at[gt]")] = None,
+    gte: Annotated[str | None, Query(alias="created_at[gte]")] = None,
+    lt: Annotated[str | None, Query(alias="created_at[lt]")] = None,
+    lte: Annotated[str | None, Query(alias="created_at[lte]")] = None,
+) -> dict[str, int]:
+    """``created_at[gt|gte|lt|lte]`` filters as microsecond bounds."""
+    given = {"gt": gt, "gte": gte, "lt": lt, "lte": lte}
+    return {op: parse_ts(value, f"created_at[{op}]") for op, value in given.items() if value is not None}

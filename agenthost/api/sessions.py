@@ -1,0 +1,128 @@
+"""/v1/sessions (layer 4; REFERENCE §6)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from agenthost.api.deps import Workspace, store
+from agenthost.api.pagination import created_bounds, limit_param, page_body, page_request
+from agenthost.api.responses import JSONBytes, json_response
+from agenthost.errors import InvalidRequest
+from agenthost.schemas.agents import retool
+from agenthost.schemas.common import JSON, patch_metadata
+from agenthost.schemas.events import initial_event_payloads
+from agenthost.schemas.sessions import (
+    AgentRef,
+    AgentWithOverrides,
+    SessionCreate,
+    SessionUpdate,
+    apply_overrides,
+    snapshot,
+)
+
+router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
+
+Status = Literal["rescheduling", "running", "idle", "terminated"]
+
+
+@router.post("")
+async def create_session(request: Request, body: SessionCreate, workspace_id: Workspace) -> JSONBytes:
+    body.check_unsupported()
+    initial = initial_event_payloads(body.initial_events)
+    ref = body.agent
+    agent_id = ref if isinstance(ref, str) else ref.id
+    version = ref.version if isinstance(ref, AgentRef | AgentWithOverrides) else None
+
+    def build_agent(agent: JSON) -> JSON:
+        snap = snapshot(agent["id"], agent["version"], agent)
+        return apply_overrides(snap, ref) if isinstance(ref, AgentWithOverrides) else snap
+
+    session = await store(request).sessions.create(
+        workspace_id,
+        agent_id=agent_id,
+        agent_version=version,
+        build_agent=build_agent,
+        environment_id=body.environment_id,
+        title=body.title,
+        metadata=body.metadata,
+        initial_events=initial,
+    )
+    return json_response(session)
+
+
+@router.get("")
+async def list_sessions(
+    request: Request,
+    workspace_id: Workspace,
+    created: Annotated[dict[str, int], Depends(created_bounds)],
+    agent_id: str | None = None,
+    agent_version: Annotated[int | None, Query(ge=1)] = None,
+    deployment_id: str | None = None,
+    memory_store_id: str | None = None,
+    statuses: Annotated[list[Status], Query(alias="statuses[]")] = [],  # noqa: B006 - FastAPI copies defaults
+    include_archived: bool = False,
+    order: Literal["asc", "desc"] = "desc",
+    limit: int = limit_param(),
+    page: str | None = None,
+) -> JSONBytes:
+    if agent_version is not None and agent_id is None:
+        raise InvalidRequest("agent_version: only allowed together with agent_id")
+    result = await store(request).sessions.list(
+        workspace_id,
+        page_request(page, limit, order),
+        agent_id=agent_id,
+        agent_version=agent_version,
+        deployment_id=deployment_id,
+        memory_store_id=memory_store_id,
+        statuses=list(statuses),
+        include_archived=include_archived,
+        created=created,
+    )
+    return json_response(page_body(result, order, bidirectional=True))
+
+
+@router.get("/{session_id}")
+async def retrieve_session(request: Request, session_id: str, workspace_id: Workspace) -> JSONBytes:
+    return json_response(await store(request).sessions.get(workspace_id, session_id))
+
+
+@router.post("/{session_id}")
+async def update_session(request: Request, session_id: str, body: SessionUpdate, workspace_id: Workspace) -> JSONBytes:
+    body.check_unsupported()
+
+    def change(row: Any) -> JSON:
+        changed: JSON = {}
+        if body.given("title") and body.title != row.title:
+            changed["title"] = body.title
+        if body.metadata is not None:
+            metadata = patch_metadata(row.metadata, body.metadata)
+            if metadata != row.metadata:
+                changed["metadata"] = metadata
+        if body.agent is not None and (body.agent.given("tools") or body.agent.given("mcp_servers")):
+            if row.status in ("running", "rescheduling"):
+                raise InvalidRequest(f"agent: session {row.id} is {row.status}; change its tools when it is idle")
+            tools = (body.agent.tools or []) if body.agent.given("tools") else None
+            servers = (body.agent.mcp_servers or []) if body.agent.given("mcp_servers") else None
+            try:
+                new_tools, new_servers = retool(row.agent, tools, servers)
+            except InvalidRequest as exc:
+                raise InvalidRequest(f"agent.{exc.message}") from None
+            agent = {**row.agent, "tools": new_tools, "mcp_servers": new_servers}
+            if agent != row.agent:
+                changed["agent"] = agent
+        return changed
+
+    return json_response(await store(request).sessions.update(workspace_id, session_id, change))
+
+
+@router.post("/{session_id}/archive")
+async def archive_session(request: Request, session_id: str, workspace_id: Workspace) -> JSONBytes:
+    return json_response(await store(request).sessions.archive(workspace_id, session_id))
+
+
+@router.delete("/{session_id}")
+async def delete_session(request: Request, session_id: str, workspace_id: Workspace) -> JSONBytes:
+    await store(request).sessions.delete(workspace_id, session_id)
+    return json_response({"id": session_id, "type": "session_deleted"})

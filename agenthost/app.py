@@ -1,0 +1,69 @@
+"""The composition root (layer 5): ``create_app`` builds the store and mounts the API.
+
+Nothing is built at import time; a test builds its own app from its own Settings.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from agenthost.api import agents, environments, errors, events, health, sessions
+from agenthost.api.auth import Authenticator
+from agenthost.api.middleware import RequestContext
+from agenthost.settings import Settings
+from agenthost.store.keys import DEFAULT_WORKSPACE
+from agenthost.store.sql import Store
+
+log = logging.getLogger("agenthost")
+
+
+def _announce_key(key: str) -> None:
+    print(
+        "\nagenthost: no API key existed, so one was created for the default workspace.\n"
+        f"  {key}\n"
+        "It is shown only this once; keep it. Make more with `agenthost keys create`.\n",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+async def bootstrap(store: Store, settings: Settings, announce: Callable[[str], None] = _announce_key) -> str:
+    """Migrate, make the default workspace, and create the first key when none exists and none is configured."""
+    await store.open()
+    default_workspace = await store.keys.workspace_id(DEFAULT_WORKSPACE)
+    if settings.api_key is None and not await store.keys.any_exist():
+        key, _ = await store.keys.create(DEFAULT_WORKSPACE)
+        announce(key)
+    return default_workspace
+
+
+def create_app(settings: Settings | None = None, *, store: Store | None = None) -> FastAPI:
+    """Build the ASGI app. The store is opened (and migrated) in the app's lifespan."""
+    settings = settings or Settings()
+    store = store or Store(settings.resolved_database_url())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        default_workspace = await bootstrap(store, settings)
+        static_key = settings.api_key.get_secret_value() if settings.api_key else None
+        app.state.authenticator = Authenticator(
+            store.keys.authenticate, settings.auth_cache_seconds, static_key, default_workspace
+        )
+        try:
+            yield
+        finally:
+            await store.close()
+
+    app = FastAPI(title="agenthost", version="0.1.0", lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    app.state.settings = settings
+    app.state.store = store
+    errors.install(app)
+    for module in (health, agents, environments, sessions, events):
+        app.include_router(module.router)
+    app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
+    return app

@@ -1,0 +1,109 @@
+"""The `agenthost` command (layer 5): thin over Settings, the store and the app."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Annotated, TypeVar
+
+import typer
+import uvicorn
+from rich.console import Console
+from rich.table import Table
+
+from agenthost.app import create_app
+from agenthost.errors import NotFound
+from agenthost.settings import Settings
+from agenthost.store.keys import DEFAULT_WORKSPACE
+from agenthost.store.sql import Store
+
+app = typer.Typer(help="agenthost: a self-hosted Claude Managed Agents server.", no_args_is_help=True)
+keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(db_app, name="db")
+
+T = TypeVar("T")
+
+
+def _with_store(work: Callable[[Store], Awaitable[T]]) -> T:
+    async def run() -> T:
+        store = Store(Settings().resolved_database_url())
+        try:
+            await store.open()
+            return await work(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to bind (default AGENTHOST_HOST or 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (default AGENTHOST_PORT or 8000).")] = None,
+) -> None:
+    """Start the HTTP API with the embedded defaults (SQLite in the data directory)."""
+    settings = Settings()
+    updates = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    settings = settings.model_copy(update=updates)
+    typer.echo(f"agenthost: serving on http://{settings.host}:{settings.port} (store: {_safe_url(settings)})", err=True)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+    )
+
+
+def _safe_url(settings: Settings) -> str:
+    url = settings.resolved_database_url()
+    if "@" in url:  # hide credentials
+        scheme, _, rest = url.partition("://")
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+@keys_app.command("create")
+def keys_create(
+    workspace: Annotated[
+        str, typer.Option(help="Workspace the key belongs to; made on first use.")
+    ] = DEFAULT_WORKSPACE,
+) -> None:
+    """Print a new API key (shown only this once)."""
+    key, info = _with_store(lambda store: store.keys.create(workspace))
+    typer.echo(key)
+    typer.echo(f"created {info.id} for workspace {workspace!r}", err=True)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List keys: id, workspace, last characters, status."""
+    keys = _with_store(lambda store: store.keys.list())
+    table = Table("id", "workspace", "key", "created", "status")
+    for key in keys:
+        created = datetime.fromtimestamp(key.created_at / 1e6, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        table.add_row(key.id, key.workspace, f"...{key.hint}", created, "revoked" if key.revoked_at else "active")
+    Console().print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id, as `keys list` shows it.")]) -> None:
+    """Revoke a key; requests with it are refused from then on."""
+    try:
+        _with_store(lambda store: store.keys.revoke(key_id))
+    except NotFound as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"revoked {key_id}")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply database migrations (the server also does this at start)."""
+    _with_store(lambda store: asyncio.sleep(0))
+    typer.echo("database is at the newest schema")

@@ -1,0 +1,83 @@
+"""The exception tree (layer 0). Only ``api/errors.py`` turns these into HTTP.
+
+::
+
+    AgentHostError                      500 api_error (never raised for bad input)
+    ├── InvalidRequest                  400 invalid_request_error
+    │   └── NotSupported                400 a documented field agenthost does not implement yet
+    ├── AuthenticationFailed            401 authentication_error
+    ├── PermissionDenied                403 permission_error
+    ├── NotFound                        404 not_found_error
+    ├── Conflict                        409 invalid_request_error, x-should-retry: false
+    └── PayloadTooLarge                 413 request_too_large
+
+Each class knows its status, wire ``type`` and whether a client should retry;
+an instance may carry an ``error_code`` that the SDK maps to a finer exception.
+"""
+
+from __future__ import annotations
+
+
+class AgentHostError(Exception):
+    """Base of every error agenthost reports on the wire."""
+
+    status: int = 500
+    wire_type: str = "api_error"
+    should_retry: bool | None = None
+
+    def __init__(self, message: str, *, error_code: str | None = None, details: dict[str, object] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.error_code = error_code
+        self.details = details
+
+
+class InvalidRequest(AgentHostError):
+    """The request is malformed or breaks a rule; the message names the field."""
+
+    status = 400
+    wire_type = "invalid_request_error"
+
+
+class NotSupported(InvalidRequest):
+    """A field of the official contract that agenthost refuses instead of silently ignoring."""
+
+    def __init__(self, field: str, what: str | None = None):
+        super().__init__(f"{field}: {what or 'this field'} is not supported by this agenthost server yet")
+
+
+class AuthenticationFailed(AgentHostError):
+    """No API key, or one that is unknown or revoked."""
+
+    status = 401
+    wire_type = "authentication_error"
+
+
+class PermissionDenied(AgentHostError):
+    """The key is valid but may not do this."""
+
+    status = 403
+    wire_type = "permission_error"
+
+
+class NotFound(AgentHostError):
+    """Unknown id, or an id of another workspace (the two are indistinguishable)."""
+
+    status = 404
+    wire_type = "not_found_error"
+
+
+class Conflict(AgentHostError):
+    """A deterministic conflict; retrying the same request cannot help."""
+
+    status = 409
+    wire_type = "invalid_request_error"
+    should_retry = False
+
+
+class PayloadTooLarge(AgentHostError):
+    """The request body is over the configured limit."""
+
+    status = 413
+    wire_type = "request_too_large"
+    should_retry = False

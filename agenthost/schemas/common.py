@@ -1,0 +1,89 @@
+"""Shared wire pieces: the request base model, metadata rules, timestamps (layer 0)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, StringConstraints
+
+from agenthost.errors import InvalidRequest
+
+JSON = dict[str, Any]
+
+MAX_METADATA_PAIRS = 16
+MAX_METADATA_KEY = 64
+MAX_METADATA_VALUE = 512
+
+
+class Body(BaseModel):
+    """Base of every request body: unknown keys are refused, never ignored.
+
+    Updates tell an omitted key from an explicit ``null`` with ``model_fields_set``
+    (REFERENCE §1.1: the SDK omits unset keys and sends ``null`` for ``None``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    def given(self, field: str) -> bool:
+        """True when the client sent this key (even as null)."""
+        return field in self.model_fields_set
+
+
+NonEmptyStr = Annotated[str, StringConstraints(min_length=1)]
+
+
+def check_metadata(metadata: dict[str, str], field: str = "metadata") -> dict[str, str]:
+    """Enforce the metadata limits of REFERENCE §1.7; raise 400 ``invalid_metadata`` naming the key."""
+    if len(metadata) > MAX_METADATA_PAIRS:
+        raise InvalidRequest(
+            f"{field}: at most {MAX_METADATA_PAIRS} pairs are allowed, got {len(metadata)}",
+            error_code="invalid_metadata",
+        )
+    for key, value in metadata.items():
+        if not key or len(key) > MAX_METADATA_KEY:
+            raise InvalidRequest(
+                f"{field}: key {key[:80]!r} must be 1-{MAX_METADATA_KEY} characters", error_code="invalid_metadata"
+            )
+        if len(value) > MAX_METADATA_VALUE:
+            raise InvalidRequest(
+                f"{field}.{key}: value must be at most {MAX_METADATA_VALUE} characters",
+                error_code="invalid_metadata",
+            )
+    return metadata
+
+
+def patch_metadata(
+    current: dict[str, str], patch: dict[str, str | None] | None, *, empty_deletes: bool = False
+) -> dict[str, str]:
+    """Apply a metadata patch: string upserts, null deletes, omitted keys stay (REFERENCE §1.7)."""
+    result = dict(current)
+    for key, value in (patch or {}).items():
+        if value is None or (empty_deletes and value == ""):
+            result.pop(key, None)
+        else:
+            result[key] = value
+    return check_metadata(result)
+
+
+def now_us() -> int:
+    """Current time in integer microseconds since the epoch: how the store keeps timestamps."""
+    return int(datetime.now(UTC).timestamp() * 1_000_000)
+
+
+def ts(us: int | None) -> str | None:
+    """Render stored microseconds as RFC 3339 with a `Z`, or None."""
+    if us is None:
+        return None
+    return datetime.fromtimestamp(us / 1_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_ts(value: str, field: str) -> int:
+    """Parse an ISO 8601 query value into microseconds; 400 naming the field when malformed."""
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise InvalidRequest(f"{field}: {value!r} is not an RFC 3339 timestamp") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp() * 1_000_000)

@@ -1,0 +1,66 @@
+"""One settings object for the whole server (layer 0).
+
+Every field is read from an ``AGENTHOST_``-prefixed environment variable and
+documented in ``docs/settings.md`` (``tests/test_docs.py`` keeps the two in step).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Server configuration. CLI flags override fields; tests build their own."""
+
+    model_config = SettingsConfigDict(env_prefix="AGENTHOST_", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path("~/.agenthost"),
+        description="Directory for the SQLite database and other local state. Created if missing.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description=(
+            "SQLAlchemy URL of the store. Default: a SQLite file `agenthost.db` in the data directory. "
+            "`postgresql://user@host/db` (asyncpg) is accepted as well."
+        ),
+    )
+    api_key: SecretStr | None = Field(
+        default=None,
+        description=(
+            "An API key accepted for the default workspace, for scripted setups. "
+            "When set, no key is generated at first start."
+        ),
+    )
+    host: str = Field(default="127.0.0.1", description="Interface `agenthost serve` binds to.")
+    port: int = Field(default=8000, description="TCP port `agenthost serve` listens on.")
+    auth_cache_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        description=(
+            "How long a verified API key is remembered in memory. A key revoked from another process "
+            "stops working within this time. 0 checks the database on every request."
+        ),
+    )
+    max_body_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        description="Largest JSON request body accepted; larger bodies get 413.",
+    )
+    log_level: str = Field(default="info", description="Log level of the server and uvicorn.")
+
+    def resolved_data_dir(self) -> Path:
+        """The data directory with `~` expanded."""
+        return self.data_dir.expanduser()
+
+    def resolved_database_url(self) -> str:
+        """The async SQLAlchemy URL of the store (drivers filled in)."""
+        url = self.database_url or f"sqlite:///{self.resolved_data_dir() / 'agenthost.db'}"
+        if url.startswith("sqlite:///"):
+            return "sqlite+aiosqlite:///" + url.removeprefix("sqlite:///")
+        for prefix in ("postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+asyncpg://" + url.removeprefix(prefix)
+        return url

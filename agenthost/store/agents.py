@@ -1,0 +1,148 @@
+"""Agents and their versions (layer 1; BEHAVIOUR §3.1).
+
+The ``agents`` row holds the current version number; each version's whole config
+is a row of ``agent_versions``. An update writes a new version only when the config
+changed, under a compare-and-set on the version number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from agenthost.errors import Conflict, InvalidRequest, NotFound
+from agenthost.ids import new_id
+from agenthost.schemas.agents import agent_json
+from agenthost.schemas.common import JSON, now_us, ts
+from agenthost.store.db import Database
+from agenthost.store.paging import Page, PageRequest, created_filter, fetch_page
+from agenthost.store.tables import agent_versions, agents
+
+_COLUMNS = (
+    agents.c.id,
+    agent_versions.c.version,
+    agent_versions.c.config,
+    agents.c.created_at,
+    agent_versions.c.created_at.label("version_created_at"),
+    agents.c.archived_at,
+)
+
+
+def _render(row: Any) -> JSON:
+    return agent_json(
+        row.id, row.version, row.config, ts(row.created_at), ts(row.version_created_at), ts(row.archived_at)
+    )
+
+
+class Agents:
+    """Agent CRUD scoped to a workspace."""
+
+    def __init__(self, db: Database):
+        self.db = db
+
+    async def create(self, workspace_id: str, config: JSON) -> JSON:
+        agent_id, now = new_id("agent"), now_us()
+        async with self.db.write() as conn:
+            await conn.execute(
+                agents.insert().values(
+                    id=agent_id, workspace_id=workspace_id, version=1, created_at=now, updated_at=now
+                )
+            )
+            await conn.execute(
+                agent_versions.insert().values(agent_id=agent_id, version=1, config=config, created_at=now)
+            )
+        return agent_json(agent_id, 1, config, ts(now), ts(now), None)
+
+    async def _row(self, conn: AsyncConnection, workspace_id: str, agent_id: str, version: int | None) -> Any:
+        query = (
+            sa.select(*_COLUMNS)
+            .join(agent_versions, agent_versions.c.agent_id == agents.c.id)
+            .where(agents.c.id == agent_id, agents.c.workspace_id == workspace_id)
+        )
+        query = query.where(agent_versions.c.version == (version if version is not None else agents.c.version))
+        row = (await conn.execute(query)).first()
+        if row is None:
+            if version is not None and await self._exists(conn, workspace_id, agent_id):
+                raise NotFound(f"agent {agent_id} has no version {version}")
+            raise NotFound(f"agent {agent_id!r} not found")
+        return row
+
+    async def _exists(self, conn: AsyncConnection, workspace_id: str, agent_id: str) -> bool:
+        query = sa.select(agents.c.id).where(agents.c.id == agent_id, agents.c.workspace_id == workspace_id)
+        return (await conn.execute(query)).first() is not None
+
+    async def get(self, workspace_id: str, agent_id: str, version: int | None = None) -> JSON:
+        async with self.db.read() as conn:
+            return _render(await self._row(conn, workspace_id, agent_id, version))
+
+    async def get_config(self, conn: AsyncConnection, workspace_id: str, agent_id: str, version: int | None) -> JSON:
+        """The agent (wire form) inside a caller's transaction; used when creating sessions."""
+        return _render(await self._row(conn, workspace_id, agent_id, version))
+
+    async def list(
+        self, workspace_id: str, page: PageRequest, *, include_archived: bool, created: dict[str, int]
+    ) -> Page:
+        query = (
+            sa.select(*_COLUMNS)
+            .join(
+                agent_versions,
+                sa.and_(agent_versions.c.agent_id == agents.c.id, agent_versions.c.version == agents.c.version),
+            )
+            .where(agents.c.workspace_id == workspace_id)
+        )
+        if not include_archived:
+            query = query.where(agents.c.archived_at.is_(None))
+        query = created_filter(query, agents.c.created_at, created)
+        async with self.db.read() as conn:
+            return await fetch_page(conn, query, agents.c.id, page, _render, lambda r: r.id)
+
+    async def versions(self, workspace_id: str, agent_id: str, page: PageRequest) -> Page:
+        query = (
+            sa.select(*_COLUMNS)
+            .join(agent_versions, agent_versions.c.agent_id == agents.c.id)
+            .where(agents.c.id == agent_id, agents.c.workspace_id == workspace_id)
+        )
+        async with self.db.read() as conn:
+            if not await self._exists(conn, workspace_id, agent_id):
+                raise NotFound(f"agent {agent_id!r} not found")
+            return await fetch_page(conn, query, agent_versions.c.version, page, _render, lambda r: r.version)
+
+    async def update(
+        self, workspace_id: str, agent_id: str, expected_version: int | None, change: Callable[[JSON], JSON]
+    ) -> JSON:
+        """Apply ``change`` to the current config; store a new version only when it differs."""
+        async with self.db.write() as conn:
+            row = await self._row(conn, workspace_id, agent_id, None)
+            if row.archived_at is not None:
+                raise InvalidRequest(f"agent {agent_id} is archived and cannot be updated")
+            if expected_version is not None and expected_version != row.version:
+                raise Conflict(
+                    f"version: agent {agent_id} is at version {row.version}, not {expected_version}; "
+                    "retrieve it and apply the change again"
+                )
+            config = change(row.config)
+            if config == row.config:
+                return _render(row)
+            version, now = row.version + 1, now_us()
+            result = await conn.execute(
+                agents.update()
+                .where(agents.c.id == agent_id, agents.c.version == row.version)
+                .values(version=version, updated_at=now)
+            )
+            if result.rowcount != 1:  # another writer won the race (PostgreSQL READ COMMITTED)
+                raise Conflict(f"agent {agent_id} was changed concurrently; retry the update")
+            await conn.execute(
+                agent_versions.insert().values(agent_id=agent_id, version=version, config=config, created_at=now)
+            )
+        return agent_json(agent_id, version, config, ts(row.created_at), ts(now), None)
+
+    async def archive(self, workspace_id: str, agent_id: str) -> JSON:
+        async with self.db.write() as conn:
+            row = await self._row(conn, workspace_id, agent_id, None)
+            if row.archived_at is None:
+                await conn.execute(agents.update().where(agents.c.id == agent_id).values(archived_at=now_us()))
+                row = await self._row(conn, workspace_id, agent_id, None)
+        return _render(row)

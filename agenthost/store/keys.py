@@ -1,0 +1,106 @@
+"""Workspaces and API keys (layer 1). Only SHA-256 hashes of keys are stored."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from agenthost.errors import NotFound
+from agenthost.ids import new_id
+from agenthost.schemas.common import now_us
+from agenthost.store.db import Database
+from agenthost.store.tables import api_keys, workspaces
+
+DEFAULT_WORKSPACE = "default"
+KEY_PREFIX = "sk-ah-"
+
+
+def hash_key(key: str) -> str:
+    """The stored form of an API key."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """An API key as listed: never the key itself, only its last characters."""
+
+    id: str
+    workspace: str
+    hint: str
+    created_at: int
+    revoked_at: int | None
+
+
+class Keys:
+    """Workspaces and the keys that authenticate to them."""
+
+    def __init__(self, db: Database):
+        self.db = db
+
+    async def workspace_id(self, name: str, *, create: bool = True) -> str:
+        """The id of the workspace called ``name``, created on first use when ``create``."""
+        async with self.db.read() as conn:
+            found = (await conn.execute(sa.select(workspaces.c.id).where(workspaces.c.name == name))).scalar()
+        if found is not None:
+            return str(found)
+        if not create:
+            raise NotFound(f"no workspace named {name!r}")
+        async with self.db.write() as conn:
+            found = (await conn.execute(sa.select(workspaces.c.id).where(workspaces.c.name == name))).scalar()
+            if found is not None:
+                return str(found)
+            ws_id = new_id("wrkspc")
+            await conn.execute(workspaces.insert().values(id=ws_id, name=name, created_at=now_us()))
+            return ws_id
+
+    async def create(self, workspace: str = DEFAULT_WORKSPACE) -> tuple[str, KeyInfo]:
+        """Make a new key for ``workspace``; the plaintext is returned once and never stored."""
+        ws_id = await self.workspace_id(workspace)
+        key = KEY_PREFIX + secrets.token_urlsafe(32)
+        info = KeyInfo(id=new_id("apikey"), workspace=workspace, hint=key[-4:], created_at=now_us(), revoked_at=None)
+        async with self.db.write() as conn:
+            await conn.execute(
+                api_keys.insert().values(
+                    id=info.id, workspace_id=ws_id, key_hash=hash_key(key), hint=info.hint, created_at=info.created_at
+                )
+            )
+        return key, info
+
+    async def list(self) -> list[KeyInfo]:
+        """Every key, oldest first, revoked ones included."""
+        query = (
+            sa.select(api_keys, workspaces.c.name)
+            .join(workspaces, workspaces.c.id == api_keys.c.workspace_id)
+            .order_by(api_keys.c.id)
+        )
+        async with self.db.read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [KeyInfo(r.id, r.name, r.hint, r.created_at, r.revoked_at) for r in rows]
+
+    async def revoke(self, key_id: str) -> None:
+        """Revoke a key by id; 404 when unknown."""
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                api_keys.update()
+                .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=now_us())
+            )
+            if result.rowcount == 0:
+                raise NotFound(f"no active API key with id {key_id!r}")
+
+    async def any_exist(self) -> bool:
+        """True when at least one key, active or revoked, was ever made."""
+        async with self.db.read() as conn:
+            return (await conn.execute(sa.select(sa.func.count()).select_from(api_keys))).scalar_one() > 0
+
+    async def authenticate(self, key: str) -> str | None:
+        """The workspace id a key belongs to, or None when unknown or revoked."""
+        query = sa.select(api_keys.c.workspace_id).where(
+            api_keys.c.key_hash == hash_key(key), api_keys.c.revoked_at.is_(None)
+        )
+        async with self.db.read() as conn:
+            found = (await conn.execute(query)).scalar()
+        return None if found is None else str(found)

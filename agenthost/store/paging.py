@@ -1,0 +1,85 @@
+"""Keyset pagination shared by every list query (layer 1).
+
+A page is read by key (an id, a version or a sequence number), never by offset, so
+pages stay stable while rows are added. One extra row is read to know whether
+another page exists, so the last page always reports no next key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from agenthost.schemas.common import JSON
+
+Order = Literal["asc", "desc"]
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    """What one page asks for: ``after`` continues forwards, ``before`` goes back."""
+
+    limit: int
+    order: Order = "desc"
+    after: Any = None
+    before: Any = None
+
+
+@dataclass
+class Page:
+    """A page of wire objects and the keys that continue it either way (None: nothing there)."""
+
+    items: list[JSON] = field(default_factory=list)
+    next_key: Any = None
+    prev_key: Any = None
+
+
+async def fetch_page(
+    conn: AsyncConnection,
+    query: sa.Select[Any],
+    key: sa.ColumnElement[Any],
+    request: PageRequest,
+    render: Callable[[Any], JSON],
+    key_of: Callable[[Any], Any],
+) -> Page:
+    """Run ``query`` for one page ordered by ``key``; ``render`` turns a row into a wire object."""
+    backwards = request.before is not None
+    ascending = (request.order == "asc") != backwards
+    if request.after is not None:
+        query = query.where(key > request.after if request.order == "asc" else key < request.after)
+    if backwards:
+        query = query.where(key < request.before if request.order == "asc" else key > request.before)
+    query = query.order_by(key.asc() if ascending else key.desc()).limit(request.limit + 1)
+    rows = list((await conn.execute(query)).all())
+    more = len(rows) > request.limit
+    rows = rows[: request.limit]
+    if backwards:
+        rows.reverse()
+    if not rows:
+        return Page()
+    first, last = key_of(rows[0]), key_of(rows[-1])
+    if backwards:
+        return Page([render(r) for r in rows], next_key=last, prev_key=first if more else None)
+    return Page(
+        [render(r) for r in rows],
+        next_key=last if more else None,
+        prev_key=first if request.after is not None else None,
+    )
+
+
+def created_filter(query: sa.Select[Any], column: sa.ColumnElement[Any], created: dict[str, int]) -> sa.Select[Any]:
+    """Apply ``created_at[gt|gte|lt|lte]`` bounds given in microseconds."""
+    for op, bound in created.items():
+        if op == "gt":
+            query = query.where(column > bound)
+        elif op == "gte":
+            query = query.where(column >= bound)
+        elif op == "lt":
+            query = query.where(column < bound)
+        else:
+            query = query.where(column <= bound)
+    return query

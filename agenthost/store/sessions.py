@@ -1,0 +1,253 @@
+"""Sessions and their event log (layer 1; REFERENCE §6-§7, BEHAVIOUR §1.9).
+
+Each session row carries ``last_seq``; appending events bumps it and inserts the
+events with the allocated numbers in the same transaction, so the per-session
+sequence never has gaps or duplicates whichever process appends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from types import SimpleNamespace
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from agenthost.errors import Conflict, InvalidRequest, NotFound
+from agenthost.ids import new_id
+from agenthost.schemas.common import JSON, now_us, ts
+from agenthost.schemas.events import event_json
+from agenthost.schemas.sessions import empty_usage, session_json
+from agenthost.store.agents import Agents
+from agenthost.store.db import Database
+from agenthost.store.environments import Environments
+from agenthost.store.paging import Page, PageRequest, created_filter, fetch_page
+from agenthost.store.tables import events, sessions
+
+
+def _render(row: Any, now: int | None = None) -> JSON:
+    end = row.updated_at if row.status == "terminated" else (now or now_us())
+    return session_json(
+        session_id=row.id,
+        status=row.status,
+        title=row.title,
+        agent=row.agent,
+        environment_id=row.environment_id,
+        metadata=row.metadata,
+        resources=row.resources,
+        vault_ids=row.vault_ids,
+        usage=row.usage,
+        active_seconds=row.active_us / 1_000_000,
+        duration_seconds=max(0, end - row.created_at) / 1_000_000,
+        deployment_id=row.deployment_id,
+        created_at=ts(row.created_at),
+        updated_at=ts(row.updated_at),
+        archived_at=ts(row.archived_at),
+    )
+
+
+def _render_event(row: Any) -> JSON:
+    return event_json(row.id, row.payload, ts(row.processed_at))
+
+
+async def append_events(
+    conn: AsyncConnection, session_id: str, payloads: Sequence[JSON], *, processed: bool, now: int
+) -> list[JSON]:
+    """Append events to a session's log inside the caller's transaction; return their wire form."""
+    if not payloads:
+        return []
+    last = (
+        await conn.execute(
+            sessions.update()
+            .where(sessions.c.id == session_id)
+            .values(last_seq=sessions.c.last_seq + len(payloads))
+            .returning(sessions.c.last_seq)
+        )
+    ).scalar_one()
+    processed_at = now if processed else None
+    rows = [
+        {
+            "session_id": session_id,
+            "seq": last - len(payloads) + 1 + index,
+            "id": new_id("sevt"),
+            "type": payload["type"],
+            "payload": payload,
+            "processed_at": processed_at,
+            "created_at": now,
+        }
+        for index, payload in enumerate(payloads)
+    ]
+    await conn.execute(events.insert(), rows)
+    return [event_json(r["id"], r["payload"], ts(processed_at)) for r in rows]
+
+
+class Sessions:
+    """Session CRUD and the read side of the event log, scoped to a workspace."""
+
+    def __init__(self, db: Database, agents: Agents, environments: Environments):
+        self.db = db
+        self.agents = agents
+        self.environments = environments
+
+    async def create(
+        self,
+        workspace_id: str,
+        *,
+        agent_id: str,
+        agent_version: int | None,
+        build_agent: Callable[[JSON], JSON],
+        environment_id: str,
+        title: str | None,
+        metadata: dict[str, str],
+        initial_events: list[JSON],
+    ) -> JSON:
+        """Create a session from an agent version and an environment, with its initial events, atomically."""
+        session_id, now = new_id("sesn"), now_us()
+        async with self.db.write() as conn:
+            try:
+                agent = await self.agents.get_config(conn, workspace_id, agent_id, agent_version)
+            except NotFound as exc:
+                raise NotFound(f"agent: {exc.message}") from None
+            if agent["archived_at"] is not None:
+                raise InvalidRequest(f"agent: agent {agent_id} is archived; new sessions cannot use it")
+            try:
+                env = await self.environments.row(conn, workspace_id, environment_id)
+            except NotFound:
+                raise NotFound(
+                    f"environment_id: environment {environment_id!r} not found", error_code="environment_not_found"
+                ) from None
+            if env.archived_at is not None:
+                raise InvalidRequest(
+                    f"environment_id: environment {environment_id} is archived; new sessions cannot use it",
+                    error_code="environment_archived",
+                )
+            values = {
+                "id": session_id,
+                "workspace_id": workspace_id,
+                "agent_id": agent["id"],
+                "agent_version": agent["version"],
+                "environment_id": environment_id,
+                "status": "idle",
+                "title": title,
+                "metadata": metadata,
+                "agent": build_agent(agent),
+                "resources": [],
+                "vault_ids": [],
+                "usage": empty_usage(),
+                "active_us": 0,
+                "last_seq": 0,
+                "deployment_id": None,
+                "created_at": now,
+                "updated_at": now,
+                "archived_at": None,
+            }
+            await conn.execute(sessions.insert().values(**values))
+            await append_events(conn, session_id, initial_events, processed=False, now=now)
+        return _render(SimpleNamespace(**values), now)
+
+    async def row(self, conn: AsyncConnection, workspace_id: str, session_id: str) -> Any:
+        query = sa.select(sessions).where(sessions.c.id == session_id, sessions.c.workspace_id == workspace_id)
+        row = (await conn.execute(query)).first()
+        if row is None:
+            raise NotFound(f"session {session_id!r} not found")
+        return row
+
+    async def get(self, workspace_id: str, session_id: str) -> JSON:
+        async with self.db.read() as conn:
+            return _render(await self.row(conn, workspace_id, session_id))
+
+    async def list(
+        self,
+        workspace_id: str,
+        page: PageRequest,
+        *,
+        agent_id: str | None,
+        agent_version: int | None,
+        deployment_id: str | None,
+        memory_store_id: str | None,
+        statuses: list[str],
+        include_archived: bool,
+        created: dict[str, int],
+    ) -> Page:
+        query = sa.select(sessions).where(sessions.c.workspace_id == workspace_id)
+        if agent_id is not None:
+            query = query.where(sessions.c.agent_id == agent_id)
+            if agent_version is not None:
+                query = query.where(sessions.c.agent_version == agent_version)
+        if deployment_id is not None:
+            query = query.where(sessions.c.deployment_id == deployment_id)
+        if memory_store_id is not None:
+            # Memory-store resources cannot be attached yet (session create refuses them), so none match.
+            query = query.where(sa.false())
+        if statuses:
+            query = query.where(sessions.c.status.in_(statuses))
+        if not include_archived:
+            query = query.where(sessions.c.archived_at.is_(None))
+        query = created_filter(query, sessions.c.created_at, created)
+        now = now_us()
+        async with self.db.read() as conn:
+            return await fetch_page(conn, query, sessions.c.id, page, lambda r: _render(r, now), lambda r: r.id)
+
+    async def update(self, workspace_id: str, session_id: str, change: Callable[[Any], JSON]) -> JSON:
+        """Apply ``change`` (row -> changed wire fields); store them and log ``session.updated`` if any."""
+        async with self.db.write() as conn:
+            row = await self.row(conn, workspace_id, session_id)
+            if row.archived_at is not None:
+                raise Conflict(f"session {session_id} is archived and cannot be changed")
+            changed = change(row)
+            if changed:
+                now = now_us()
+                await conn.execute(
+                    sessions.update().where(sessions.c.id == session_id).values(updated_at=now, **changed)
+                )
+                await append_events(conn, session_id, [{"type": "session.updated", **changed}], processed=True, now=now)
+                row = await self.row(conn, workspace_id, session_id)
+        return _render(row)
+
+    async def archive(self, workspace_id: str, session_id: str) -> JSON:
+        """Archive: read-only from now on, status terminated, history kept (BEHAVIOUR §1.9)."""
+        async with self.db.write() as conn:
+            row = await self.row(conn, workspace_id, session_id)
+            if row.archived_at is None:
+                _refuse_running(row, "archived")
+                now = now_us()
+                await conn.execute(
+                    sessions.update()
+                    .where(sessions.c.id == session_id)
+                    .values(archived_at=now, status="terminated", updated_at=now)
+                )
+                if row.status != "terminated":
+                    await append_events(
+                        conn, session_id, [{"type": "session.status_terminated"}], processed=True, now=now
+                    )
+                row = await self.row(conn, workspace_id, session_id)
+        return _render(row)
+
+    async def delete(self, workspace_id: str, session_id: str) -> None:
+        """Delete a session and its whole event log."""
+        async with self.db.write() as conn:
+            row = await self.row(conn, workspace_id, session_id)
+            _refuse_running(row, "deleted")
+            await conn.execute(events.delete().where(events.c.session_id == session_id))
+            await conn.execute(sessions.delete().where(sessions.c.id == session_id))
+
+    async def events(
+        self, workspace_id: str, session_id: str, page: PageRequest, *, types: list[str], created: dict[str, int]
+    ) -> Page:
+        """A page of the session's persisted events, in log order."""
+        query = sa.select(events).where(events.c.session_id == session_id)
+        if types:
+            query = query.where(events.c.type.in_(types))
+        query = created_filter(query, events.c.processed_at, created)
+        async with self.db.read() as conn:
+            await self.row(conn, workspace_id, session_id)
+            return await fetch_page(conn, query, events.c.seq, page, _render_event, lambda r: r.seq)
+
+
+def _refuse_running(row: Any, verb: str) -> None:
+    if row.status in ("running", "rescheduling"):
+        raise InvalidRequest(
+            f"session {row.id} is {row.status} and cannot be {verb}; send user.interrupt and wait for "
+            "session.status_idle first"
+        )

@@ -1,0 +1,104 @@
+"""SQLAlchemy Core tables (layer 1). Portable to SQLite and PostgreSQL: no dialect-only SQL.
+
+Timestamps are integer microseconds since the epoch (sortable, exact, identical on
+both databases). Resource bodies that the API echoes are JSON documents.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+Micros = sa.BigInteger
+
+workspaces = sa.Table(
+    "workspaces",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(256), nullable=False, unique=True),
+    sa.Column("created_at", Micros, nullable=False),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("workspace_id", sa.String(64), sa.ForeignKey("workspaces.id"), nullable=False),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("hint", sa.String(16), nullable=False),
+    sa.Column("created_at", Micros, nullable=False),
+    sa.Column("revoked_at", Micros, nullable=True),
+)
+
+agents = sa.Table(
+    "agents",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("workspace_id", sa.String(64), sa.ForeignKey("workspaces.id"), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("created_at", Micros, nullable=False),
+    sa.Column("updated_at", Micros, nullable=False),
+    sa.Column("archived_at", Micros, nullable=True),
+    sa.Index("ix_agents_workspace_id", "workspace_id", "id"),
+)
+
+agent_versions = sa.Table(
+    "agent_versions",
+    metadata,
+    sa.Column("agent_id", sa.String(64), sa.ForeignKey("agents.id"), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("config", sa.JSON, nullable=False),
+    sa.Column("created_at", Micros, nullable=False),
+)
+
+environments = sa.Table(
+    "environments",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("workspace_id", sa.String(64), sa.ForeignKey("workspaces.id"), nullable=False),
+    sa.Column("name", sa.String(256), nullable=False),
+    sa.Column("fields", sa.JSON, nullable=False),
+    sa.Column("created_at", Micros, nullable=False),
+    sa.Column("updated_at", Micros, nullable=False),
+    sa.Column("archived_at", Micros, nullable=True),
+    sa.UniqueConstraint("workspace_id", "name", name="uq_environments_workspace_name"),
+    sa.Index("ix_environments_workspace_id", "workspace_id", "id"),
+)
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("workspace_id", sa.String(64), sa.ForeignKey("workspaces.id"), nullable=False),
+    sa.Column("agent_id", sa.String(64), nullable=False),
+    sa.Column("agent_version", sa.Integer, nullable=False),
+    sa.Column("environment_id", sa.String(64), sa.ForeignKey("environments.id"), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("title", sa.Text, nullable=True),
+    sa.Column("metadata", sa.JSON, nullable=False),
+    sa.Column("agent", sa.JSON, nullable=False),
+    sa.Column("resources", sa.JSON, nullable=False),
+    sa.Column("vault_ids", sa.JSON, nullable=False),
+    sa.Column("usage", sa.JSON, nullable=False),
+    sa.Column("active_us", Micros, nullable=False),
+    sa.Column("last_seq", sa.Integer, nullable=False),
+    sa.Column("deployment_id", sa.String(64), nullable=True),
+    sa.Column("created_at", Micros, nullable=False),
+    sa.Column("updated_at", Micros, nullable=False),
+    sa.Column("archived_at", Micros, nullable=True),
+    sa.Index("ix_sessions_workspace_id", "workspace_id", "id"),
+    sa.Index("ix_sessions_environment_id", "environment_id"),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("session_id", sa.String(64), sa.ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True),
+    sa.Column("id", sa.String(64), nullable=False, unique=True),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("processed_at", Micros, nullable=True),
+    sa.Column("created_at", Micros, nullable=False),
+)
