@@ -63,11 +63,31 @@ def _loc(loc: Sequence[int | str]) -> str:
     return "".join(parts) or "body"
 
 
-def validation_message(errors: Sequence[Any]) -> str:
+def _real_path(loc: Sequence[int | str], body: Any) -> list[int | str]:
+    """Drop the union tags pydantic puts into a location: keep only steps that exist in the input."""
+    path: list[int | str] = []
+    node = body
+    steps = list(loc)
+    for index, step in enumerate(steps):
+        if isinstance(node, dict) and isinstance(step, str) and step in node:
+            node = node[step]
+        elif isinstance(node, list) and isinstance(step, int) and step < len(node):
+            node = node[step]
+        elif isinstance(node, dict) and index + 1 < len(steps) and steps[index + 1] in node:
+            continue  # a discriminator tag: the next step is a key of this same object
+        else:
+            node = None
+        path.append(step)
+    return path
+
+
+def validation_message(errors: Sequence[Any], body: Any = None) -> str:
     """One line naming the first offending field, e.g. ``tools[0].type: ...``."""
     first = errors[0]
     loc = list(first.get("loc", ()))
-    if loc and loc[0] in ("body", "query", "path", "header"):
+    if loc and loc[0] == "body":
+        loc = _real_path(loc[1:], body)
+    elif loc and loc[0] in ("query", "path", "header"):
         loc = loc[1:]
     kind = first.get("type", "")
     if kind == "json_invalid":
@@ -93,7 +113,7 @@ def install(app: FastAPI) -> None:
 
     async def on_validation_error(request: Request, exc: Exception) -> JSONBytes:
         assert isinstance(exc, RequestValidationError)
-        return error_response(request, 400, "invalid_request_error", validation_message(exc.errors()))
+        return error_response(request, 400, "invalid_request_error", validation_message(exc.errors(), exc.body))
 
     async def on_http_error(request: Request, exc: Exception) -> JSONBytes:
         assert isinstance(exc, StarletteHTTPException)

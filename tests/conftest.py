@@ -1,0 +1,210 @@
+"""Shared fixtures: a real agenthost server over HTTP on each database, and official SDK clients.
+
+The server runs in uvicorn on an ephemeral loopback port, once per database for the
+whole run: SQLite (a file under the run's temp dir) and PostgreSQL (a fresh database on
+the server at ``AGENTHOST_TEST_PG_URL``, default ``postgresql://127.0.0.1:5432/test``).
+Each test gets its own workspace and key, so tests never see each other's resources.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anthropic
+import httpx2
+import pytest
+import uvicorn
+
+from agenthost.app import create_app
+from agenthost.settings import Settings
+from agenthost.store.sql import Store
+
+T = TypeVar("T")
+PG_URL = os.environ.get("AGENTHOST_TEST_PG_URL", "postgresql://127.0.0.1:5432/test")
+REQUIRE_PG = os.environ.get("AGENTHOST_REQUIRE_PG") == "1"
+
+
+def run_async(coro: Any) -> Any:
+    """Run a coroutine to completion from sync code, even when a loop is already running here."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0, interval: float = 0.02) -> None:
+    """Poll a condition until it holds; fail the test with a clear message when it never does."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+def _pg_database() -> str:
+    """Create a fresh PostgreSQL database for this run and return its URL; skip (or fail) when unreachable."""
+    import asyncpg
+
+    name = f"agenthost_test_{uuid.uuid4().hex[:10]}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(PG_URL, timeout=5)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    try:
+        run_async(create())
+    except (OSError, asyncpg.PostgresError) as exc:
+        if REQUIRE_PG:
+            raise
+        pytest.skip(f"PostgreSQL at {PG_URL} is not reachable ({exc}); set AGENTHOST_TEST_PG_URL to run these")
+    return PG_URL.rsplit("/", 1)[0] + "/" + name
+
+
+def _drop_pg_database(url: str) -> None:
+    import asyncpg
+
+    name = url.rsplit("/", 1)[1]
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(PG_URL, timeout=5)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    run_async(drop())
+
+
+@dataclass
+class LiveServer:
+    """A running agenthost: its URL and a way to mint keys for new workspaces."""
+
+    base_url: str
+    database_url: str
+    backend: str
+
+    def new_key(self, workspace: str | None = None) -> str:
+        """A key for ``workspace`` (a fresh one when None), made the way `agenthost keys create` does."""
+        workspace = workspace or f"ws-{uuid.uuid4().hex[:12]}"
+
+        async def make() -> str:
+            store = Store(Settings(database_url=self.database_url).resolved_database_url())
+            try:
+                key, _ = await store.keys.create(workspace)
+                return key
+            finally:
+                await store.close()
+
+        return run_async(make())
+
+
+def serve_in_thread(settings: Settings) -> tuple[str, uvicorn.Server, threading.Thread]:
+    """Start uvicorn with ``create_app(settings)`` on a free loopback port; return once it accepts."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(create_app(settings), log_level="warning", access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    wait_until(lambda: server.started, timeout=30)
+    return f"http://127.0.0.1:{port}", server, thread
+
+
+@pytest.fixture(scope="session", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    backend: str = request.param
+    data_dir = tmp_path_factory.mktemp(f"agenthost-{backend}")
+    db_url = f"sqlite:///{data_dir / 'agenthost.db'}" if backend == "sqlite" else _pg_database()
+    settings = Settings(
+        data_dir=data_dir, database_url=db_url, api_key="sk-ah-static-test-key", auth_cache_seconds=0
+    )
+    base_url, uv, thread = serve_in_thread(settings)
+    try:
+        yield LiveServer(base_url=base_url, database_url=db_url, backend=backend)
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=30)
+        if backend == "postgres":
+            _drop_pg_database(db_url)
+
+
+def sdk(server: LiveServer, key: str) -> anthropic.Anthropic:
+    """The official client in strict mode, no retries (a retry would hide a wrong status)."""
+    return anthropic.Anthropic(base_url=server.base_url, api_key=key, max_retries=0, _strict_response_validation=True)
+
+
+@pytest.fixture
+def key(server: LiveServer) -> str:
+    return server.new_key()
+
+
+@pytest.fixture
+def client(server: LiveServer, key: str) -> Iterator[anthropic.Anthropic]:
+    with sdk(server, key) as c:
+        yield c
+
+
+@pytest.fixture
+async def aclient(server: LiveServer, key: str) -> Any:
+    async with anthropic.AsyncAnthropic(
+        base_url=server.base_url, api_key=key, max_retries=0, _strict_response_validation=True
+    ) as c:
+        yield c
+
+
+@pytest.fixture
+def raw(server: LiveServer, key: str) -> Iterator[httpx2.Client]:
+    """A plain HTTP client with the key, for what the SDK would never send (bad input, odd headers)."""
+    with httpx2.Client(base_url=server.base_url, headers={"x-api-key": key}, timeout=30) as c:
+        yield c
+
+
+@pytest.fixture
+def other_client(server: LiveServer) -> Iterator[anthropic.Anthropic]:
+    """A client of a second workspace, for isolation tests."""
+    with sdk(server, server.new_key()) as c:
+        yield c
+
+
+def assert_error(response: httpx2.Response, status: int, error_type: str, mentions: str | None = None) -> dict[str, Any]:
+    """Check the Anthropic error envelope (REFERENCE §1.4) and return its ``error`` object."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["type"] == "error"
+    assert body["error"]["type"] == error_type
+    assert body["request_id"] == response.headers["request-id"]
+    if mentions is not None:
+        assert mentions in body["error"]["message"], body["error"]["message"]
+    return body["error"]
+
+
+AGENT: dict[str, Any] = {"model": "claude-opus-4-7", "name": "helper"}
+
+
+@pytest.fixture
+def agent(client: anthropic.Anthropic) -> Any:
+    return client.beta.agents.create(**AGENT)
+
+
+@pytest.fixture
+def environment(client: anthropic.Anthropic) -> Any:
+    return client.beta.environments.create(name=f"env-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+def tmp_data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
