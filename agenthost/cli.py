@@ -9,8 +9,6 @@ from typing import Annotated, TypeVar
 
 import typer
 import uvicorn
-from rich.console import Console
-from rich.table import Table
 
 from agenthost.app import create_app
 from agenthost.errors import NotFound
@@ -82,13 +80,13 @@ def keys_create(
 
 @keys_app.command("list")
 def keys_list() -> None:
-    """List keys: id, workspace, last characters, status."""
+    """List keys, one per line, tab-separated: id, workspace, last characters, created, status."""
     keys = _with_store(lambda store: store.keys.list())
-    table = Table("id", "workspace", "key", "created", "status")
+    typer.echo("id\tworkspace\tkey\tcreated\tstatus")
     for key in keys:
-        created = datetime.fromtimestamp(key.created_at / 1e6, UTC).strftime("%Y-%m-%d %H:%M:%S")
-        table.add_row(key.id, key.workspace, f"...{key.hint}", created, "revoked" if key.revoked_at else "active")
-    Console().print(table)
+        created = datetime.fromtimestamp(key.created_at / 1e6, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        status = "revoked" if key.revoked_at else "active"
+        typer.echo(f"{key.id}\t{key.workspace}\t...{key.hint}\t{created}\t{status}")
 
 
 @keys_app.command("revoke")

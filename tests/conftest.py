@@ -129,9 +129,7 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     backend: str = request.param
     data_dir = tmp_path_factory.mktemp(f"agenthost-{backend}")
     db_url = f"sqlite:///{data_dir / 'agenthost.db'}" if backend == "sqlite" else _pg_database()
-    settings = Settings(
-        data_dir=data_dir, database_url=db_url, api_key="sk-ah-static-test-key", auth_cache_seconds=0
-    )
+    settings = Settings(data_dir=data_dir, database_url=db_url, api_key="sk-ah-static-test-key", auth_cache_seconds=0)
     base_url, uv, thread = serve_in_thread(settings)
     try:
         yield LiveServer(base_url=base_url, database_url=db_url, backend=backend)
@@ -180,7 +178,9 @@ def other_client(server: LiveServer) -> Iterator[anthropic.Anthropic]:
         yield c
 
 
-def assert_error(response: httpx2.Response, status: int, error_type: str, mentions: str | None = None) -> dict[str, Any]:
+def assert_error(
+    response: httpx2.Response, status: int, error_type: str, mentions: str | None = None
+) -> dict[str, Any]:
     """Check the Anthropic error envelope (REFERENCE §1.4) and return its ``error`` object."""
     assert response.status_code == status, response.text
     body = response.json()

@@ -27,21 +27,33 @@ FULL_TOOLS: list[Any] = [
                 "enabled": True,
                 "allowed_domains": ["docs.example.com"],
                 "max_content_tokens": 5000,
-                "url_sources": {"user_input": "all", "client_tool_results": {"type": "only", "tools": [
-                    {"type": "tool_reference", "name": "lookup"}]}},
+                "url_sources": {
+                    "user_input": "all",
+                    "client_tool_results": {"type": "only", "tools": [{"type": "tool_reference", "name": "lookup"}]},
+                },
             },
-            {"name": "web_search", "blocked_domains": ["ads.example.com"], "user_location": {
-                "type": "approximate", "city": "Berlin", "country": "DE"}},
+            {
+                "name": "web_search",
+                "blocked_domains": ["ads.example.com"],
+                "user_location": {"type": "approximate", "city": "Berlin", "country": "DE"},
+            },
         ],
     },
-    {"type": "mcp_toolset", "mcp_server_name": "docs", "configs": [{"name": "search", "permission_policy": {
-        "type": "always_allow"}}]},
+    {
+        "type": "mcp_toolset",
+        "mcp_server_name": "docs",
+        "configs": [{"name": "search", "permission_policy": {"type": "always_allow"}}],
+    },
     {
         "type": "custom",
         "name": "lookup",
         "description": "Look a word up",
-        "input_schema": {"type": "object", "properties": {"word": {"type": "string"}}, "required": ["word"],
-                         "additionalProperties": False},
+        "input_schema": {
+            "type": "object",
+            "properties": {"word": {"type": "string"}},
+            "required": ["word"],
+            "additionalProperties": False,
+        },
     },
 ]
 
@@ -78,15 +90,32 @@ def test_full_tool_union_is_stored_and_echoed(client: anthropic.Anthropic, raw: 
         execution_identity={"type": "aws_role", "role_arn": "arn:aws:iam::123456789012:role/runner"},
     )
     body = raw.get(f"/v1/agents/{created.id}").json()
-    assert body["model"] == {"id": "claude-sonnet-4-6", "effort": {"type": "low"}, "speed": "fast", "inference_geo": "us"}
+    assert body["model"] == {
+        "id": "claude-sonnet-4-6",
+        "effort": {"type": "low"},
+        "speed": "fast",
+        "inference_geo": "us",
+    }
     toolset, mcp, custom = body["tools"]
     assert toolset["default_config"] == {"enabled": False, "permission_policy": {"type": "always_allow"}}
     by_name = {c["name"]: c for c in toolset["configs"]}
-    assert [c["name"] for c in toolset["configs"]] == ["bash", "read", "write", "edit", "glob", "grep", "web_fetch",
-                                                       "web_search"]
+    assert [c["name"] for c in toolset["configs"]] == [
+        "bash",
+        "read",
+        "write",
+        "edit",
+        "glob",
+        "grep",
+        "web_fetch",
+        "web_search",
+    ]
     assert all(c["type"] == c["name"] for c in toolset["configs"])
-    assert by_name["bash"] == {"name": "bash", "type": "bash", "enabled": True,
-                               "permission_policy": {"type": "always_ask"}}
+    assert by_name["bash"] == {
+        "name": "bash",
+        "type": "bash",
+        "enabled": True,
+        "permission_policy": {"type": "always_ask"},
+    }
     assert by_name["edit"]["enabled"] is False  # inherits default_config.enabled
     assert by_name["glob"]["permission_policy"] == {"type": "auto"}
     assert by_name["web_fetch"]["url_sources"] == {
@@ -200,9 +229,12 @@ def test_retrieve_unknown_version_is_404(client: anthropic.Anthropic, agent: Any
 
 
 async def test_async_client_round_trip(aclient: anthropic.AsyncAnthropic) -> None:
-    agent = await aclient.beta.agents.create(model="claude-opus-4-7", name="async", tools=FULL_TOOLS,
-                                             mcp_servers=[{"type": "url", "name": "docs",
-                                                           "url": "https://mcp.example.com/mcp"}])
+    agent = await aclient.beta.agents.create(
+        model="claude-opus-4-7",
+        name="async",
+        tools=FULL_TOOLS,
+        mcp_servers=[{"type": "url", "name": "docs", "url": "https://mcp.example.com/mcp"}],
+    )
     updated = await aclient.beta.agents.update(agent.id, version=1, name="async2")
     assert updated.version == 2
     listed = [a.id async for a in aclient.beta.agents.list()]
@@ -218,24 +250,79 @@ INVALID_AGENTS: list[tuple[dict[str, Any], str]] = [
     ({**AGENT, "colour": "blue"}, "colour: unknown field"),
     ({**AGENT, "tools": [{"type": "toolbox"}]}, "tools[0]"),
     ({**AGENT, "tools": [{"type": "agent_toolset_20260401", "configs": [{"name": "telnet"}]}]}, "tools[0].configs[0]"),
-    ({**AGENT, "tools": [{"type": "agent_toolset_20260401", "configs": [{"name": "bash"}, {"name": "bash"}]}]},
-     "tools[0].configs[1].name"),
-    ({**AGENT, "tools": [{"type": "agent_toolset_20260401", "configs": [
-        {"name": "web_fetch", "allowed_domains": ["a.com"], "blocked_domains": ["b.com"]}]}]}, "cannot be combined"),
-    ({**AGENT, "tools": [{"type": "agent_toolset_20260401", "configs": [
-        {"name": "web_fetch", "allowed_domains": []}]}]}, "allowed_domains"),
-    ({**AGENT, "tools": [{"type": "agent_toolset_20260401", "configs": [
-        {"name": "bash", "permission_policy": {"type": "sometimes"}}]}]}, "permission_policy"),
+    (
+        {**AGENT, "tools": [{"type": "agent_toolset_20260401", "configs": [{"name": "bash"}, {"name": "bash"}]}]},
+        "tools[0].configs[1].name",
+    ),
+    (
+        {
+            **AGENT,
+            "tools": [
+                {
+                    "type": "agent_toolset_20260401",
+                    "configs": [{"name": "web_fetch", "allowed_domains": ["a.com"], "blocked_domains": ["b.com"]}],
+                }
+            ],
+        },
+        "cannot be combined",
+    ),
+    (
+        {
+            **AGENT,
+            "tools": [{"type": "agent_toolset_20260401", "configs": [{"name": "web_fetch", "allowed_domains": []}]}],
+        },
+        "allowed_domains",
+    ),
+    (
+        {
+            **AGENT,
+            "tools": [
+                {
+                    "type": "agent_toolset_20260401",
+                    "configs": [{"name": "bash", "permission_policy": {"type": "sometimes"}}],
+                }
+            ],
+        },
+        "permission_policy",
+    ),
     ({**AGENT, "tools": [{"type": "mcp_toolset", "mcp_server_name": "nope"}]}, "tools[0].mcp_server_name"),
     ({**AGENT, "mcp_servers": [{"type": "url", "name": "docs", "url": "https://x.example.com"}]}, "mcp_servers[0]"),
-    ({**AGENT, "mcp_servers": [{"type": "url", "name": "d", "url": "https://x.example.com"}] * 2,
-      "tools": [{"type": "mcp_toolset", "mcp_server_name": "d"}]}, "mcp_servers[1].name"),
-    ({**AGENT, "tools": [{"type": "custom", "name": "bash", "description": "d", "input_schema": {"type": "object"}}]},
-     "tools[0].name"),
-    ({**AGENT, "tools": [{"type": "custom", "name": "has space", "description": "d",
-                          "input_schema": {"type": "object"}}]}, "tools[0]"),
-    ({**AGENT, "tools": [{"type": "custom", "name": "t", "description": "d",
-                          "input_schema": {"type": "object", "properties": {"a": {"$ref": "#/x"}}}}]}, "$ref"),
+    (
+        {
+            **AGENT,
+            "mcp_servers": [{"type": "url", "name": "d", "url": "https://x.example.com"}] * 2,
+            "tools": [{"type": "mcp_toolset", "mcp_server_name": "d"}],
+        },
+        "mcp_servers[1].name",
+    ),
+    (
+        {
+            **AGENT,
+            "tools": [{"type": "custom", "name": "bash", "description": "d", "input_schema": {"type": "object"}}],
+        },
+        "tools[0].name",
+    ),
+    (
+        {
+            **AGENT,
+            "tools": [{"type": "custom", "name": "has space", "description": "d", "input_schema": {"type": "object"}}],
+        },
+        "tools[0]",
+    ),
+    (
+        {
+            **AGENT,
+            "tools": [
+                {
+                    "type": "custom",
+                    "name": "t",
+                    "description": "d",
+                    "input_schema": {"type": "object", "properties": {"a": {"$ref": "#/x"}}},
+                }
+            ],
+        },
+        "$ref",
+    ),
     ({**AGENT, "skills": [{"type": "anthropic", "skill_id": "pdf"}]}, "read tool"),
     ({**AGENT, "skills": [{"type": "custom", "skill_id": "skill_1"}]}, "not supported"),
     ({**AGENT, "multiagent": {"type": "multiagent_20261001"}}, "multiagent"),

@@ -29,8 +29,11 @@ def test_limited_networking_and_packages(client: anthropic.Anthropic) -> None:
         description="locked down",
         config={
             "type": "cloud",
-            "networking": {"type": "limited", "allowed_hosts": ["api.example.com", "*.pypi.org"],
-                           "allow_package_managers": True},
+            "networking": {
+                "type": "limited",
+                "allowed_hosts": ["api.example.com", "*.pypi.org"],
+                "allow_package_managers": True,
+            },
             "packages": {"pip": ["requests==2.32.0"], "npm": ["left-pad"]},
         },
         metadata={"tier": "gold"},
@@ -57,8 +60,11 @@ def test_update_merges_config_and_patches_metadata(client: anthropic.Anthropic) 
     env = client.beta.environments.create(
         name="e",
         description="d",
-        config={"type": "cloud", "networking": {"type": "limited", "allowed_hosts": ["a.example.com"],
-                                                "allow_package_managers": True}, "packages": {"pip": ["x"]}},
+        config={
+            "type": "cloud",
+            "networking": {"type": "limited", "allowed_hosts": ["a.example.com"], "allow_package_managers": True},
+            "packages": {"pip": ["x"]},
+        },
         metadata={"a": "1", "b": "2", "c": "3"},
     )
     updated = client.beta.environments.update(
@@ -141,9 +147,13 @@ def test_list_pagination(client: anthropic.Anthropic) -> None:
         ({}, "name"),
         ({"name": "x", "config": {"type": "kubernetes"}}, "config"),
         ({"name": "x", "config": {"type": "cloud", "networking": {"type": "open"}}}, "config.networking"),
-        ({"name": "x", "config": {"type": "cloud", "networking": {"type": "limited",
-                                                                   "allowed_hosts": ["https://a.com/x"]}}},
-         "allowed_hosts[0]"),
+        (
+            {
+                "name": "x",
+                "config": {"type": "cloud", "networking": {"type": "limited", "allowed_hosts": ["https://a.com/x"]}},
+            },
+            "allowed_hosts[0]",
+        ),
         ({"name": "x", "config": {"type": "cloud", "packages": {"brew": ["x"]}}}, "brew"),
         ({"name": "x", "scope": "account"}, "scope"),
         ({"name": "x", "metadata": {"k" * 65: "v"}}, "metadata"),

@@ -15,8 +15,7 @@ TOOLSET = {"type": "agent_toolset_20260401"}
 
 def test_create_pins_the_latest_agent_version(client: anthropic.Anthropic, agent: Any, environment: Any) -> None:
     client.beta.agents.update(agent.id, system="v2 prompt")
-    session = client.beta.sessions.create(agent=agent.id, environment_id=environment.id, title="t",
-                                          metadata={"k": "v"})
+    session = client.beta.sessions.create(agent=agent.id, environment_id=environment.id, title="t", metadata={"k": "v"})
     assert session.type == "session" and session.id.startswith("sesn_")
     assert session.status == "idle"
     assert session.agent.id == agent.id and session.agent.version == 2 and session.agent.system == "v2 prompt"
@@ -33,12 +32,14 @@ def test_create_pins_the_latest_agent_version(client: anthropic.Anthropic, agent
 
 def test_create_with_a_pinned_version(client: anthropic.Anthropic, agent: Any, environment: Any) -> None:
     client.beta.agents.update(agent.id, name="newer")
-    session = client.beta.sessions.create(agent={"type": "agent", "id": agent.id, "version": 1},
-                                          environment_id=environment.id)
+    session = client.beta.sessions.create(
+        agent={"type": "agent", "id": agent.id, "version": 1}, environment_id=environment.id
+    )
     assert session.agent.version == 1 and session.agent.name == agent.name
     with pytest.raises(anthropic.NotFoundError, match="version 9"):
-        client.beta.sessions.create(agent={"type": "agent", "id": agent.id, "version": 9},
-                                    environment_id=environment.id)
+        client.beta.sessions.create(
+            agent={"type": "agent", "id": agent.id, "version": 9}, environment_id=environment.id
+        )
 
 
 def test_agent_with_overrides_replaces_wholesale(client: anthropic.Anthropic, environment: Any) -> None:
@@ -50,8 +51,13 @@ def test_agent_with_overrides_replaces_wholesale(client: anthropic.Anthropic, en
         skills=[{"type": "anthropic", "skill_id": "pdf"}],
     )
     session = client.beta.sessions.create(
-        agent={"type": "agent_with_overrides", "id": agent.id, "model": "claude-haiku-4-5", "system": None,
-               "tools": [TOOLSET]},
+        agent={
+            "type": "agent_with_overrides",
+            "id": agent.id,
+            "model": "claude-haiku-4-5",
+            "system": None,
+            "tools": [TOOLSET],
+        },
         environment_id=environment.id,
     )
     snap = session.agent
@@ -62,8 +68,9 @@ def test_agent_with_overrides_replaces_wholesale(client: anthropic.Anthropic, en
     assert [s.skill_id for s in snap.skills] == ["pdf"]  # omitted: inherited
     assert client.beta.agents.retrieve(agent.id).system == "base prompt"  # the agent is untouched
     with pytest.raises(anthropic.BadRequestError, match="read tool"):
-        client.beta.sessions.create(agent={"type": "agent_with_overrides", "id": agent.id, "tools": []},
-                                    environment_id=environment.id)
+        client.beta.sessions.create(
+            agent={"type": "agent_with_overrides", "id": agent.id, "tools": []}, environment_id=environment.id
+        )
 
 
 def test_model_override_cannot_be_null(raw: httpx2.Client, agent: Any, environment: Any) -> None:
@@ -80,12 +87,18 @@ def test_initial_events_are_the_first_events_in_order(
         environment_id=environment.id,
         initial_events=[
             {"type": "user.message", "content": [{"type": "text", "text": "first"}]},
-            {"type": "user.message", "content": [
-                {"type": "text", "text": "second"},
-                {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.png"}},
-                {"type": "document", "source": {"type": "text", "data": "notes", "media_type": "text/plain"},
-                 "title": "Notes"},
-            ]},
+            {
+                "type": "user.message",
+                "content": [
+                    {"type": "text", "text": "second"},
+                    {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.png"}},
+                    {
+                        "type": "document",
+                        "source": {"type": "text", "data": "notes", "media_type": "text/plain"},
+                        "title": "Notes",
+                    },
+                ],
+            },
         ],
     )
     events = list(client.beta.sessions.events.list(session.id))
@@ -103,14 +116,24 @@ def test_initial_events_are_the_first_events_in_order(
         ({"resources": [{"type": "file", "file_id": "file_1"}]}, "resources[0]"),
         ({"vault_ids": ["vlt_1"]}, "vault_ids"),
         ({"budget": {"type": "limit", "max_list_cost": {"amount": "100", "currency": "USD"}}}, "budget"),
-        ({"initial_events": [{"type": "user.define_outcome", "description": "d",
-                              "rubric": {"type": "text", "content": "r"}}]}, "initial_events[0]"),
+        (
+            {
+                "initial_events": [
+                    {"type": "user.define_outcome", "description": "d", "rubric": {"type": "text", "content": "r"}}
+                ]
+            },
+            "initial_events[0]",
+        ),
         ({"initial_events": [{"type": "user.interrupt"}]}, "initial_events[0]"),
-        ({"initial_events": [{"type": "user.message", "content": [{"type": "redacted"}]}]},
-         "initial_events[0].content[0]"),
+        (
+            {"initial_events": [{"type": "user.message", "content": [{"type": "redacted"}]}]},
+            "initial_events[0].content[0]",
+        ),
         ({"initial_events": [{"type": "user.message", "content": []}]}, "initial_events[0].content"),
-        ({"initial_events": [{"type": "user.message", "content": [{"type": "text", "text": "x"}]}] * 51},
-         "initial_events"),
+        (
+            {"initial_events": [{"type": "user.message", "content": [{"type": "text", "text": "x"}]}] * 51},
+            "initial_events",
+        ),
         ({"metadata": {f"k{i}": "v" for i in range(17)}}, "metadata"),
         ({"title": 5}, "title"),
     ],
@@ -161,8 +184,9 @@ def test_update_refuses_vault_ids_and_budget(client: anthropic.Anthropic, agent:
     with pytest.raises(anthropic.BadRequestError, match="vault_ids"):
         client.beta.sessions.update(session.id, vault_ids=["vlt_1"])
     with pytest.raises(anthropic.BadRequestError) as caught:
-        client.beta.sessions.update(session.id, budget={"type": "limit", "max_list_cost": {"amount": "1",
-                                                                                           "currency": "USD"}})
+        client.beta.sessions.update(
+            session.id, budget={"type": "limit", "max_list_cost": {"amount": "1", "currency": "USD"}}
+        )
     assert caught.value.error_code == "budget_create_only"
 
 
@@ -182,7 +206,8 @@ def test_delete_removes_the_session_and_its_events_only(
     client: anthropic.Anthropic, agent: Any, environment: Any
 ) -> None:
     session = client.beta.sessions.create(
-        agent=agent.id, environment_id=environment.id,
+        agent=agent.id,
+        environment_id=environment.id,
         initial_events=[{"type": "user.message", "content": [{"type": "text", "text": "hi"}]}],
     )
     deleted = client.beta.sessions.delete(session.id)
@@ -251,8 +276,9 @@ async def test_async_session_lifecycle(aclient: anthropic.AsyncAnthropic) -> Non
     assert deleted.type == "session_deleted"
 
 
-def test_event_list_filters_and_limits(client: anthropic.Anthropic, agent: Any, environment: Any, raw: httpx2.Client
-                                       ) -> None:
+def test_event_list_filters_and_limits(
+    client: anthropic.Anthropic, agent: Any, environment: Any, raw: httpx2.Client
+) -> None:
     text = [{"type": "user.message", "content": [{"type": "text", "text": str(i)}]} for i in range(3)]
     session = client.beta.sessions.create(agent=agent.id, environment_id=environment.id, initial_events=text)
     client.beta.sessions.update(session.id, title="x")
@@ -264,7 +290,12 @@ def test_event_list_filters_and_limits(client: anthropic.Anthropic, agent: Any, 
     assert [e.id for e in desc] == [e.id for e in all_events][::-1]
     only = list(client.beta.sessions.events.list(session.id, types=["session.updated"]))
     assert [e.type for e in only] == ["session.updated"]
-    assert_error(raw.get(f"/v1/sessions/{session.id}/events", params={"types[]": "bogus"}), 400,
-                 "invalid_request_error", "types[0]")
-    assert_error(raw.get(f"/v1/sessions/{session.id}/events", params={"limit": 1001}), 400,
-                 "invalid_request_error", "limit")
+    assert_error(
+        raw.get(f"/v1/sessions/{session.id}/events", params={"types[]": "bogus"}),
+        400,
+        "invalid_request_error",
+        "types[0]",
+    )
+    assert_error(
+        raw.get(f"/v1/sessions/{session.id}/events", params={"limit": 1001}), 400, "invalid_request_error", "limit"
+    )
