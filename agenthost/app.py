@@ -5,7 +5,6 @@ Nothing is built at import time; a test builds its own app from its own Settings
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -18,8 +17,6 @@ from agenthost.api.middleware import RequestContext
 from agenthost.settings import Settings
 from agenthost.store.keys import DEFAULT_WORKSPACE
 from agenthost.store.sql import Store
-
-log = logging.getLogger("agenthost")
 
 
 def _announce_key(key: str) -> None:

@@ -103,5 +103,5 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id, as `ke
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply database migrations (the server also does this at start)."""
-    _with_store(lambda store: asyncio.sleep(0))
+    _with_store(lambda store: store.db.ping())  # opening the store migrates it
     typer.echo("database is at the newest schema")

@@ -36,14 +36,12 @@ def decode_cursor(cursor: str) -> tuple[str, str, Any]:
     return order, direction, key
 
 
-def page_request(
-    page: str | None, limit: int, order: Literal["asc", "desc"], *, order_given: bool = True
-) -> PageRequest:
+def page_request(page: str | None, limit: int, order: Literal["asc", "desc"]) -> PageRequest:
     """Turn ``page``/``limit``/``order`` into a store page request."""
     if page is None:
         return PageRequest(limit=limit, order=order)
     cursor_order, direction, key = decode_cursor(page)
-    if order_given and cursor_order != order:
+    if cursor_order != order:
         raise InvalidRequest(f"page: this cursor was issued for order={cursor_order}, not order={order}")
     if direction == "n":
         return PageRequest(limit=limit, order=cursor_order, after=key)  # type: ignore[arg-type]
