@@ -36,6 +36,9 @@ class Database:
         self.is_sqlite = url.startswith("sqlite")
         options: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
         if self.is_sqlite:
+            # Write transactions always end in an explicit COMMIT or ROLLBACK and reads hold none,
+            # so the pool's rollback-on-return round trip is not needed.
+            options["pool_reset_on_return"] = None
             path = url.split("///", 1)[1]
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -62,12 +65,14 @@ class Database:
 
         @event.listens_for(sync_engine, "begin")
         def _on_begin(conn: sa.Connection) -> None:
-            immediate = conn.get_execution_options().get("agenthost_write", False)
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            # Reads run in autocommit (each statement is its own snapshot), which saves two
+            # round trips to aiosqlite's thread per request; writes take the write lock up front.
+            if conn.get_execution_options().get("agenthost_write", False):
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        """A connection for reads; consistent within the block."""
+        """A connection for reads. On SQLite each statement is its own snapshot (autocommit)."""
         async with self.engine.connect() as conn:
             yield conn
 
@@ -85,7 +90,8 @@ class Database:
 
     async def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision."""
-        async with self.engine.connect() as conn:
+        async with self._write_lock, self.engine.connect() as conn:
+            await conn.execution_options(agenthost_write=True)  # one IMMEDIATE transaction on SQLite
             await conn.run_sync(_upgrade)
             await conn.commit()
 
