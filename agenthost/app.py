@@ -9,11 +9,14 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from sqlalchemy.exc import DBAPIError
+from starlette.responses import Response
 
 from agenthost.api import agents, environments, errors, events, health, sessions
 from agenthost.api.auth import Authenticator
 from agenthost.api.middleware import RequestContext
+from agenthost.errors import Unavailable
 from agenthost.settings import Settings
 from agenthost.store.keys import DEFAULT_WORKSPACE
 from agenthost.store.sql import Store
@@ -39,6 +42,13 @@ async def bootstrap(store: Store, settings: Settings, announce: Callable[[str], 
     return default_workspace
 
 
+async def _database_error(request: Request, exc: Exception) -> Response:
+    """A dropped database connection is a 503 the client may retry; any other database error is a bug (500)."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return await errors.handle(request, Unavailable("database connection lost; retry the request"))
+    return await errors.handle(request, exc)
+
+
 def create_app(settings: Settings | None = None, *, store: Store | None = None) -> FastAPI:
     """Build the ASGI app. The store is opened (and migrated) in the app's lifespan."""
     settings = settings or Settings()
@@ -46,7 +56,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        default_workspace = await bootstrap(store, settings)
+        default_workspace = (await bootstrap(store, settings), DEFAULT_WORKSPACE)
         static_key = settings.api_key.get_secret_value() if settings.api_key else None
         app.state.authenticator = Authenticator(
             store.keys.authenticate, settings.auth_cache_seconds, static_key, default_workspace
@@ -60,6 +70,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.state.settings = settings
     app.state.store = store
     errors.install(app)
+    app.add_exception_handler(DBAPIError, _database_error)
     for module in (health, agents, environments, sessions, events):
         app.include_router(module.router)
     app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)

@@ -9,7 +9,8 @@
     ├── PermissionDenied                403 permission_error
     ├── NotFound                        404 not_found_error
     ├── Conflict                        409 invalid_request_error, x-should-retry: false
-    └── PayloadTooLarge                 413 request_too_large
+    ├── PayloadTooLarge                 413 request_too_large
+    └── Unavailable                     503 api_error, x-should-retry: true (the database went away)
 
 Each class knows its status, wire ``type`` and whether a client should retry;
 an instance may carry an ``error_code`` that the SDK maps to a finer exception.
@@ -81,3 +82,11 @@ class PayloadTooLarge(AgentHostError):
     status = 413
     wire_type = "request_too_large"
     should_retry = False
+
+
+class Unavailable(AgentHostError):
+    """A dependency (the database) is unreachable for now; the same request may succeed later."""
+
+    status = 503
+    wire_type = "api_error"
+    should_retry = True

@@ -10,6 +10,7 @@ from agenthost.api.deps import Workspace, store
 from agenthost.api.pagination import created_bounds, limit_param, page_body, page_request
 from agenthost.api.responses import JSONBytes, json_response
 from agenthost.schemas.agents import AgentCreate, AgentUpdate, config_from_create, config_from_update
+from agenthost.schemas.common import MAX_INT32
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"])
 
@@ -29,14 +30,17 @@ async def list_agents(
     page: str | None = None,
 ) -> JSONBytes:
     result = await store(request).agents.list(
-        workspace_id, page_request(page, limit, "desc"), include_archived=include_archived, created=created
+        workspace_id, page_request("agents", page, limit, "desc"), include_archived=include_archived, created=created
     )
-    return json_response(page_body(result, "desc"))
+    return json_response(page_body("agents", result, "desc"))
 
 
 @router.get("/{agent_id}")
 async def retrieve_agent(
-    request: Request, agent_id: str, workspace_id: Workspace, version: Annotated[int | None, Query(ge=1)] = None
+    request: Request,
+    agent_id: str,
+    workspace_id: Workspace,
+    version: Annotated[int | None, Query(ge=1, le=MAX_INT32)] = None,
 ) -> JSONBytes:
     return json_response(await store(request).agents.get(workspace_id, agent_id, version))
 
@@ -58,5 +62,7 @@ async def archive_agent(request: Request, agent_id: str, workspace_id: Workspace
 async def list_agent_versions(
     request: Request, agent_id: str, workspace_id: Workspace, limit: int = limit_param(), page: str | None = None
 ) -> JSONBytes:
-    result = await store(request).agents.versions(workspace_id, agent_id, page_request(page, limit, "desc"))
-    return json_response(page_body(result, "desc"))
+    result = await store(request).agents.versions(
+        workspace_id, agent_id, page_request("agent_versions", page, limit, "desc", int)
+    )
+    return json_response(page_body("agent_versions", result, "desc"))

@@ -31,9 +31,9 @@ async def list_environments(
     page: str | None = None,
 ) -> JSONBytes:
     result = await store(request).environments.list(
-        workspace_id, page_request(page, limit, "desc"), include_archived=include_archived
+        workspace_id, page_request("environments", page, limit, "desc"), include_archived=include_archived
     )
-    return json_response(page_body(result, "desc"))
+    return json_response(page_body("environments", result, "desc"))
 
 
 @router.get("/{environment_id}")

@@ -63,32 +63,49 @@ def _loc(loc: Sequence[int | str]) -> str:
     return "".join(parts) or "body"
 
 
-def _real_path(loc: Sequence[int | str], body: Any) -> list[int | str]:
-    """Drop the union tags pydantic puts into a location: keep only steps that exist in the input."""
+def _real_path(loc: Sequence[int | str], body: Any, kind: str) -> list[int | str]:
+    """Keep only the steps of a location that name input fields, dropping pydantic's union labels.
+
+    Labels are tags of discriminated unions (``agent_toolset_20260401``) and member names of
+    plain unions (``constrained-str``); a key absent from the input is kept only when it is the
+    field reported missing.
+    """
     path: list[int | str] = []
     node = body
     steps = list(loc)
     for index, step in enumerate(steps):
+        last = index == len(steps) - 1
         if isinstance(node, dict) and isinstance(step, str) and step in node:
             node = node[step]
         elif isinstance(node, list) and isinstance(step, int) and step < len(node):
             node = node[step]
-        elif isinstance(node, dict) and index + 1 < len(steps) and steps[index + 1] in node:
-            continue  # a discriminator tag: the next step is a key of this same object
+        elif isinstance(node, dict) and isinstance(step, str) and last and kind == "missing":
+            node = None
+        elif isinstance(step, str):
+            continue  # a union label, not a field
         else:
             node = None
         path.append(step)
     return path
 
 
-def validation_message(errors: Sequence[Any], body: Any = None) -> str:
-    """One line naming the first offending field, e.g. ``tools[0].type: ...``."""
-    first = errors[0]
-    loc = list(first.get("loc", ()))
+def _located(error: Any, body: Any) -> list[int | str]:
+    loc = list(error.get("loc", ()))
     if loc and loc[0] == "body":
-        loc = _real_path(loc[1:], body)
-    elif loc and loc[0] in ("query", "path", "header"):
-        loc = loc[1:]
+        return _real_path(loc[1:], body, error.get("type", ""))
+    if loc and loc[0] in ("query", "path", "header"):
+        return loc[1:]
+    return loc
+
+
+def validation_message(errors: Sequence[Any], body: Any = None) -> str:
+    """One line naming the offending field, e.g. ``tools[0].type: ...``.
+
+    Unions report one error per member; the one reaching deepest into the input is the
+    member the client meant, so that one is reported.
+    """
+    located = [(_located(error, body), error) for error in errors]
+    loc, first = max(located, key=lambda pair: len(pair[0]))
     kind = first.get("type", "")
     if kind == "json_invalid":
         return f"body: malformed JSON ({first.get('ctx', {}).get('error', 'invalid')})"
@@ -99,36 +116,32 @@ def validation_message(errors: Sequence[Any], body: Any = None) -> str:
     return f"{_loc(loc)}: {first.get('msg', 'invalid value')}"
 
 
-def install(app: FastAPI) -> None:
-    """Register the handlers that turn every exception into the envelope."""
-
-    async def on_agenthost_error(request: Request, exc: Exception) -> JSONBytes:
-        assert isinstance(exc, AgentHostError)
+async def handle(request: Request, exc: Exception) -> JSONBytes:
+    """Turn any exception into the envelope: ours carry their status; anything else is a logged 500."""
+    if isinstance(exc, AgentHostError):
         details = dict(exc.details or {})
         if exc.error_code:
             details["error_code"] = exc.error_code
         return error_response(
             request, exc.status, exc.wire_type, exc.message, details=details or None, should_retry=exc.should_retry
         )
-
-    async def on_validation_error(request: Request, exc: Exception) -> JSONBytes:
-        assert isinstance(exc, RequestValidationError)
+    if isinstance(exc, RequestValidationError):
         return error_response(request, 400, "invalid_request_error", validation_message(exc.errors(), exc.body))
-
-    async def on_http_error(request: Request, exc: Exception) -> JSONBytes:
-        assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc, StarletteHTTPException):
         if exc.status_code == 404:
             return error_response(request, 404, "not_found_error", f"no route for {request.method} {request.url.path}")
         if exc.status_code == 405:
             return error_response(request, 405, "invalid_request_error", f"method {request.method} not allowed here")
+        if exc.status_code == 413:
+            return error_response(request, 413, "request_too_large", str(exc.detail))
         wire = "invalid_request_error" if exc.status_code < 500 else "api_error"
         return error_response(request, exc.status_code, wire, str(exc.detail))
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    # A bug that a retry cannot heal: do not make the SDK send the request three times.
+    return error_response(request, 500, "api_error", "internal server error", should_retry=False)
 
-    async def on_unexpected(request: Request, exc: Exception) -> JSONBytes:
-        log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-        return error_response(request, 500, "api_error", "internal server error", should_retry=True)
 
-    app.add_exception_handler(AgentHostError, on_agenthost_error)
-    app.add_exception_handler(RequestValidationError, on_validation_error)
-    app.add_exception_handler(StarletteHTTPException, on_http_error)
-    app.add_exception_handler(Exception, on_unexpected)
+def install(app: FastAPI) -> None:
+    """Register ``handle`` for every exception (Starlette picks the most specific registration)."""
+    for kind in (AgentHostError, RequestValidationError, StarletteHTTPException, Exception):
+        app.add_exception_handler(kind, handle)

@@ -1,17 +1,25 @@
-"""Pure ASGI middleware (layer 4): request ids on every response and the body size limit."""
+"""Pure ASGI middleware (layer 4): request ids, authentication, input hygiene and the body size limit.
+
+Everything here answers before the route reads the body: a request without a valid key
+gets 401, a path or query with a NUL byte gets 400, and a declared body over the limit
+gets 413, without a byte of the body being parsed.
+"""
 
 from __future__ import annotations
 
 import orjson
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from agenthost.api.auth import WORKSPACE, Authenticator
 from agenthost.api.errors import REQUEST_ID
-from agenthost.errors import PayloadTooLarge
+from agenthost.errors import AgentHostError, InvalidRequest, PayloadTooLarge
 from agenthost.ids import new_id
 
 
 class RequestContext:
-    """Give each request an id (``request-id`` header) and refuse bodies over ``max_body_bytes``."""
+    """Give each request an id (``request-id`` header), authenticate ``/v1`` calls, refuse oversized bodies."""
 
     def __init__(self, app: ASGIApp, max_body_bytes: int):
         self.app = app
@@ -21,7 +29,7 @@ class RequestContext:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = scope.setdefault(REQUEST_ID, new_id("req"))
+        rid: str = scope.setdefault(REQUEST_ID, new_id("req"))
         header = rid.encode()
         limit = self.max_body_bytes
         received = 0
@@ -40,31 +48,39 @@ class RequestContext:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise PayloadTooLarge(f"body: request body is over the limit of {limit} bytes")
+                    # An HTTPException passes through FastAPI's body parsing unchanged (see api/errors.py).
+                    raise HTTPException(413, f"body: request body is over the limit of {limit} bytes")
             return message
 
-        for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > limit:
-                await _too_large(send, rid, limit)
-                return
+        try:
+            await self._check(scope, limit)
+        except AgentHostError as exc:
+            await _refuse(send, rid, exc)
+            return
         await self.app(scope, receive_limited, send_with_id)
 
+    async def _check(self, scope: Scope, limit: int) -> None:
+        headers = Headers(scope=scope)
+        length = headers.get("content-length", "")
+        if length.isdigit() and int(length) > limit:
+            raise PayloadTooLarge(f"body: request body is over the limit of {limit} bytes")
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        if b"%00" in raw_path or b"%00" in scope.get("query_string", b"") or "\x00" in scope["path"]:
+            raise InvalidRequest("path or query: NUL characters are not allowed")
+        if scope["path"].startswith("/v1/"):
+            authenticator: Authenticator = scope["app"].state.authenticator
+            scope[WORKSPACE] = await authenticator.authenticate(headers)
 
-async def _too_large(send: Send, rid: str, limit: int) -> None:
-    """Answer 413 before reading a body whose declared length is over the limit."""
-    body = orjson.dumps(
-        {
-            "type": "error",
-            "error": {"type": "request_too_large", "message": f"body: request body is over the limit of {limit} bytes"},
-            "request_id": rid,
-        }
-    )
+
+async def _refuse(send: Send, rid: str, exc: AgentHostError) -> None:
+    """Answer with the error envelope before the app runs."""
+    error: dict[str, object] = {"type": exc.wire_type, "message": exc.message}
+    body = orjson.dumps({"type": "error", "error": error, "request_id": rid})
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
         (b"request-id", rid.encode()),
         (b"x-should-retry", b"false"),
-        (b"connection", b"close"),
     ]
-    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -1,8 +1,9 @@
 """Opaque page cursors and the shared list query parameters (layer 4; REFERENCE §1.3, BEHAVIOUR §2.4).
 
-A cursor is URL-safe base64 of ``{"o": order, "d": "n"|"p", "k": key}``: it remembers
-the order it was minted with (reusing it with another order is a 400) and which way
-it points, so ``GET /v1/sessions`` can page backwards with ``prev_page``.
+A cursor is URL-safe base64 of ``{"l": list, "o": order, "d": "n"|"p", "k": key}``: it
+names the list it belongs to and the order it was minted with (reusing it elsewhere or
+with another order is a 400), and which way it points, so ``GET /v1/sessions`` can page
+backwards with ``prev_page``.
 """
 
 from __future__ import annotations
@@ -19,28 +20,32 @@ from agenthost.schemas.common import JSON, parse_ts
 from agenthost.store.paging import Page, PageRequest
 
 
-def encode_cursor(order: str, direction: str, key: Any) -> str:
-    raw = orjson.dumps({"o": order, "d": direction, "k": key})
+def encode_cursor(listing: str, order: str, direction: str, key: Any) -> str:
+    raw = orjson.dumps({"l": listing, "o": order, "d": direction, "k": key})
     return "page_" + base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[str, str, Any]:
+def decode_cursor(cursor: str, listing: str, key_type: type) -> tuple[str, str, Any]:
     try:
         raw = cursor.removeprefix("page_")
         data = orjson.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
-        order, direction, key = data["o"], data["d"], data["k"]
+        name, order, direction, key = data["l"], data["o"], data["d"], data["k"]
     except (binascii.Error, ValueError, KeyError, TypeError):
         raise InvalidRequest("page: not a cursor issued by this server") from None
-    if order not in ("asc", "desc") or direction not in ("n", "p") or not isinstance(key, str | int):
+    if order not in ("asc", "desc") or direction not in ("n", "p") or type(key) is not key_type:
         raise InvalidRequest("page: not a cursor issued by this server")
+    if name != listing:
+        raise InvalidRequest(f"page: this cursor belongs to another list ({name}), not {listing}")
     return order, direction, key
 
 
-def page_request(page: str | None, limit: int, order: Literal["asc", "desc"]) -> PageRequest:
-    """Turn ``page``/``limit``/``order`` into a store page request."""
+def page_request(
+    listing: str, page: str | None, limit: int, order: Literal["asc", "desc"], key_type: type = str
+) -> PageRequest:
+    """Turn ``page``/``limit``/``order`` into a store page request for the list called ``listing``."""
     if page is None:
         return PageRequest(limit=limit, order=order)
-    cursor_order, direction, key = decode_cursor(page)
+    cursor_order, direction, key = decode_cursor(page, listing, key_type)
     if cursor_order != order:
         raise InvalidRequest(f"page: this cursor was issued for order={cursor_order}, not order={order}")
     if direction == "n":
@@ -48,14 +53,14 @@ def page_request(page: str | None, limit: int, order: Literal["asc", "desc"]) ->
     return PageRequest(limit=limit, order=cursor_order, before=key)  # type: ignore[arg-type]
 
 
-def page_body(result: Page, order: str, *, bidirectional: bool = False) -> JSON:
+def page_body(listing: str, result: Page, order: str, *, bidirectional: bool = False) -> JSON:
     """The wire page: ``{data, next_page}`` (+ ``prev_page`` for the sessions list)."""
     body: JSON = {
         "data": result.items,
-        "next_page": None if result.next_key is None else encode_cursor(order, "n", result.next_key),
+        "next_page": None if result.next_key is None else encode_cursor(listing, order, "n", result.next_key),
     }
     if bidirectional:
-        body["prev_page"] = None if result.prev_key is None else encode_cursor(order, "p", result.prev_key)
+        body["prev_page"] = None if result.prev_key is None else encode_cursor(listing, order, "p", result.prev_key)
     return body
 
 

@@ -11,7 +11,7 @@ from agenthost.api.pagination import created_bounds, limit_param, page_body, pag
 from agenthost.api.responses import JSONBytes, json_response
 from agenthost.errors import InvalidRequest
 from agenthost.schemas.agents import retool
-from agenthost.schemas.common import JSON, patch_metadata
+from agenthost.schemas.common import JSON, MAX_INT32, patch_metadata
 from agenthost.schemas.events import initial_event_payloads
 from agenthost.schemas.sessions import (
     AgentRef,
@@ -58,7 +58,7 @@ async def list_sessions(
     workspace_id: Workspace,
     created: Annotated[dict[str, int], Depends(created_bounds)],
     agent_id: str | None = None,
-    agent_version: Annotated[int | None, Query(ge=1)] = None,
+    agent_version: Annotated[int | None, Query(ge=1, le=MAX_INT32)] = None,
     deployment_id: str | None = None,
     memory_store_id: str | None = None,
     statuses: Annotated[list[Status], Query(alias="statuses[]")] = [],  # noqa: B006 - FastAPI copies defaults
@@ -71,7 +71,7 @@ async def list_sessions(
         raise InvalidRequest("agent_version: only allowed together with agent_id")
     result = await store(request).sessions.list(
         workspace_id,
-        page_request(page, limit, order),
+        page_request("sessions", page, limit, order),
         agent_id=agent_id,
         agent_version=agent_version,
         deployment_id=deployment_id,
@@ -80,7 +80,7 @@ async def list_sessions(
         include_archived=include_archived,
         created=created,
     )
-    return json_response(page_body(result, order, bidirectional=True))
+    return json_response(page_body("sessions", result, order, bidirectional=True))
 
 
 @router.get("/{session_id}")

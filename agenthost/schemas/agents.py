@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from pydantic import Field, StringConstraints
 
 from agenthost.errors import InvalidRequest, NotSupported
-from agenthost.schemas.common import JSON, Body, check_metadata, patch_metadata
+from agenthost.schemas.common import JSON, Body, Version, check_metadata, patch_metadata
 from agenthost.schemas.tools import (
     ExecutionIdentity,
     MCPServer,
@@ -56,7 +56,7 @@ class AgentUpdate(Body):
     metadata: dict[str, str | None] | None = None
     multiagent: dict[str, Any] | None = None
     execution_identity: ExecutionIdentity | None = None
-    version: Annotated[int, Field(ge=1)] | None = None
+    version: Version | None = None
 
 
 def _refuse_multiagent(value: dict[str, Any] | None) -> None:
@@ -70,8 +70,8 @@ def config_from_create(body: AgentCreate) -> JSON:
     tools, servers = resolve_tools(body.tools, body.mcp_servers)
     return {
         "name": body.name,
-        "description": body.description,
-        "system": body.system,
+        "description": body.description or None,
+        "system": body.system or None,
         "model": resolve_model(body.model),
         "tools": tools,
         "mcp_servers": servers,

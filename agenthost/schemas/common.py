@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from agenthost.errors import InvalidRequest
 
@@ -30,7 +30,20 @@ class Body(BaseModel):
         return field in self.model_fields_set
 
 
-NonEmptyStr = Annotated[str, StringConstraints(min_length=1)]
+MAX_INT32 = 2_147_483_647
+
+Version = Annotated[int, Field(ge=1, le=MAX_INT32)]
+"""A version number: stored as a 32-bit integer, so larger values are refused (400), not overflowed."""
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+"""A string stored in a text column: PostgreSQL refuses NUL characters there, so the API does first."""
 
 
 def check_metadata(metadata: dict[str, str], field: str = "metadata") -> dict[str, str]:

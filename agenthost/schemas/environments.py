@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints
 
 from agenthost.errors import InvalidRequest, NotSupported
-from agenthost.schemas.common import JSON, Body, check_metadata, patch_metadata
+from agenthost.schemas.common import JSON, Body, Text, check_metadata, patch_metadata
 
 MANAGERS = ("apt", "cargo", "gem", "go", "npm", "pip")
 
@@ -47,7 +47,7 @@ class SelfHostedConfig(Body):
 
 
 Config = Annotated[CloudConfig | SelfHostedConfig, Field(discriminator="type")]
-Name = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+Name = Annotated[Text, StringConstraints(min_length=1, max_length=256)]
 Scope = Literal["organization", "account"]
 
 

@@ -8,24 +8,24 @@ from pydantic import Field, StringConstraints
 
 from agenthost.errors import InvalidRequest, NotSupported
 from agenthost.schemas.agents import retool
-from agenthost.schemas.common import JSON, Body, check_metadata
+from agenthost.schemas.common import JSON, Body, Text, Version, check_metadata
 from agenthost.schemas.events import InitialEvent
 from agenthost.schemas.tools import MCPServer, ModelParam, Skill, Tool, read_enabled, resolve_model, resolve_skills
 
-Id = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+Id = Annotated[Text, StringConstraints(min_length=1, max_length=128)]
 STATUSES = ("rescheduling", "running", "idle", "terminated")
 
 
 class AgentRef(Body):
     type: Literal["agent"]
     id: Id
-    version: Annotated[int, Field(ge=1)] | None = None
+    version: Version | None = None
 
 
 class AgentWithOverrides(Body):
     type: Literal["agent_with_overrides"]
     id: Id
-    version: Annotated[int, Field(ge=1)] | None = None
+    version: Version | None = None
     model: ModelParam | None = None
     system: Annotated[str, StringConstraints(max_length=100_000)] | None = None
     tools: list[Tool] | None = None
@@ -39,7 +39,7 @@ AgentParam = Id | Annotated[AgentRef | AgentWithOverrides, Field(discriminator="
 class SessionCreate(Body):
     agent: AgentParam
     environment_id: Id
-    title: str | None = None
+    title: Text | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
     resources: list[dict[str, Any]] = Field(default_factory=list)
     vault_ids: list[str] = Field(default_factory=list)
@@ -64,7 +64,7 @@ class SessionAgentUpdate(Body):
 
 
 class SessionUpdate(Body):
-    title: str | None = None
+    title: Text | None = None
     metadata: dict[str, str | None] | None = None
     agent: SessionAgentUpdate | None = None
     budget: dict[str, Any] | None = None
@@ -73,7 +73,7 @@ class SessionUpdate(Body):
     def check_unsupported(self) -> None:
         if self.given("vault_ids"):
             raise NotSupported("vault_ids", "changing vault_ids of a session")
-        if self.given("budget"):
+        if self.budget is not None:  # null removes a budget: nothing to do on a session without one
             raise InvalidRequest(
                 "budget: a budget cannot be added to a session created without one", error_code="budget_create_only"
             )

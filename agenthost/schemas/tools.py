@@ -19,6 +19,7 @@ MAX_TOOLS = 128
 MAX_MCP_SERVERS = 20
 MAX_SKILLS = 20
 MAX_DOMAINS = 64
+MAX_SCHEMA_DEPTH = 64
 ANTHROPIC_SKILLS = ("xlsx", "docx", "pptx", "pdf")
 EFFORT_LEVELS = ("low", "medium", "high", "xhigh", "max")
 DEFAULT_EFFORT = "high"
@@ -279,11 +280,25 @@ def _check_domains(config: WebFetchConfig | WebSearchConfig, field: str) -> None
         if len(set(domains)) != len(domains):
             raise InvalidRequest(f"{field}.{key}: duplicate entries")
         for index, domain in enumerate(domains):
-            if not _HOST.match(domain) or "." not in domain:
-                raise InvalidRequest(f"{field}.{key}[{index}]: {domain!r} is not a plain hostname")
+            if not _plain_hostname(domain, allow_path=isinstance(config, WebSearchConfig)):
+                raise InvalidRequest(f"{field}.{key}[{index}]: {domain!r} is not a plain public hostname")
 
 
-_HOST = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*(/[^\s]*)?$")
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_PRIVATE_SUFFIXES = (".local", ".internal", ".localdomain", ".invalid", ".localhost")
+
+
+def _plain_hostname(value: str, *, allow_path: bool) -> bool:
+    """A hostname as BEHAVIOUR §3.2 allows in domain lists: dotted, no IP, no private names (path only for search)."""
+    host, slash, _path = value.partition("/")
+    if slash and not allow_path:
+        return False
+    labels = host.split(".")
+    if len(labels) < 2 or not all(_LABEL.match(label) for label in labels) or host != host.lower():
+        return False
+    if labels[-1].isdigit() or host == "localhost" or host.endswith(_PRIVATE_SUFFIXES):
+        return False
+    return True
 
 
 def _resolve_toolset(tool: AgentToolset, field: str) -> JSON:
@@ -363,15 +378,17 @@ def _check_input_schema(schema: InputSchema, field: str) -> None:
         if keyword in (schema.model_extra or {}):
             raise InvalidRequest(f"{field}.input_schema.{keyword}: not allowed at the top level")
 
-    def walk(node: Any, path: str) -> None:
+    def walk(node: Any, path: str, depth: int = 0) -> None:
+        if depth > MAX_SCHEMA_DEPTH:
+            raise InvalidRequest(f"{field}.input_schema: nested deeper than {MAX_SCHEMA_DEPTH} levels")
         if isinstance(node, dict):
             if "$ref" in node:
                 raise InvalidRequest(f"{path}.$ref: references are not allowed in input_schema")
             for key, value in node.items():
-                walk(value, f"{path}.{key}")
+                walk(value, f"{path}.{key}", depth + 1)
         elif isinstance(node, list):
             for index, value in enumerate(node):
-                walk(value, f"{path}[{index}]")
+                walk(value, f"{path}[{index}]", depth + 1)
 
     walk(schema.model_dump(exclude_none=True), f"{field}.input_schema")
     for name in schema.properties or {}:

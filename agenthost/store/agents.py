@@ -18,7 +18,7 @@ from agenthost.ids import new_id
 from agenthost.schemas.agents import agent_json
 from agenthost.schemas.common import JSON, now_us, ts
 from agenthost.store.db import Database
-from agenthost.store.paging import Page, PageRequest, created_filter, fetch_page
+from agenthost.store.paging import Lock, Page, PageRequest, created_filter, fetch_page, locked
 from agenthost.store.tables import agent_versions, agents
 
 _COLUMNS = (
@@ -56,14 +56,22 @@ class Agents:
             )
         return agent_json(agent_id, 1, config, ts(now), ts(now), None)
 
-    async def _row(self, conn: AsyncConnection, workspace_id: str, agent_id: str, version: int | None) -> Any:
+    async def _row(
+        self, conn: AsyncConnection, workspace_id: str, agent_id: str, version: int | None, lock: Lock = None
+    ) -> Any:
         query = (
             sa.select(*_COLUMNS)
             .join(agent_versions, agent_versions.c.agent_id == agents.c.id)
             .where(agents.c.id == agent_id, agents.c.workspace_id == workspace_id)
         )
         query = query.where(agent_versions.c.version == (version if version is not None else agents.c.version))
+        if lock is not None:
+            # Lock the agents row on its own first: with the join in a FOR UPDATE, PostgreSQL's re-check
+            # after a concurrent update compares the new version with the old joined row and drops it.
+            only_agent = sa.select(agents.c.id).where(agents.c.id == agent_id, agents.c.workspace_id == workspace_id)
+            await conn.execute(locked(only_agent, lock, agents))
         row = (await conn.execute(query)).first()
+
         if row is None:
             if version is not None and await self._exists(conn, workspace_id, agent_id):
                 raise NotFound(f"agent {agent_id} has no version {version}")
@@ -80,7 +88,7 @@ class Agents:
 
     async def get_config(self, conn: AsyncConnection, workspace_id: str, agent_id: str, version: int | None) -> JSON:
         """The agent (wire form) inside a caller's transaction; used when creating sessions."""
-        return _render(await self._row(conn, workspace_id, agent_id, version))
+        return _render(await self._row(conn, workspace_id, agent_id, version, lock="share"))
 
     async def list(
         self, workspace_id: str, page: PageRequest, *, include_archived: bool, created: dict[str, int]
@@ -115,7 +123,7 @@ class Agents:
     ) -> JSON:
         """Apply ``change`` to the current config; store a new version only when it differs."""
         async with self.db.write() as conn:
-            row = await self._row(conn, workspace_id, agent_id, None)
+            row = await self._row(conn, workspace_id, agent_id, None, lock="update")
             if row.archived_at is not None:
                 raise InvalidRequest(f"agent {agent_id} is archived and cannot be updated")
             if expected_version is not None and expected_version != row.version:
@@ -141,7 +149,7 @@ class Agents:
 
     async def archive(self, workspace_id: str, agent_id: str) -> JSON:
         async with self.db.write() as conn:
-            row = await self._row(conn, workspace_id, agent_id, None)
+            row = await self._row(conn, workspace_id, agent_id, None, lock="update")
             if row.archived_at is None:
                 await conn.execute(agents.update().where(agents.c.id == agent_id).values(archived_at=now_us()))
                 row = await self._row(conn, workspace_id, agent_id, None)

@@ -19,7 +19,10 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from agenthost.errors import Unavailable
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -39,7 +42,7 @@ class Database:
             # Write transactions always end in an explicit COMMIT or ROLLBACK and reads hold none,
             # so the pool's rollback-on-return round trip is not needed.
             options["pool_reset_on_return"] = None
-            path = url.split("///", 1)[1]
+            path = url.partition("///")[2]
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
         else:
@@ -96,9 +99,12 @@ class Database:
             await conn.commit()
 
     async def ping(self) -> None:
-        """Raise when the database cannot be reached."""
-        async with self.engine.connect() as conn:
-            await conn.execute(sa.text("SELECT 1"))
+        """Raise ``Unavailable`` when the database cannot be reached."""
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+        except (SQLAlchemyError, OSError) as exc:
+            raise Unavailable(f"database unreachable: {type(exc).__name__}") from exc
 
     async def close(self) -> None:
         await self.engine.dispose()

@@ -14,7 +14,7 @@ from agenthost.ids import new_id
 from agenthost.schemas.common import JSON, now_us, ts
 from agenthost.schemas.environments import environment_json
 from agenthost.store.db import Database
-from agenthost.store.paging import Page, PageRequest, fetch_page
+from agenthost.store.paging import Lock, Page, PageRequest, fetch_page, locked
 from agenthost.store.tables import environments, sessions
 
 
@@ -50,10 +50,10 @@ class Environments:
             raise _name_taken(fields["name"]) from None
         return environment_json(env_id, fields, ts(now), ts(now), None)
 
-    async def row(self, conn: AsyncConnection, workspace_id: str, env_id: str) -> Any:
+    async def row(self, conn: AsyncConnection, workspace_id: str, env_id: str, lock: Lock = None) -> Any:
         """The environment's row inside a caller's transaction; 404 when unknown here."""
         query = sa.select(environments).where(environments.c.id == env_id, environments.c.workspace_id == workspace_id)
-        row = (await conn.execute(query)).first()
+        row = (await conn.execute(locked(query, lock, environments))).first()
         if row is None:
             raise NotFound(f"environment {env_id!r} not found")
         return row
@@ -72,7 +72,7 @@ class Environments:
     async def update(self, workspace_id: str, env_id: str, change: Callable[[JSON], JSON]) -> JSON:
         try:
             async with self.db.write() as conn:
-                row = await self.row(conn, workspace_id, env_id)
+                row = await self.row(conn, workspace_id, env_id, lock="update")
                 if row.archived_at is not None:
                     raise InvalidRequest(
                         f"environment {env_id} is archived and cannot be updated", error_code="environment_archived"
@@ -92,7 +92,7 @@ class Environments:
 
     async def archive(self, workspace_id: str, env_id: str) -> JSON:
         async with self.db.write() as conn:
-            row = await self.row(conn, workspace_id, env_id)
+            row = await self.row(conn, workspace_id, env_id, lock="update")
             if row.archived_at is None:
                 now = now_us()
                 await conn.execute(
@@ -104,7 +104,7 @@ class Environments:
     async def delete(self, workspace_id: str, env_id: str) -> None:
         """Delete an environment no session uses (BEHAVIOUR §4.1)."""
         async with self.db.write() as conn:
-            await self.row(conn, workspace_id, env_id)
+            await self.row(conn, workspace_id, env_id, lock="update")
             used = (
                 await conn.execute(
                     sa.select(sa.func.count()).select_from(sessions).where(sessions.c.environment_id == env_id)

@@ -96,11 +96,13 @@ class Keys:
         async with self.db.read() as conn:
             return (await conn.execute(sa.select(sa.func.count()).select_from(api_keys))).scalar_one() > 0
 
-    async def authenticate(self, key: str) -> str | None:
-        """The workspace id a key belongs to, or None when unknown or revoked."""
-        query = sa.select(api_keys.c.workspace_id).where(
-            api_keys.c.key_hash == hash_key(key), api_keys.c.revoked_at.is_(None)
+    async def authenticate(self, key: str) -> tuple[str, str] | None:
+        """The (id, name) of the workspace a key belongs to, or None when unknown or revoked."""
+        query = (
+            sa.select(workspaces.c.id, workspaces.c.name)
+            .join(api_keys, api_keys.c.workspace_id == workspaces.c.id)
+            .where(api_keys.c.key_hash == hash_key(key), api_keys.c.revoked_at.is_(None))
         )
         async with self.db.read() as conn:
-            found = (await conn.execute(query)).scalar()
-        return None if found is None else str(found)
+            found = (await conn.execute(query)).first()
+        return None if found is None else (str(found.id), str(found.name))

@@ -17,6 +17,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from agenthost.schemas.common import JSON
 
 Order = Literal["asc", "desc"]
+Lock = Literal["update", "share"] | None
+"""Row lock for read-modify-write on PostgreSQL (``FOR UPDATE`` / ``FOR SHARE``); SQLite has one writer anyway."""
+
+
+def locked(query: sa.Select[Any], lock: Lock, table: sa.Table) -> sa.Select[Any]:
+    """Add ``FOR UPDATE`` or ``FOR SHARE`` of ``table`` to a query (rendered only on PostgreSQL)."""
+    if lock is None:
+        return query
+    return query.with_for_update(read=lock == "share", of=table)
 
 
 @dataclass(frozen=True)

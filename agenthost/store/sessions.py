@@ -22,7 +22,7 @@ from agenthost.schemas.sessions import empty_usage, session_json
 from agenthost.store.agents import Agents
 from agenthost.store.db import Database
 from agenthost.store.environments import Environments
-from agenthost.store.paging import Page, PageRequest, created_filter, fetch_page
+from agenthost.store.paging import Lock, Page, PageRequest, created_filter, fetch_page, locked
 from agenthost.store.tables import events, sessions
 
 
@@ -112,7 +112,7 @@ class Sessions:
             if agent["archived_at"] is not None:
                 raise InvalidRequest(f"agent: agent {agent_id} is archived; new sessions cannot use it")
             try:
-                env = await self.environments.row(conn, workspace_id, environment_id)
+                env = await self.environments.row(conn, workspace_id, environment_id, lock="share")
             except NotFound:
                 raise NotFound(
                     f"environment_id: environment {environment_id!r} not found", error_code="environment_not_found"
@@ -146,9 +146,9 @@ class Sessions:
             await append_events(conn, session_id, initial_events, processed=False, now=now)
         return _render(SimpleNamespace(**values), now)
 
-    async def row(self, conn: AsyncConnection, workspace_id: str, session_id: str) -> Any:
+    async def row(self, conn: AsyncConnection, workspace_id: str, session_id: str, lock: Lock = None) -> Any:
         query = sa.select(sessions).where(sessions.c.id == session_id, sessions.c.workspace_id == workspace_id)
-        row = (await conn.execute(query)).first()
+        row = (await conn.execute(locked(query, lock, sessions))).first()
         if row is None:
             raise NotFound(f"session {session_id!r} not found")
         return row
@@ -192,7 +192,7 @@ class Sessions:
     async def update(self, workspace_id: str, session_id: str, change: Callable[[Any], JSON]) -> JSON:
         """Apply ``change`` (row -> changed wire fields); store them and log ``session.updated`` if any."""
         async with self.db.write() as conn:
-            row = await self.row(conn, workspace_id, session_id)
+            row = await self.row(conn, workspace_id, session_id, lock="update")
             if row.archived_at is not None:
                 raise Conflict(f"session {session_id} is archived and cannot be changed")
             changed = change(row)
@@ -208,7 +208,7 @@ class Sessions:
     async def archive(self, workspace_id: str, session_id: str) -> JSON:
         """Archive: read-only from now on, status terminated, history kept (BEHAVIOUR §1.9)."""
         async with self.db.write() as conn:
-            row = await self.row(conn, workspace_id, session_id)
+            row = await self.row(conn, workspace_id, session_id, lock="update")
             if row.archived_at is None:
                 _refuse_running(row, "archived")
                 now = now_us()
@@ -227,7 +227,7 @@ class Sessions:
     async def delete(self, workspace_id: str, session_id: str) -> None:
         """Delete a session and its whole event log."""
         async with self.db.write() as conn:
-            row = await self.row(conn, workspace_id, session_id)
+            row = await self.row(conn, workspace_id, session_id, lock="update")
             _refuse_running(row, "deleted")
             await conn.execute(events.delete().where(events.c.session_id == session_id))
             await conn.execute(sessions.delete().where(sessions.c.id == session_id))

@@ -82,25 +82,32 @@ def test_another_workspace_sees_404_exactly_as_for_unknown_ids(
     for call in calls:
         with pytest.raises(anthropic.NotFoundError):
             call(other_client)
-    with pytest.raises(anthropic.NotFoundError):
-        other_client.beta.sessions.create(agent=agent.id, environment_id="env_x")
+    own_agent = other_client.beta.agents.create(**AGENT)
+    with pytest.raises(anthropic.NotFoundError) as caught:
+        other_client.beta.sessions.create(agent=own_agent.id, environment_id=environment.id)
+    assert caught.value.error_code == "environment_not_found"
     other_env = other_client.beta.environments.create(name="theirs")
     with pytest.raises(anthropic.NotFoundError, match="agent"):
         other_client.beta.sessions.create(agent=agent.id, environment_id=other_env.id)
-    assert list(other_client.beta.agents.list()) == []
+    assert [a.id for a in other_client.beta.agents.list()] == [own_agent.id]
     assert list(other_client.beta.sessions.list()) == []
     # Nothing changed for the owner.
     assert client.beta.agents.retrieve(agent.id).version == 1
     assert client.beta.sessions.retrieve(session.id).title is None
 
 
-def test_workspace_header_must_match_the_key(raw: httpx2.Client) -> None:
-    assert_error(
-        raw.get("/v1/agents", headers={"anthropic-workspace-id": "wrkspc_other"}),
-        403,
-        "permission_error",
-        "anthropic-workspace-id",
-    )
+def test_workspace_header_must_match_the_key(server: LiveServer) -> None:
+    key = server.new_key("team-header")
+    with httpx2.Client(base_url=server.base_url, headers={"x-api-key": key}) as raw:
+        wrong = raw.get("/v1/agents", headers={"anthropic-workspace-id": "wrkspc_other"})
+        assert_error(wrong, 403, "permission_error", "anthropic-workspace-id")
+        assert raw.get("/v1/agents", headers={"anthropic-workspace-id": "team-header"}).status_code == 200
+
+
+def test_no_key_is_refused_before_the_body_is_read(server: LiveServer) -> None:
+    with httpx2.Client(base_url=server.base_url) as plain:
+        response = plain.post("/v1/agents", content=b"{not json", headers={"content-type": "application/json"})
+    assert_error(response, 401, "authentication_error")
 
 
 def test_health_needs_no_key(server: LiveServer) -> None:

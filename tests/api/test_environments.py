@@ -78,7 +78,7 @@ def test_update_merges_config_and_patches_metadata(client: anthropic.Anthropic) 
     assert networking.allow_mcp_servers is True and networking.allow_package_managers is True
     assert updated.config.packages.pip == ["x"]  # packages omitted: kept
     assert updated.metadata == {"c": "3", "d": "4"}  # null and "" delete
-    assert updated.description == "d" and updated.updated_at >= env.updated_at
+    assert updated.description == "d" and updated.updated_at > env.updated_at
     cleared = client.beta.environments.update(env.id, description=None, name="renamed")
     assert cleared.description is None and cleared.name == "renamed"
 

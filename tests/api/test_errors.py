@@ -20,8 +20,7 @@ def test_malformed_json(raw: httpx2.Client, client: anthropic.Anthropic) -> None
 @pytest.mark.parametrize("payload", [b"[]", b"null", b'"agent"', b"17"])
 def test_body_that_is_not_an_object(raw: httpx2.Client, payload: bytes) -> None:
     response = raw.post("/v1/agents", content=payload, headers={"content-type": "application/json"})
-    assert 400 <= response.status_code < 500
-    assert_error(response, 400, "invalid_request_error")
+    assert_error(response, 400, "invalid_request_error", "body")
 
 
 def test_wrong_content_type(raw: httpx2.Client, client: anthropic.Anthropic) -> None:

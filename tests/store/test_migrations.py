@@ -10,21 +10,25 @@ from agenthost.store.tables import metadata
 from tests.conftest import LiveServer, run_async
 
 
-def test_migrations_build_every_table_and_are_idempotent(server: LiveServer, tmp_path: object) -> None:
-    async def check() -> tuple[set[str], str]:
+def test_migrations_build_every_table_and_are_idempotent(server: LiveServer) -> None:
+    async def check() -> tuple[set[str], list[str], int]:
         store = Store(Settings(database_url=server.database_url).resolved_database_url())
         try:
+            async with store.db.read() as conn:
+                before = (await conn.execute(sa.text("SELECT count(*) FROM workspaces"))).scalar_one()
             await store.open()  # the server already migrated: this must be a no-op
             async with store.db.read() as conn:
                 names = set(await conn.run_sync(lambda c: sa.inspect(c).get_table_names()))
-                head = (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).scalar_one()
-            return names, head
+                heads = list((await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).scalars())
+                after = (await conn.execute(sa.text("SELECT count(*) FROM workspaces"))).scalar_one()
+            return names, heads, after - before
         finally:
             await store.close()
 
-    names, head = run_async(check())
+    names, heads, changed = run_async(check())
     assert set(metadata.tables) <= names
-    assert head == "0001"
+    assert heads == ["0001"]
+    assert changed == 0
 
 
 def test_fresh_sqlite_file_migrates_from_empty(tmp_path: object) -> None:
