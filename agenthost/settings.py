@@ -56,10 +56,10 @@ class Settings(BaseSettings):
         return self.data_dir.expanduser()
 
     def resolved_database_url(self) -> str:
-        """The async SQLAlchemy URL of the store (drivers filled in)."""
+        """The SQLAlchemy URL of the store: plain ``sqlite:///`` (run in threads) or ``postgresql+asyncpg://``."""
         url = self.database_url or f"sqlite:///{self.resolved_data_dir() / 'agenthost.db'}"
-        if url.startswith("sqlite:///"):
-            return "sqlite+aiosqlite:///" + url.removeprefix("sqlite:///")
+        if url.startswith("sqlite+aiosqlite:///"):
+            return "sqlite:///" + url.removeprefix("sqlite+aiosqlite:///")
         for prefix in ("postgresql://", "postgres://"):
             if url.startswith(prefix):
                 return "postgresql+asyncpg://" + url.removeprefix(prefix)

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agenthost.errors import Conflict, InvalidRequest, NotFound
 from agenthost.ids import new_id
@@ -37,6 +36,37 @@ def _render(row: Any) -> JSON:
     )
 
 
+def _exists(conn: sa.Connection, workspace_id: str, agent_id: str) -> bool:
+    query = sa.select(agents.c.id).where(agents.c.id == agent_id, agents.c.workspace_id == workspace_id)
+    return conn.execute(query).first() is not None
+
+
+def agent_row(conn: sa.Connection, workspace_id: str, agent_id: str, version: int | None, lock: Lock = None) -> Any:
+    """One version of an agent (the current one when ``version`` is None); 404 when unknown here."""
+    if lock is not None:
+        # Lock the agents row on its own first: with the join in a FOR UPDATE, PostgreSQL's re-check
+        # after a concurrent update compares the new version with the old joined row and drops it.
+        only_agent = sa.select(agents.c.id).where(agents.c.id == agent_id, agents.c.workspace_id == workspace_id)
+        conn.execute(locked(only_agent, lock, agents))
+    query = (
+        sa.select(*_COLUMNS)
+        .join(agent_versions, agent_versions.c.agent_id == agents.c.id)
+        .where(agents.c.id == agent_id, agents.c.workspace_id == workspace_id)
+        .where(agent_versions.c.version == (version if version is not None else agents.c.version))
+    )
+    row = conn.execute(query).first()
+    if row is None:
+        if version is not None and _exists(conn, workspace_id, agent_id):
+            raise NotFound(f"agent {agent_id} has no version {version}")
+        raise NotFound(f"agent {agent_id!r} not found")
+    return row
+
+
+def agent_for_session(conn: sa.Connection, workspace_id: str, agent_id: str, version: int | None) -> JSON:
+    """The agent (wire form) a new session snapshots, share-locked inside the caller's transaction."""
+    return _render(agent_row(conn, workspace_id, agent_id, version, lock="share"))
+
+
 class Agents:
     """Agent CRUD scoped to a workspace."""
 
@@ -45,50 +75,20 @@ class Agents:
 
     async def create(self, workspace_id: str, config: JSON) -> JSON:
         agent_id, now = new_id("agent"), now_us()
-        async with self.db.write() as conn:
-            await conn.execute(
+
+        def write(conn: sa.Connection) -> None:
+            conn.execute(
                 agents.insert().values(
                     id=agent_id, workspace_id=workspace_id, version=1, created_at=now, updated_at=now
                 )
             )
-            await conn.execute(
-                agent_versions.insert().values(agent_id=agent_id, version=1, config=config, created_at=now)
-            )
+            conn.execute(agent_versions.insert().values(agent_id=agent_id, version=1, config=config, created_at=now))
+
+        await self.db.run_write(write)
         return agent_json(agent_id, 1, config, ts(now), ts(now), None)
 
-    async def _row(
-        self, conn: AsyncConnection, workspace_id: str, agent_id: str, version: int | None, lock: Lock = None
-    ) -> Any:
-        query = (
-            sa.select(*_COLUMNS)
-            .join(agent_versions, agent_versions.c.agent_id == agents.c.id)
-            .where(agents.c.id == agent_id, agents.c.workspace_id == workspace_id)
-        )
-        query = query.where(agent_versions.c.version == (version if version is not None else agents.c.version))
-        if lock is not None:
-            # Lock the agents row on its own first: with the join in a FOR UPDATE, PostgreSQL's re-check
-            # after a concurrent update compares the new version with the old joined row and drops it.
-            only_agent = sa.select(agents.c.id).where(agents.c.id == agent_id, agents.c.workspace_id == workspace_id)
-            await conn.execute(locked(only_agent, lock, agents))
-        row = (await conn.execute(query)).first()
-
-        if row is None:
-            if version is not None and await self._exists(conn, workspace_id, agent_id):
-                raise NotFound(f"agent {agent_id} has no version {version}")
-            raise NotFound(f"agent {agent_id!r} not found")
-        return row
-
-    async def _exists(self, conn: AsyncConnection, workspace_id: str, agent_id: str) -> bool:
-        query = sa.select(agents.c.id).where(agents.c.id == agent_id, agents.c.workspace_id == workspace_id)
-        return (await conn.execute(query)).first() is not None
-
     async def get(self, workspace_id: str, agent_id: str, version: int | None = None) -> JSON:
-        async with self.db.read() as conn:
-            return _render(await self._row(conn, workspace_id, agent_id, version))
-
-    async def get_config(self, conn: AsyncConnection, workspace_id: str, agent_id: str, version: int | None) -> JSON:
-        """The agent (wire form) inside a caller's transaction; used when creating sessions."""
-        return _render(await self._row(conn, workspace_id, agent_id, version, lock="share"))
+        return await self.db.run_read(lambda conn: _render(agent_row(conn, workspace_id, agent_id, version)))
 
     async def list(
         self, workspace_id: str, page: PageRequest, *, include_archived: bool, created: dict[str, int]
@@ -104,8 +104,7 @@ class Agents:
         if not include_archived:
             query = query.where(agents.c.archived_at.is_(None))
         query = created_filter(query, agents.c.created_at, created)
-        async with self.db.read() as conn:
-            return await fetch_page(conn, query, agents.c.id, page, _render, lambda r: r.id)
+        return await self.db.run_read(lambda conn: fetch_page(conn, query, agents.c.id, page, _render, lambda r: r.id))
 
     async def versions(self, workspace_id: str, agent_id: str, page: PageRequest) -> Page:
         query = (
@@ -113,17 +112,21 @@ class Agents:
             .join(agent_versions, agent_versions.c.agent_id == agents.c.id)
             .where(agents.c.id == agent_id, agents.c.workspace_id == workspace_id)
         )
-        async with self.db.read() as conn:
-            if not await self._exists(conn, workspace_id, agent_id):
+
+        def read(conn: sa.Connection) -> Page:
+            if not _exists(conn, workspace_id, agent_id):
                 raise NotFound(f"agent {agent_id!r} not found")
-            return await fetch_page(conn, query, agent_versions.c.version, page, _render, lambda r: r.version)
+            return fetch_page(conn, query, agent_versions.c.version, page, _render, lambda r: r.version)
+
+        return await self.db.run_read(read)
 
     async def update(
         self, workspace_id: str, agent_id: str, expected_version: int | None, change: Callable[[JSON], JSON]
     ) -> JSON:
         """Apply ``change`` to the current config; store a new version only when it differs."""
-        async with self.db.write() as conn:
-            row = await self._row(conn, workspace_id, agent_id, None, lock="update")
+
+        def write(conn: sa.Connection) -> JSON:
+            row = agent_row(conn, workspace_id, agent_id, None, lock="update")
             if row.archived_at is not None:
                 raise InvalidRequest(f"agent {agent_id} is archived and cannot be updated")
             if expected_version is not None and expected_version != row.version:
@@ -135,22 +138,20 @@ class Agents:
             if config == row.config:
                 return _render(row)
             version, now = row.version + 1, now_us()
-            result = await conn.execute(
-                agents.update()
-                .where(agents.c.id == agent_id, agents.c.version == row.version)
-                .values(version=version, updated_at=now)
-            )
-            if result.rowcount != 1:  # another writer won the race (PostgreSQL READ COMMITTED)
-                raise Conflict(f"agent {agent_id} was changed concurrently; retry the update")
-            await conn.execute(
+            conn.execute(agents.update().where(agents.c.id == agent_id).values(version=version, updated_at=now))
+            conn.execute(
                 agent_versions.insert().values(agent_id=agent_id, version=version, config=config, created_at=now)
             )
-        return agent_json(agent_id, version, config, ts(row.created_at), ts(now), None)
+            return agent_json(agent_id, version, config, ts(row.created_at), ts(now), None)
+
+        return await self.db.run_write(write)
 
     async def archive(self, workspace_id: str, agent_id: str) -> JSON:
-        async with self.db.write() as conn:
-            row = await self._row(conn, workspace_id, agent_id, None, lock="update")
+        def write(conn: sa.Connection) -> JSON:
+            row = agent_row(conn, workspace_id, agent_id, None, lock="update")
             if row.archived_at is None:
-                await conn.execute(agents.update().where(agents.c.id == agent_id).values(archived_at=now_us()))
-                row = await self._row(conn, workspace_id, agent_id, None)
-        return _render(row)
+                conn.execute(agents.update().where(agents.c.id == agent_id).values(archived_at=now_us()))
+                row = agent_row(conn, workspace_id, agent_id, None)
+            return _render(row)
+
+        return await self.db.run_write(write)

@@ -1,18 +1,25 @@
-"""The database handle (layer 1): engine, read and write transactions, migrations.
+"""The database handle (layer 1): engines, read and write transactions, migrations.
 
-SQLite runs in WAL mode with one writer: write transactions in this process take an
-asyncio lock and start with ``BEGIN IMMEDIATE`` (so another process, such as the CLI,
-waits on ``busy_timeout`` instead of failing an upgrade from read to write).
-PostgreSQL uses ordinary ``READ COMMITTED`` transactions.
+Repositories write their queries as plain synchronous functions of a SQLAlchemy
+``Connection`` and hand them to :meth:`Database.run_read` or :meth:`Database.run_write`,
+which run them off the event loop:
+
+- **SQLite** runs on the standard ``sqlite3`` driver in worker threads: reads on a small
+  pool (WAL lets them run beside a writer, each statement in autocommit), writes on one
+  thread, each write one ``BEGIN IMMEDIATE`` transaction. A whole transaction is one hop
+  from the event loop; through aiosqlite every driver call was a hop, and reads served half
+  as many requests (docs/benchmarks.md).
+- **PostgreSQL** runs the same functions on asyncpg through SQLAlchemy's greenlet bridge,
+  in ``READ COMMITTED`` transactions; read-modify-write paths take row locks.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import sqlalchemy as sa
@@ -20,11 +27,14 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
 
 from agenthost.errors import Unavailable
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+READ_THREADS = 4
+T = TypeVar("T")
 
 
 def _json_dumps(value: Any) -> str:
@@ -32,82 +42,104 @@ def _json_dumps(value: Any) -> str:
 
 
 class Database:
-    """One engine plus the transaction discipline every repository uses."""
+    """One database and the transaction discipline every repository uses."""
 
     def __init__(self, url: str):
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
-        options: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
+        self._engine: AsyncEngine | None = None
+        self._sqlite: sa.Engine | None = None
+        self._readers: ThreadPoolExecutor | None = None
+        self._writer: ThreadPoolExecutor | None = None
+        json = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
         if self.is_sqlite:
-            # Write transactions always end in an explicit COMMIT or ROLLBACK and reads hold none,
-            # so the pool's rollback-on-return round trip is not needed.
-            options["pool_reset_on_return"] = None
             path = url.partition("///")[2]
-            if path and path != ":memory:":
+            memory = not path or path == ":memory:"
+            if not memory:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
+            pool: dict[str, Any] = (
+                {"poolclass": StaticPool} if memory else {"pool_size": READ_THREADS + 1, "max_overflow": 0}
+            )
+            self._sqlite = sa.create_engine(
+                "sqlite://" if memory else f"sqlite:///{path}",
+                connect_args={"check_same_thread": False},
+                pool_reset_on_return=None,  # transactions always end explicitly; reads hold none
+                **pool,
+                **json,
+            )
+            _configure_sqlite(self._sqlite)
+            self._readers = ThreadPoolExecutor(1 if memory else READ_THREADS, thread_name_prefix="agenthost-read")
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="agenthost-write")
         else:
-            options |= {"pool_size": 10, "max_overflow": 20, "pool_pre_ping": True}
-        self.engine: AsyncEngine = create_async_engine(url, **options)
-        self._write_lock = asyncio.Lock()
-        if self.is_sqlite:
-            self._configure_sqlite()
+            self._engine = create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, **json)
 
-    def _configure_sqlite(self) -> None:
-        sync_engine = self.engine.sync_engine
+    async def run_read(self, read: Callable[[sa.Connection], T]) -> T:
+        """Run ``read(conn)``; each statement sees the newest committed data."""
+        if self._sqlite is not None:
+            engine = self._sqlite
 
-        @event.listens_for(sync_engine, "connect")
-        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-            # Take over BEGIN from the driver so writes can say IMMEDIATE (SQLAlchemy's aiosqlite recipe).
-            dbapi_connection.isolation_level = None
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA busy_timeout=10000")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.close()
+            def run() -> T:
+                with engine.connect() as conn:
+                    return read(conn)
 
-        @event.listens_for(sync_engine, "begin")
-        def _on_begin(conn: sa.Connection) -> None:
-            # Reads run in autocommit (each statement is its own snapshot), which saves two
-            # round trips to aiosqlite's thread per request; writes take the write lock up front.
-            if conn.get_execution_options().get("agenthost_write", False):
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            return await asyncio.get_running_loop().run_in_executor(self._readers, run)
+        assert self._engine is not None
+        async with self._engine.connect() as conn:
+            return await conn.run_sync(read)
 
-    @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
-        """A connection for reads. On SQLite each statement is its own snapshot (autocommit)."""
-        async with self.engine.connect() as conn:
-            yield conn
+    async def run_write(self, write: Callable[[sa.Connection], T]) -> T:
+        """Run ``write(conn)`` in one transaction, committed when it returns and rolled back when it raises."""
+        if self._sqlite is not None:
+            engine = self._sqlite
 
-    @asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncConnection]:
-        """A write transaction, committed when the block exits without an exception."""
-        if not self.is_sqlite:
-            async with self.engine.begin() as conn:
-                yield conn
-            return
-        async with self._write_lock, self.engine.connect() as conn:
-            await conn.execution_options(agenthost_write=True)
-            async with conn.begin():
-                yield conn
+            def run() -> T:
+                with engine.connect() as conn:
+                    conn = conn.execution_options(agenthost_write=True)
+                    with conn.begin():
+                        return write(conn)
+
+            return await asyncio.get_running_loop().run_in_executor(self._writer, run)
+        assert self._engine is not None
+        async with self._engine.begin() as conn:
+            return await conn.run_sync(write)
 
     async def migrate(self) -> None:
-        """Bring the schema to the newest Alembic revision."""
-        async with self._write_lock, self.engine.connect() as conn:
-            await conn.execution_options(agenthost_write=True)  # one IMMEDIATE transaction on SQLite
-            await conn.run_sync(_upgrade)
-            await conn.commit()
+        """Bring the schema to the newest Alembic revision (in one transaction)."""
+        await self.run_write(_upgrade)
 
     async def ping(self) -> None:
         """Raise ``Unavailable`` when the database cannot be reached."""
         try:
-            async with self.engine.connect() as conn:
-                await conn.execute(sa.text("SELECT 1"))
+            await self.run_read(lambda conn: conn.execute(sa.text("SELECT 1")).scalar())
         except (SQLAlchemyError, OSError) as exc:
             raise Unavailable(f"database unreachable: {type(exc).__name__}") from exc
 
     async def close(self) -> None:
-        await self.engine.dispose()
+        if self._engine is not None:
+            await self._engine.dispose()
+        for threads in (self._readers, self._writer):
+            if threads is not None:
+                threads.shutdown(wait=True)
+        if self._sqlite is not None:
+            self._sqlite.dispose()
+
+
+def _configure_sqlite(engine: sa.Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take BEGIN over from the driver so that reads run in autocommit and writes say IMMEDIATE.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        if conn.get_execution_options().get("agenthost_write", False):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def alembic_config() -> Config:

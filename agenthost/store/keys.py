@@ -42,31 +42,36 @@ class Keys:
 
     async def workspace_id(self, name: str, *, create: bool = True) -> str:
         """The id of the workspace called ``name``, created on first use when ``create``."""
-        async with self.db.read() as conn:
-            found = (await conn.execute(sa.select(workspaces.c.id).where(workspaces.c.name == name))).scalar()
+        query = sa.select(workspaces.c.id).where(workspaces.c.name == name)
+        found = await self.db.run_read(lambda conn: conn.execute(query).scalar())
         if found is not None:
             return str(found)
         if not create:
             raise NotFound(f"no workspace named {name!r}")
-        async with self.db.write() as conn:
-            found = (await conn.execute(sa.select(workspaces.c.id).where(workspaces.c.name == name))).scalar()
+
+        def write(conn: sa.Connection) -> str:
+            found = conn.execute(query).scalar()
             if found is not None:
                 return str(found)
             ws_id = new_id("wrkspc")
-            await conn.execute(workspaces.insert().values(id=ws_id, name=name, created_at=now_us()))
+            conn.execute(workspaces.insert().values(id=ws_id, name=name, created_at=now_us()))
             return ws_id
+
+        return await self.db.run_write(write)
 
     async def create(self, workspace: str = DEFAULT_WORKSPACE) -> tuple[str, KeyInfo]:
         """Make a new key for ``workspace``; the plaintext is returned once and never stored."""
         ws_id = await self.workspace_id(workspace)
         key = KEY_PREFIX + secrets.token_urlsafe(32)
         info = KeyInfo(id=new_id("apikey"), workspace=workspace, hint=key[-4:], created_at=now_us(), revoked_at=None)
-        async with self.db.write() as conn:
-            await conn.execute(
-                api_keys.insert().values(
-                    id=info.id, workspace_id=ws_id, key_hash=hash_key(key), hint=info.hint, created_at=info.created_at
-                )
-            )
+        row = {
+            "id": info.id,
+            "workspace_id": ws_id,
+            "key_hash": hash_key(key),
+            "hint": info.hint,
+            "created_at": info.created_at,
+        }
+        await self.db.run_write(lambda conn: conn.execute(api_keys.insert().values(**row)))
         return key, info
 
     async def list(self) -> list[KeyInfo]:
@@ -76,25 +81,24 @@ class Keys:
             .join(workspaces, workspaces.c.id == api_keys.c.workspace_id)
             .order_by(api_keys.c.id)
         )
-        async with self.db.read() as conn:
-            rows = (await conn.execute(query)).all()
+        rows = await self.db.run_read(lambda conn: conn.execute(query).all())
         return [KeyInfo(r.id, r.name, r.hint, r.created_at, r.revoked_at) for r in rows]
 
     async def revoke(self, key_id: str) -> None:
         """Revoke a key by id; 404 when unknown."""
-        async with self.db.write() as conn:
-            result = await conn.execute(
-                api_keys.update()
-                .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
-                .values(revoked_at=now_us())
-            )
-            if result.rowcount == 0:
-                raise NotFound(f"no active API key with id {key_id!r}")
+        query = (
+            api_keys.update()
+            .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+            .values(revoked_at=now_us())
+        )
+        revoked = await self.db.run_write(lambda conn: conn.execute(query).rowcount)
+        if revoked == 0:
+            raise NotFound(f"no active API key with id {key_id!r}")
 
     async def any_exist(self) -> bool:
         """True when at least one key, active or revoked, was ever made."""
-        async with self.db.read() as conn:
-            return (await conn.execute(sa.select(sa.func.count()).select_from(api_keys))).scalar_one() > 0
+        query = sa.select(sa.func.count()).select_from(api_keys)
+        return await self.db.run_read(lambda conn: conn.execute(query).scalar_one()) > 0
 
     async def authenticate(self, key: str) -> tuple[str, str] | None:
         """The (id, name) of the workspace a key belongs to, or None when unknown or revoked."""
@@ -103,6 +107,5 @@ class Keys:
             .join(api_keys, api_keys.c.workspace_id == workspaces.c.id)
             .where(api_keys.c.key_hash == hash_key(key), api_keys.c.revoked_at.is_(None))
         )
-        async with self.db.read() as conn:
-            found = (await conn.execute(query)).first()
+        found = await self.db.run_read(lambda conn: conn.execute(query).first())
         return None if found is None else (str(found.id), str(found.name))

@@ -1,4 +1,4 @@
-"""Keyset pagination shared by every list query (layer 1).
+"""Keyset pagination and query helpers shared by every repository (layer 1).
 
 A page is read by key (an id, a version or a sequence number), never by offset, so
 pages stay stable while rows are added. One extra row is read to know whether
@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agenthost.schemas.common import JSON
 
@@ -47,8 +46,8 @@ class Page:
     prev_key: Any = None
 
 
-async def fetch_page(
-    conn: AsyncConnection,
+def fetch_page(
+    conn: sa.Connection,
     query: sa.Select[Any],
     key: sa.ColumnElement[Any],
     request: PageRequest,
@@ -63,7 +62,7 @@ async def fetch_page(
     if backwards:
         query = query.where(key < request.before if request.order == "asc" else key > request.before)
     query = query.order_by(key.asc() if ascending else key.desc()).limit(request.limit + 1)
-    rows = list((await conn.execute(query)).all())
+    rows = list(conn.execute(query).all())
     more = len(rows) > request.limit
     rows = rows[: request.limit]
     if backwards:

@@ -12,16 +12,15 @@ from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agenthost.errors import Conflict, InvalidRequest, NotFound
 from agenthost.ids import new_id
 from agenthost.schemas.common import JSON, now_us, ts
 from agenthost.schemas.events import event_json
 from agenthost.schemas.sessions import empty_usage, session_json
-from agenthost.store.agents import Agents
+from agenthost.store.agents import agent_for_session
 from agenthost.store.db import Database
-from agenthost.store.environments import Environments
+from agenthost.store.environments import environment_row
 from agenthost.store.paging import Lock, Page, PageRequest, created_filter, fetch_page, locked
 from agenthost.store.tables import events, sessions
 
@@ -47,18 +46,23 @@ def _render(row: Any, now: int | None = None) -> JSON:
     )
 
 
+_BY_ID = sa.select(sessions).where(
+    sessions.c.id == sa.bindparam("id"), sessions.c.workspace_id == sa.bindparam("workspace_id")
+)
+
+
 def _render_event(row: Any) -> JSON:
     return event_json(row.id, row.payload, ts(row.processed_at))
 
 
-async def append_events(
-    conn: AsyncConnection, session_id: str, payloads: Sequence[JSON], *, processed: bool, now: int
+def append_events(
+    conn: sa.Connection, session_id: str, payloads: Sequence[JSON], *, processed: bool, now: int
 ) -> list[JSON]:
     """Append events to a session's log inside the caller's transaction; return their wire form."""
     if not payloads:
         return []
     last = (
-        await conn.execute(
+        conn.execute(
             sessions.update()
             .where(sessions.c.id == session_id)
             .values(last_seq=sessions.c.last_seq + len(payloads))
@@ -78,17 +82,23 @@ async def append_events(
         }
         for index, payload in enumerate(payloads)
     ]
-    await conn.execute(events.insert(), rows)
+    conn.execute(events.insert(), rows)
     return [event_json(r["id"], r["payload"], ts(processed_at)) for r in rows]
+
+
+def session_row(conn: sa.Connection, workspace_id: str, session_id: str, lock: Lock = None) -> Any:
+    """A session's row inside a caller's transaction; 404 when unknown here."""
+    row = conn.execute(locked(_BY_ID, lock, sessions), {"id": session_id, "workspace_id": workspace_id}).first()
+    if row is None:
+        raise NotFound(f"session {session_id!r} not found")
+    return row
 
 
 class Sessions:
     """Session CRUD and the read side of the event log, scoped to a workspace."""
 
-    def __init__(self, db: Database, agents: Agents, environments: Environments):
+    def __init__(self, db: Database):
         self.db = db
-        self.agents = agents
-        self.environments = environments
 
     async def create(
         self,
@@ -104,15 +114,16 @@ class Sessions:
     ) -> JSON:
         """Create a session from an agent version and an environment, with its initial events, atomically."""
         session_id, now = new_id("sesn"), now_us()
-        async with self.db.write() as conn:
+
+        def write(conn: sa.Connection) -> JSON:
             try:
-                agent = await self.agents.get_config(conn, workspace_id, agent_id, agent_version)
+                agent = agent_for_session(conn, workspace_id, agent_id, agent_version)
             except NotFound as exc:
                 raise NotFound(f"agent: {exc.message}") from None
             if agent["archived_at"] is not None:
                 raise InvalidRequest(f"agent: agent {agent_id} is archived; new sessions cannot use it")
             try:
-                env = await self.environments.row(conn, workspace_id, environment_id, lock="share")
+                env = environment_row(conn, workspace_id, environment_id, lock="share")
             except NotFound:
                 raise NotFound(
                     f"environment_id: environment {environment_id!r} not found", error_code="environment_not_found"
@@ -142,20 +153,14 @@ class Sessions:
                 "updated_at": now,
                 "archived_at": None,
             }
-            await conn.execute(sessions.insert().values(**values))
-            await append_events(conn, session_id, initial_events, processed=False, now=now)
-        return _render(SimpleNamespace(**values), now)
+            conn.execute(sessions.insert().values(**values))
+            append_events(conn, session_id, initial_events, processed=False, now=now)
+            return _render(SimpleNamespace(**values), now)
 
-    async def row(self, conn: AsyncConnection, workspace_id: str, session_id: str, lock: Lock = None) -> Any:
-        query = sa.select(sessions).where(sessions.c.id == session_id, sessions.c.workspace_id == workspace_id)
-        row = (await conn.execute(locked(query, lock, sessions))).first()
-        if row is None:
-            raise NotFound(f"session {session_id!r} not found")
-        return row
+        return await self.db.run_write(write)
 
     async def get(self, workspace_id: str, session_id: str) -> JSON:
-        async with self.db.read() as conn:
-            return _render(await self.row(conn, workspace_id, session_id))
+        return await self.db.run_read(lambda conn: _render(session_row(conn, workspace_id, session_id)))
 
     async def list(
         self,
@@ -186,51 +191,57 @@ class Sessions:
             query = query.where(sessions.c.archived_at.is_(None))
         query = created_filter(query, sessions.c.created_at, created)
         now = now_us()
-        async with self.db.read() as conn:
-            return await fetch_page(conn, query, sessions.c.id, page, lambda r: _render(r, now), lambda r: r.id)
+        return await self.db.run_read(
+            lambda conn: fetch_page(conn, query, sessions.c.id, page, lambda r: _render(r, now), lambda r: r.id)
+        )
 
     async def update(self, workspace_id: str, session_id: str, change: Callable[[Any], JSON]) -> JSON:
         """Apply ``change`` (row -> changed wire fields); store them and log ``session.updated`` if any."""
-        async with self.db.write() as conn:
-            row = await self.row(conn, workspace_id, session_id, lock="update")
+
+        def write(conn: sa.Connection) -> JSON:
+            row = session_row(conn, workspace_id, session_id, lock="update")
             if row.archived_at is not None:
                 raise Conflict(f"session {session_id} is archived and cannot be changed")
             changed = change(row)
             if changed:
                 now = now_us()
-                await conn.execute(
-                    sessions.update().where(sessions.c.id == session_id).values(updated_at=now, **changed)
-                )
-                await append_events(conn, session_id, [{"type": "session.updated", **changed}], processed=True, now=now)
-                row = await self.row(conn, workspace_id, session_id)
-        return _render(row)
+                conn.execute(sessions.update().where(sessions.c.id == session_id).values(updated_at=now, **changed))
+                append_events(conn, session_id, [{"type": "session.updated", **changed}], processed=True, now=now)
+                row = session_row(conn, workspace_id, session_id)
+            return _render(row)
+
+        return await self.db.run_write(write)
 
     async def archive(self, workspace_id: str, session_id: str) -> JSON:
         """Archive: read-only from now on, status terminated, history kept (BEHAVIOUR §1.9)."""
-        async with self.db.write() as conn:
-            row = await self.row(conn, workspace_id, session_id, lock="update")
+
+        def write(conn: sa.Connection) -> JSON:
+            row = session_row(conn, workspace_id, session_id, lock="update")
             if row.archived_at is None:
                 _refuse_running(row, "archived")
                 now = now_us()
-                await conn.execute(
+                conn.execute(
                     sessions.update()
                     .where(sessions.c.id == session_id)
                     .values(archived_at=now, status="terminated", updated_at=now)
                 )
                 if row.status != "terminated":
-                    await append_events(
-                        conn, session_id, [{"type": "session.status_terminated"}], processed=True, now=now
-                    )
-                row = await self.row(conn, workspace_id, session_id)
-        return _render(row)
+                    append_events(conn, session_id, [{"type": "session.status_terminated"}], processed=True, now=now)
+                row = session_row(conn, workspace_id, session_id)
+            return _render(row)
+
+        return await self.db.run_write(write)
 
     async def delete(self, workspace_id: str, session_id: str) -> None:
         """Delete a session and its whole event log."""
-        async with self.db.write() as conn:
-            row = await self.row(conn, workspace_id, session_id, lock="update")
+
+        def write(conn: sa.Connection) -> None:
+            row = session_row(conn, workspace_id, session_id, lock="update")
             _refuse_running(row, "deleted")
-            await conn.execute(events.delete().where(events.c.session_id == session_id))
-            await conn.execute(sessions.delete().where(sessions.c.id == session_id))
+            conn.execute(events.delete().where(events.c.session_id == session_id))
+            conn.execute(sessions.delete().where(sessions.c.id == session_id))
+
+        await self.db.run_write(write)
 
     async def events(
         self, workspace_id: str, session_id: str, page: PageRequest, *, types: list[str], created: dict[str, int]
@@ -240,9 +251,12 @@ class Sessions:
         if types:
             query = query.where(events.c.type.in_(types))
         query = created_filter(query, events.c.processed_at, created)
-        async with self.db.read() as conn:
-            await self.row(conn, workspace_id, session_id)
-            return await fetch_page(conn, query, events.c.seq, page, _render_event, lambda r: r.seq)
+
+        def read(conn: sa.Connection) -> Page:
+            session_row(conn, workspace_id, session_id)
+            return fetch_page(conn, query, events.c.seq, page, _render_event, lambda r: r.seq)
+
+        return await self.db.run_read(read)
 
 
 def _refuse_running(row: Any, verb: str) -> None:

@@ -17,7 +17,7 @@ class Store:
         self.keys = Keys(self.db)
         self.agents = Agents(self.db)
         self.environments = Environments(self.db)
-        self.sessions = Sessions(self.db, self.agents, self.environments)
+        self.sessions = Sessions(self.db)
 
     async def open(self) -> None:
         """Migrate the schema to the newest revision."""

@@ -14,13 +14,16 @@ def test_migrations_build_every_table_and_are_idempotent(server: LiveServer) -> 
     async def check() -> tuple[set[str], list[str], int]:
         store = Store(Settings(database_url=server.database_url).resolved_database_url())
         try:
-            async with store.db.read() as conn:
-                before = (await conn.execute(sa.text("SELECT count(*) FROM workspaces"))).scalar_one()
+            count = sa.text("SELECT count(*) FROM workspaces")
+            before = await store.db.run_read(lambda c: c.execute(count).scalar_one())
             await store.open()  # the server already migrated: this must be a no-op
-            async with store.db.read() as conn:
-                names = set(await conn.run_sync(lambda c: sa.inspect(c).get_table_names()))
-                heads = list((await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).scalars())
-                after = (await conn.execute(sa.text("SELECT count(*) FROM workspaces"))).scalar_one()
+
+            def inspect(c: sa.Connection) -> tuple[set[str], list[str], int]:
+                names = set(sa.inspect(c).get_table_names())
+                heads = list(c.execute(sa.text("SELECT version_num FROM alembic_version")).scalars())
+                return names, heads, c.execute(count).scalar_one()
+
+            names, heads, after = await store.db.run_read(inspect)
             return names, heads, after - before
         finally:
             await store.close()
@@ -37,11 +40,10 @@ def test_fresh_sqlite_file_migrates_from_empty(tmp_path: object) -> None:
     path = Path(str(tmp_path)) / "fresh.db"
 
     async def migrate() -> set[str]:
-        store = Store(f"sqlite+aiosqlite:///{path}")
+        store = Store(f"sqlite:///{path}")
         try:
             await store.open()
-            async with store.db.read() as conn:
-                return set(await conn.run_sync(lambda c: sa.inspect(c).get_table_names()))
+            return await store.db.run_read(lambda c: set(sa.inspect(c).get_table_names()))
         finally:
             await store.close()
 
