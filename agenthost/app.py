@@ -16,7 +16,12 @@ from starlette.responses import Response
 from agenthost.api import agents, environments, errors, events, health, sessions
 from agenthost.api.auth import Authenticator
 from agenthost.api.middleware import RequestContext
+from agenthost.engine.dispatch import Engine, EngineSettings
+from agenthost.engine.loop import RunSettings
 from agenthost.errors import Unavailable
+from agenthost.providers.anthropic import AnthropicProvider
+from agenthost.providers.base import ModelProvider
+from agenthost.sandbox.local import LocalBackend
 from agenthost.settings import Settings
 from agenthost.store.keys import DEFAULT_WORKSPACE
 from agenthost.store.sql import Store
@@ -49,8 +54,30 @@ async def _database_error(request: Request, exc: Exception) -> Response:
     return await errors.handle(request, exc)
 
 
-def create_app(settings: Settings | None = None, *, store: Store | None = None) -> FastAPI:
-    """Build the ASGI app. The store is opened (and migrated) in the app's lifespan."""
+def build_engine(settings: Settings, store: Store, provider: ModelProvider | None) -> Engine:
+    """The engine with the configured provider and sandbox backend."""
+    if settings.sandbox != "local":
+        raise SystemExit(f"agenthost: unknown sandbox backend {settings.sandbox!r} (available: local)")
+    run = RunSettings(
+        max_tokens=settings.max_tokens,
+        model_retries=settings.model_retries,
+        retry_base_seconds=settings.retry_base_seconds,
+        retry_max_seconds=settings.retry_max_seconds,
+        max_model_calls=settings.max_model_calls,
+    )
+    return Engine(
+        store.db,
+        store.bus,
+        provider or AnthropicProvider(),
+        LocalBackend(settings.resolved_data_dir() / "workspaces"),
+        EngineSettings(lease_seconds=settings.lease_seconds, poll_seconds=settings.engine_poll_seconds, run=run),
+    )
+
+
+def create_app(
+    settings: Settings | None = None, *, store: Store | None = None, provider: ModelProvider | None = None
+) -> FastAPI:
+    """Build the ASGI app. The store is opened (and migrated) and the engine started in the app's lifespan."""
     settings = settings or Settings()
     store = store or Store(settings.resolved_database_url())
 
@@ -61,9 +88,15 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         app.state.authenticator = Authenticator(
             store.keys.authenticate, settings.auth_cache_seconds, static_key, default_workspace
         )
+        engine = build_engine(settings, store, provider)
+        app.state.engine = engine
+        await engine.start()
         try:
             yield
         finally:
+            await engine.stop()
+            await engine.sandboxes.close()
+            await engine.provider.close()
             await store.close()
 
     app = FastAPI(title="agenthost", version="0.1.0", lifespan=lifespan, docs_url="/docs", redoc_url=None)

@@ -50,6 +50,33 @@ class Settings(BaseSettings):
         description="Largest JSON request body accepted; larger bodies get 413.",
     )
     log_level: str = Field(default="info", description="Log level of the server and uvicorn.")
+    ping_seconds: float = Field(
+        default=15.0, gt=0, description="Interval of `ping` frames on event streams (keeps idle streams open)."
+    )
+    lease_seconds: float = Field(
+        default=30.0, gt=0, description="How long an engine's claim on a running session lasts without a heartbeat."
+    )
+    engine_poll_seconds: float = Field(
+        default=1.0, gt=0, description="How often the engine looks for runnable sessions besides in-process wake-ups."
+    )
+    model_retries: int = Field(
+        default=4, ge=0, description="Retries of a model call that failed with an overload, rate limit or 5xx."
+    )
+    retry_base_seconds: float = Field(
+        default=2.0, ge=0, description="First retry delay of a failed model call; doubles per attempt."
+    )
+    retry_max_seconds: float = Field(default=60.0, ge=0, description="Longest delay between model call retries.")
+    max_tokens: int = Field(default=16384, gt=0, description="`max_tokens` of every model call.")
+    max_model_calls: int = Field(
+        default=200, gt=0, description="Model calls one turn may make before it is stopped with a session.error."
+    )
+    sandbox: str = Field(
+        default="local",
+        description=(
+            "Tool sandbox backend. `local` (the only one so far) is UNSAFE: commands run as the server's user with "
+            "no isolation, in `<data_dir>/workspaces/<session_id>`."
+        ),
+    )
 
     def resolved_data_dir(self) -> Path:
         """The data directory with `~` expanded."""

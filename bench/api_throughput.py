@@ -84,8 +84,9 @@ def main() -> None:
         base = f"http://127.0.0.1:{port}"
         try:
             client = anthropic.Anthropic(base_url=base, api_key=KEY, _strict_response_validation=True)
-            agent = client.beta.agents.create(model="claude-opus-4-7", name="bench",
-                                              tools=[{"type": "agent_toolset_20260401"}])
+            agent = client.beta.agents.create(
+                model="claude-opus-4-7", name="bench", tools=[{"type": "agent_toolset_20260401"}]
+            )
             env = client.beta.environments.create(name="bench")
             session = client.beta.sessions.create(agent=agent.id, environment_id=env.id)
 
@@ -107,8 +108,10 @@ def main() -> None:
     store = args.database_url.split(":")[0] if args.database_url else "sqlite"
     print(f"store={store} connections={args.connections} seconds={args.seconds} cores={os.cpu_count()}")
     for name, fig in (("sessions.retrieve", retrieve), ("sessions.create", create)):
-        print(f"{name}: {fig['rps']:.0f} req/s  p50 {fig.get('p50_ms', 0):.2f} ms  p99 {fig.get('p99_ms', 0):.2f} ms  "
-              f"non-2xx {fig['non_2xx']:.0f}")
+        print(
+            f"{name}: {fig['rps']:.0f} req/s  p50 {fig.get('p50_ms', 0):.2f} ms  p99 {fig.get('p99_ms', 0):.2f} ms  "
+            f"non-2xx {fig['non_2xx']:.0f}"
+        )
     print(f"server RSS after the run: {rss_kib / 1024:.0f} MiB")
 
 

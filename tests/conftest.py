@@ -27,6 +27,7 @@ import uvicorn
 from agenthost.app import create_app
 from agenthost.settings import Settings
 from agenthost.store.sql import Store
+from agenthost.testing.fake_anthropic import FakeAnthropic
 
 T = TypeVar("T")
 PG_URL = os.environ.get("AGENTHOST_TEST_PG_URL", "postgresql://127.0.0.1:5432/test")
@@ -116,7 +117,9 @@ def serve_in_thread(settings: Settings) -> tuple[str, uvicorn.Server, threading.
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(settings), log_level="warning", access_log=False, lifespan="on")
+    config = uvicorn.Config(
+        create_app(settings), log_level="warning", access_log=False, lifespan="on", loop="asyncio", http="h11"
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -124,12 +127,51 @@ def serve_in_thread(settings: Settings) -> tuple[str, uvicorn.Server, threading.
     return f"http://127.0.0.1:{port}", server, thread
 
 
+@pytest.fixture(scope="session")
+def fake() -> Iterator[FakeAnthropic]:
+    """The scripted Messages API; the server's provider reaches it through ANTHROPIC_BASE_URL."""
+    server = FakeAnthropic().start()
+    saved = {k: os.environ.get(k) for k in ("ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY")}
+    os.environ["ANTHROPIC_BASE_URL"] = server.url
+    os.environ["ANTHROPIC_API_KEY"] = "sk-ant-fake-key"
+    try:
+        yield server
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        server.stop()
+
+
+def test_settings(data_dir: Path, db_url: str) -> Settings:
+    """Settings for a test server: short leases, pings and retry delays (time by configuration)."""
+    return Settings(
+        data_dir=data_dir,
+        database_url=db_url,
+        api_key="sk-ah-static-test-key",
+        auth_cache_seconds=0,
+        ping_seconds=1.0,
+        lease_seconds=3.0,
+        engine_poll_seconds=0.2,
+        model_retries=2,
+        retry_base_seconds=0.05,
+        retry_max_seconds=0.2,
+    )
+
+
+test_settings.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
+
+
 @pytest.fixture(scope="session", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, fake: FakeAnthropic
+) -> Iterator[LiveServer]:
     backend: str = request.param
     data_dir = tmp_path_factory.mktemp(f"agenthost-{backend}")
     db_url = f"sqlite:///{data_dir / 'agenthost.db'}" if backend == "sqlite" else _pg_database()
-    settings = Settings(data_dir=data_dir, database_url=db_url, api_key="sk-ah-static-test-key", auth_cache_seconds=0)
+    settings = test_settings(data_dir, db_url)
     base_url, uv, thread = serve_in_thread(settings)
     try:
         yield LiveServer(base_url=base_url, database_url=db_url, backend=backend)
@@ -208,3 +250,46 @@ def environment(client: anthropic.Anthropic) -> Any:
 @pytest.fixture
 def tmp_data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"
+
+
+@dataclass
+class Script:
+    """One test's conversation with the fake model: its key is the first line of the agent's system prompt."""
+
+    fake: FakeAnthropic
+    key: str
+
+    def __call__(self, *replies: Any) -> None:
+        self.fake.script(self.key, *replies)
+
+    @property
+    def system(self) -> str:
+        return f"{self.key}\nYou are a test agent."
+
+    def requests(self) -> list[dict[str, Any]]:
+        return self.fake.requests_for(self.key)
+
+    def agent(self, client: anthropic.Anthropic, **fields: Any) -> Any:
+        """An agent whose model calls this script answers."""
+        return client.beta.agents.create(model="claude-opus-4-7", name="scripted", system=self.system, **fields)
+
+
+@pytest.fixture
+def script(fake: FakeAnthropic) -> Iterator[Script]:
+    scripted = Script(fake, f"script-{uuid.uuid4().hex[:12]}")
+    yield scripted
+    unexpected = [r for r in fake.unexpected if (r.get("system") or [{}])[0].get("text", "").startswith(scripted.key)]
+    assert unexpected == [], f"the model was called more often than scripted: {len(unexpected)} extra call(s)"
+    assert fake.remaining(scripted.key) == 0, "scripted replies were left unused"
+
+
+def wait_status(client: anthropic.Anthropic, session_id: str, status: str = "idle", timeout: float = 20) -> Any:
+    """Wait until the session reports ``status``; return it."""
+    found: list[Any] = []
+
+    def reached() -> bool:
+        found[:] = [client.beta.sessions.retrieve(session_id)]
+        return found[0].status == status
+
+    wait_until(reached, timeout=timeout, interval=0.05)
+    return found[0]

@@ -14,6 +14,19 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "agenthost.ids": (),
     "agenthost.settings": (),
     "agenthost.store": ("agenthost.store", "agenthost.schemas", "agenthost.errors", "agenthost.ids"),
+    "agenthost.providers": ("agenthost.providers",),
+    "agenthost.sandbox": ("agenthost.sandbox",),
+    "agenthost.tools": ("agenthost.tools", "agenthost.sandbox.base"),
+    "agenthost.engine": (
+        "agenthost.engine",
+        "agenthost.store",
+        "agenthost.schemas",
+        "agenthost.errors",
+        "agenthost.ids",
+        "agenthost.providers.base",
+        "agenthost.sandbox.base",
+        "agenthost.tools",
+    ),
     "agenthost.api": (
         "agenthost.api",
         "agenthost.schemas",
@@ -21,7 +34,9 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "agenthost.ids",
         "agenthost.store.paging",
         "agenthost.store.sql",
+        "agenthost.store.notify",
         "agenthost.settings",
+        "agenthost.engine.commands",
     ),
 }
 

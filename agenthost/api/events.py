@@ -1,16 +1,22 @@
-"""/v1/sessions/{id}/events: the persisted event log (layer 4; REFERENCE §7.1)."""
+"""/v1/sessions/{id}/events: list, send and stream (layer 4; REFERENCE §7.1, BEHAVIOUR §2)."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
+from starlette.responses import StreamingResponse
 
 from agenthost.api.deps import Workspace, store
 from agenthost.api.pagination import created_bounds, limit_param, page_body, page_request
 from agenthost.api.responses import JSONBytes, json_response
-from agenthost.errors import InvalidRequest
-from agenthost.schemas.events import EVENT_TYPES
+from agenthost.api.sse import PING, error_frame, frame
+from agenthost.engine.commands import send_events
+from agenthost.errors import InvalidRequest, NotSupported
+from agenthost.schemas.events import EVENT_TYPES, SendEvents, send_payloads
+from agenthost.store.notify import FeedOverrun
 
 router = APIRouter(prefix="/v1/sessions/{session_id}/events", tags=["events"])
 
@@ -33,3 +39,58 @@ async def list_events(
         workspace_id, session_id, page_request("events", page, limit, order, int), types=list(types), created=created
     )
     return json_response(page_body("events", result, order))
+
+
+@router.post("")
+async def send(request: Request, session_id: str, body: SendEvents, workspace_id: Workspace) -> JSONBytes:
+    payloads = send_payloads(body.events)
+    echoed = await send_events(store(request), request.app.state.engine, workspace_id, session_id, payloads)
+    return json_response({"data": echoed})
+
+
+@router.get("/stream")
+async def stream(
+    request: Request,
+    session_id: str,
+    workspace_id: Workspace,
+    event_deltas: Annotated[list[str], Query(alias="event_deltas[]")] = [],  # noqa: B006
+    last_event_id: Annotated[str | None, Header(alias="last-event-id")] = None,
+) -> StreamingResponse:
+    if event_deltas:
+        raise NotSupported("event_deltas[]", "live previews (event_start/event_delta)")
+    sessions = store(request).sessions
+    await sessions.get(workspace_id, session_id)  # 404 as JSON before the stream starts
+    subscription = store(request).bus.subscribe(session_id)
+    try:
+        backlog = await sessions.events_after(workspace_id, session_id, last_event_id) if last_event_id else []
+    except BaseException:
+        subscription.close()
+        raise
+    ping_seconds: float = request.app.state.settings.ping_seconds
+
+    async def frames() -> AsyncIterator[bytes]:
+        sent = {(event["id"], event["processed_at"]) for _, event in backlog}
+        try:
+            for _, event in backlog:
+                yield frame(event)
+            while True:
+                try:
+                    _, event = await asyncio.wait_for(anext(subscription), ping_seconds)
+                except TimeoutError:
+                    yield PING
+                    continue
+                except StopAsyncIteration:
+                    return
+                if (event["id"], event["processed_at"]) in sent:
+                    continue  # already replayed from the log (resume raced with a publish)
+                yield frame(event)
+                if event["type"] == "session.deleted":
+                    return
+        except FeedOverrun:
+            yield error_frame("api_error", "this stream fell too far behind; reconnect and list events to catch up")
+        finally:
+            subscription.close()
+
+    return StreamingResponse(
+        frames(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )

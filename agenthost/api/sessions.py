@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 
+import agenthost.engine.commands as commands
 from agenthost.api.deps import Workspace, store
 from agenthost.api.pagination import created_bounds, limit_param, page_body, page_request
 from agenthost.api.responses import JSONBytes, json_response
@@ -49,6 +50,7 @@ async def create_session(request: Request, body: SessionCreate, workspace_id: Wo
         metadata=body.metadata,
         initial_events=initial,
     )
+    commands.wake_after_create(request.app.state.engine, session)
     return json_response(session)
 
 
@@ -124,5 +126,5 @@ async def archive_session(request: Request, session_id: str, workspace_id: Works
 
 @router.delete("/{session_id}")
 async def delete_session(request: Request, session_id: str, workspace_id: Workspace) -> JSONBytes:
-    await store(request).sessions.delete(workspace_id, session_id)
+    await commands.delete_session(store(request), request.app.state.engine, workspace_id, session_id)
     return json_response({"id": session_id, "type": "session_deleted"})

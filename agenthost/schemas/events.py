@@ -8,7 +8,7 @@ from pydantic import Field
 
 from agenthost.errors import InvalidRequest, NotSupported
 from agenthost.schemas.common import JSON, Body
-from agenthost.schemas.content import DocumentBlock, FileSource, ImageBlock, RedactedBlock, UserContent
+from agenthost.schemas.content import DocumentBlock, FileSource, ImageBlock, RedactedBlock, TextBlock, UserContent
 
 
 class UserMessage(Body):
@@ -24,6 +24,154 @@ class DefineOutcome(Body):
 
 
 InitialEvent = Annotated[UserMessage | DefineOutcome, Field(discriminator="type")]
+
+
+class UserInterrupt(Body):
+    type: Literal["user.interrupt"]
+    session_thread_id: str | None = None
+
+
+class UserToolConfirmation(Body):
+    type: Literal["user.tool_confirmation"]
+    tool_use_id: Annotated[str, Field(min_length=1, max_length=128)]
+    result: Literal["allow", "deny"]
+    deny_message: str | None = None
+    session_thread_id: str | None = None
+
+
+class SearchResultText(Body):
+    type: Literal["text"]
+    text: str
+
+
+class SearchResultBlock(Body):
+    type: Literal["search_result"]
+    source: str
+    title: str
+    content: list[SearchResultText]
+    citations: dict[str, bool] | None = None
+
+
+ToolResultContent = Annotated[TextBlock | ImageBlock | DocumentBlock | SearchResultBlock, Field(discriminator="type")]
+
+
+class UserCustomToolResult(Body):
+    type: Literal["user.custom_tool_result"]
+    custom_tool_use_id: Annotated[str, Field(min_length=1, max_length=128)]
+    content: list[ToolResultContent] | None = None
+    is_error: bool | None = None
+    session_thread_id: str | None = None
+
+
+class UserToolResult(Body):
+    type: Literal["user.tool_result"]
+    tool_use_id: Annotated[str, Field(min_length=1, max_length=128)]
+    content: list[ToolResultContent] | None = None
+    is_error: bool | None = None
+    session_thread_id: str | None = None
+
+
+class SystemText(Body):
+    type: Literal["text"]
+    text: str
+
+
+class SystemMessage(Body):
+    type: Literal["system.message"]
+    content: Annotated[list[SystemText], Field(min_length=1, max_length=1000)]
+
+
+EventParam = Annotated[
+    UserMessage
+    | UserInterrupt
+    | UserToolConfirmation
+    | UserCustomToolResult
+    | UserToolResult
+    | DefineOutcome
+    | SystemMessage,
+    Field(discriminator="type"),
+]
+
+
+class SendEvents(Body):
+    events: Annotated[list[EventParam], Field(min_length=1, max_length=100)]
+
+
+def _tool_result_content(content: list[Any] | None, field: str) -> list[JSON] | None:
+    if content is None:
+        return None
+    blocks: list[JSON] = []
+    for index, block in enumerate(content):
+        if isinstance(block, ImageBlock | DocumentBlock) and isinstance(block.source, FileSource):
+            raise NotSupported(f"{field}[{index}].source", "file sources (they need the Files API)")
+        dumped = block.model_dump()
+        if isinstance(block, DocumentBlock):
+            dumped.setdefault("context", None)
+            dumped.setdefault("title", None)
+        blocks.append(dumped)
+    return blocks
+
+
+def send_payloads(events: list[Any]) -> list[JSON]:
+    """Check the shape rules of a send request (REFERENCE §7.2, BEHAVIOUR §2.1); return payloads to persist.
+
+    Rules that depend on the session (which tool uses are awaiting an answer) are checked
+    by the engine's command in the same transaction as the append.
+    """
+    payloads: list[JSON] = []
+    for index, event in enumerate(events):
+        where = f"events[{index}]"
+        if getattr(event, "session_thread_id", None) is not None:
+            raise InvalidRequest(f"{where}.session_thread_id: this session has no threads")
+        if isinstance(event, UserMessage):
+            payloads.append({"type": event.type, "content": check_user_content(event.content, f"{where}.content")})
+        elif isinstance(event, UserInterrupt):
+            payloads.append({"type": event.type, "session_thread_id": None})
+        elif isinstance(event, UserToolConfirmation):
+            if event.result == "allow" and event.deny_message is not None:
+                raise InvalidRequest(f"{where}.deny_message: only allowed with result 'deny'")
+            payloads.append(
+                {
+                    "type": event.type,
+                    "tool_use_id": event.tool_use_id,
+                    "result": event.result,
+                    "deny_message": event.deny_message,
+                    "session_thread_id": None,
+                }
+            )
+        elif isinstance(event, UserCustomToolResult):
+            payloads.append(
+                {
+                    "type": event.type,
+                    "custom_tool_use_id": event.custom_tool_use_id,
+                    "content": _tool_result_content(event.content, f"{where}.content"),
+                    "is_error": event.is_error,
+                    "session_thread_id": None,
+                }
+            )
+        elif isinstance(event, UserToolResult):
+            payloads.append(
+                {
+                    "type": event.type,
+                    "tool_use_id": event.tool_use_id,
+                    "content": _tool_result_content(event.content, f"{where}.content"),
+                    "is_error": event.is_error,
+                    "session_thread_id": None,
+                }
+            )
+        elif isinstance(event, DefineOutcome):
+            raise NotSupported(where, "user.define_outcome (outcomes)")
+        else:
+            if index != len(events) - 1:
+                raise InvalidRequest(f"{where}: system.message must be the last event of the request")
+            previous = payloads[-1]["type"] if payloads else None
+            if previous not in ("user.message", "user.tool_result", "user.custom_tool_result"):
+                raise InvalidRequest(
+                    f"{where}: system.message must directly follow the user.message, user.tool_result or "
+                    "user.custom_tool_result it accompanies"
+                )
+            payloads.append({"type": event.type, "content": [block.model_dump() for block in event.content]})
+    return payloads
 
 
 def check_user_content(content: list[Any], field: str) -> list[JSON]:

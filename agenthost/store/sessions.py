@@ -21,6 +21,7 @@ from agenthost.schemas.sessions import empty_usage, session_json
 from agenthost.store.agents import agent_for_session
 from agenthost.store.db import Database
 from agenthost.store.environments import environment_row
+from agenthost.store.notify import Bus
 from agenthost.store.paging import Lock, Page, PageRequest, created_filter, fetch_page, locked
 from agenthost.store.tables import events, sessions
 
@@ -55,10 +56,14 @@ def _render_event(row: Any) -> JSON:
     return event_json(row.id, row.payload, ts(row.processed_at))
 
 
+Logged = tuple[int, JSON]
+"""An event as appended: its sequence number in the session's log and its wire form."""
+
+
 def append_events(
     conn: sa.Connection, session_id: str, payloads: Sequence[JSON], *, processed: bool, now: int
-) -> list[JSON]:
-    """Append events to a session's log inside the caller's transaction; return their wire form."""
+) -> list[Logged]:
+    """Append events to a session's log inside the caller's transaction; return them with their seq."""
     if not payloads:
         return []
     last = (
@@ -83,7 +88,7 @@ def append_events(
         for index, payload in enumerate(payloads)
     ]
     conn.execute(events.insert(), rows)
-    return [event_json(r["id"], r["payload"], ts(processed_at)) for r in rows]
+    return [(r["seq"], event_json(r["id"], r["payload"], ts(processed_at))) for r in rows]
 
 
 def session_row(conn: sa.Connection, workspace_id: str, session_id: str, lock: Lock = None) -> Any:
@@ -97,8 +102,9 @@ def session_row(conn: sa.Connection, workspace_id: str, session_id: str, lock: L
 class Sessions:
     """Session CRUD and the read side of the event log, scoped to a workspace."""
 
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, bus: Bus):
         self.db = db
+        self.bus = bus
 
     async def create(
         self,
@@ -115,7 +121,7 @@ class Sessions:
         """Create a session from an agent version and an environment, with its initial events, atomically."""
         session_id, now = new_id("sesn"), now_us()
 
-        def write(conn: sa.Connection) -> JSON:
+        def write(conn: sa.Connection) -> tuple[JSON, list[Logged]]:
             try:
                 agent = agent_for_session(conn, workspace_id, agent_id, agent_version)
             except NotFound as exc:
@@ -139,7 +145,11 @@ class Sessions:
                 "agent_id": agent["id"],
                 "agent_version": agent["version"],
                 "environment_id": environment_id,
-                "status": "idle",
+                # BEHAVIOUR §1.1: initial events make the session born running, with work pending.
+                "status": "running" if initial_events else "idle",
+                "pending": bool(initial_events),
+                "blocked_on": None,
+                "running_since": None,
                 "title": title,
                 "metadata": metadata,
                 "agent": build_agent(agent),
@@ -154,10 +164,12 @@ class Sessions:
                 "archived_at": None,
             }
             conn.execute(sessions.insert().values(**values))
-            append_events(conn, session_id, initial_events, processed=False, now=now)
-            return _render(SimpleNamespace(**values), now)
+            logged = append_events(conn, session_id, initial_events, processed=False, now=now)
+            return _render(SimpleNamespace(**values), now), logged
 
-        return await self.db.run_write(write)
+        session, logged = await self.db.run_write(write)
+        self.bus.publish(session_id, logged)
+        return session
 
     async def get(self, workspace_id: str, session_id: str) -> JSON:
         return await self.db.run_read(lambda conn: _render(session_row(conn, workspace_id, session_id)))
@@ -198,50 +210,82 @@ class Sessions:
     async def update(self, workspace_id: str, session_id: str, change: Callable[[Any], JSON]) -> JSON:
         """Apply ``change`` (row -> changed wire fields); store them and log ``session.updated`` if any."""
 
-        def write(conn: sa.Connection) -> JSON:
+        def write(conn: sa.Connection) -> tuple[JSON, list[Logged]]:
             row = session_row(conn, workspace_id, session_id, lock="update")
             if row.archived_at is not None:
                 raise Conflict(f"session {session_id} is archived and cannot be changed")
             changed = change(row)
+            logged: list[Logged] = []
             if changed:
                 now = now_us()
                 conn.execute(sessions.update().where(sessions.c.id == session_id).values(updated_at=now, **changed))
-                append_events(conn, session_id, [{"type": "session.updated", **changed}], processed=True, now=now)
+                updated = {"type": "session.updated", **changed}
+                logged = append_events(conn, session_id, [updated], processed=True, now=now)
                 row = session_row(conn, workspace_id, session_id)
-            return _render(row)
+            return _render(row), logged
 
-        return await self.db.run_write(write)
+        session, logged = await self.db.run_write(write)
+        self.bus.publish(session_id, logged)
+        return session
 
     async def archive(self, workspace_id: str, session_id: str) -> JSON:
         """Archive: read-only from now on, status terminated, history kept (BEHAVIOUR §1.9)."""
 
-        def write(conn: sa.Connection) -> JSON:
+        def write(conn: sa.Connection) -> tuple[JSON, list[Logged]]:
             row = session_row(conn, workspace_id, session_id, lock="update")
+            logged: list[Logged] = []
             if row.archived_at is None:
                 _refuse_running(row, "archived")
                 now = now_us()
                 conn.execute(
                     sessions.update()
                     .where(sessions.c.id == session_id)
-                    .values(archived_at=now, status="terminated", updated_at=now)
+                    .values(archived_at=now, status="terminated", updated_at=now, pending=False)
                 )
                 if row.status != "terminated":
-                    append_events(conn, session_id, [{"type": "session.status_terminated"}], processed=True, now=now)
+                    terminated = [{"type": "session.status_terminated"}]
+                    logged = append_events(conn, session_id, terminated, processed=True, now=now)
                 row = session_row(conn, workspace_id, session_id)
-            return _render(row)
+            return _render(row), logged
 
-        return await self.db.run_write(write)
+        session, logged = await self.db.run_write(write)
+        self.bus.publish(session_id, logged)
+        return session
 
     async def delete(self, workspace_id: str, session_id: str) -> None:
-        """Delete a session and its whole event log."""
+        """Delete a session and its whole event log; open streams get ``session.deleted`` and end."""
 
-        def write(conn: sa.Connection) -> None:
+        def write(conn: sa.Connection) -> int:
             row = session_row(conn, workspace_id, session_id, lock="update")
             _refuse_running(row, "deleted")
             conn.execute(events.delete().where(events.c.session_id == session_id))
             conn.execute(sessions.delete().where(sessions.c.id == session_id))
+            return int(row.last_seq)
 
-        await self.db.run_write(write)
+        last_seq = await self.db.run_write(write)
+        # session.deleted is not persisted (the log is gone): it is the last frame of every open stream.
+        deleted = {"id": new_id("sevt"), "type": "session.deleted", "processed_at": ts(now_us())}
+        self.bus.publish(session_id, [(last_seq + 1, deleted)])
+        self.bus.close(session_id)
+
+    async def events_after(self, workspace_id: str, session_id: str, event_id: str) -> list[Logged]:
+        """Every event logged after ``event_id`` (for ``Last-Event-ID`` resume); 400 when it is not in this log."""
+
+        def read(conn: sa.Connection) -> list[Logged]:
+            session_row(conn, workspace_id, session_id)
+            found = conn.execute(
+                sa.select(events.c.seq).where(events.c.session_id == session_id, events.c.id == event_id)
+            ).first()
+            if found is None:
+                raise InvalidRequest(f"Last-Event-ID: {event_id!r} is not an event of this session")
+            query = (
+                sa.select(events)
+                .where(events.c.session_id == session_id, events.c.seq > found.seq)
+                .order_by(events.c.seq)
+            )
+            return [(row.seq, _render_event(row)) for row in conn.execute(query)]
+
+        return await self.db.run_read(read)
 
     async def events(
         self, workspace_id: str, session_id: str, page: PageRequest, *, types: list[str], created: dict[str, int]

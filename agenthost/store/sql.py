@@ -6,6 +6,7 @@ from agenthost.store.agents import Agents
 from agenthost.store.db import Database
 from agenthost.store.environments import Environments
 from agenthost.store.keys import Keys
+from agenthost.store.notify import Bus
 from agenthost.store.sessions import Sessions
 
 
@@ -17,7 +18,8 @@ class Store:
         self.keys = Keys(self.db)
         self.agents = Agents(self.db)
         self.environments = Environments(self.db)
-        self.sessions = Sessions(self.db)
+        self.bus = Bus()
+        self.sessions = Sessions(self.db, self.bus)
 
     async def open(self) -> None:
         """Migrate the schema to the newest revision."""

@@ -87,8 +87,17 @@ sessions = sa.Table(
     sa.Column("created_at", Micros, nullable=False),
     sa.Column("updated_at", Micros, nullable=False),
     sa.Column("archived_at", Micros, nullable=True),
+    # Engine state (migration 0002): input waiting to be processed, the event ids a paused turn
+    # waits on, the run lease (owner + generation fence every engine write) and when running began.
+    sa.Column("pending", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("blocked_on", sa.JSON, nullable=True),
+    sa.Column("lease_owner", sa.String(64), nullable=True),
+    sa.Column("lease_generation", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("lease_expires_at", Micros, nullable=True),
+    sa.Column("running_since", Micros, nullable=True),
     sa.Index("ix_sessions_workspace_id", "workspace_id", "id"),
     sa.Index("ix_sessions_environment_id", "environment_id"),
+    sa.Index("ix_sessions_pending", "pending"),
 )
 
 events = sa.Table(

@@ -8,7 +8,8 @@ import anthropic
 import httpx2
 import pytest
 
-from tests.conftest import AGENT, assert_error
+from agenthost.testing.fake_anthropic import Text
+from tests.conftest import AGENT, Script, assert_error, wait_status
 
 TOOLSET = {"type": "agent_toolset_20260401"}
 
@@ -79,9 +80,11 @@ def test_model_override_cannot_be_null(raw: httpx2.Client, agent: Any, environme
     assert error["details"]["error_code"] == "agent_model_required"
 
 
-def test_initial_events_are_the_first_events_in_order(
-    client: anthropic.Anthropic, agent: Any, environment: Any
+def test_initial_events_are_the_first_events_and_start_the_first_turn(
+    client: anthropic.Anthropic, environment: Any, script: Script
 ) -> None:
+    script(Text("Got both."))
+    agent = script.agent(client)
     session = client.beta.sessions.create(
         agent=agent.id,
         environment_id=environment.id,
@@ -101,13 +104,27 @@ def test_initial_events_are_the_first_events_in_order(
             },
         ],
     )
+    assert session.status == "running"  # BEHAVIOUR §1.1: born running
+    wait_status(client, session.id, "idle")
     events = list(client.beta.sessions.events.list(session.id))
-    assert [e.type for e in events] == ["user.message", "user.message"]
-    assert all(e.id.startswith("sevt_") and e.processed_at is None for e in events)
-    first, second = events
+    assert [e.type for e in events] == [
+        "user.message",
+        "user.message",
+        "session.status_running",
+        "span.model_request_start",
+        "agent.message",
+        "span.model_request_end",
+        "session.usage",
+        "session.status_idle",
+    ]
+    first, second = events[0], events[1]
     assert first.type == "user.message" and second.type == "user.message"
+    assert first.processed_at is not None and second.processed_at is not None
     assert first.content[0].type == "text" and first.content[0].text == "first"
     assert [b.type for b in second.content] == ["text", "image", "document"]
+    (request,) = script.requests()
+    assert request["messages"][0]["role"] == "user"
+    assert [b["type"] for b in request["messages"][0]["content"]] == ["text", "text", "image", "document"]
 
 
 @pytest.mark.parametrize(
@@ -203,13 +220,16 @@ def test_archive_terminates_and_makes_read_only(client: anthropic.Anthropic, age
 
 
 def test_delete_removes_the_session_and_its_events_only(
-    client: anthropic.Anthropic, agent: Any, environment: Any
+    client: anthropic.Anthropic, environment: Any, script: Script
 ) -> None:
+    script(Text("hello"))
+    agent = script.agent(client)
     session = client.beta.sessions.create(
         agent=agent.id,
         environment_id=environment.id,
         initial_events=[{"type": "user.message", "content": [{"type": "text", "text": "hi"}]}],
     )
+    wait_status(client, session.id, "idle")
     deleted = client.beta.sessions.delete(session.id)
     assert deleted.id == session.id and deleted.type == "session_deleted"
     with pytest.raises(anthropic.NotFoundError):
@@ -277,19 +297,23 @@ async def test_async_session_lifecycle(aclient: anthropic.AsyncAnthropic) -> Non
 
 
 def test_event_list_filters_and_limits(
-    client: anthropic.Anthropic, agent: Any, environment: Any, raw: httpx2.Client
+    client: anthropic.Anthropic, environment: Any, raw: httpx2.Client, script: Script
 ) -> None:
+    script(Text("ok"))
+    agent = script.agent(client)
     text = [{"type": "user.message", "content": [{"type": "text", "text": str(i)}]} for i in range(3)]
     session = client.beta.sessions.create(agent=agent.id, environment_id=environment.id, initial_events=text)
+    wait_status(client, session.id, "idle")
     client.beta.sessions.update(session.id, title="x")
     all_events = list(client.beta.sessions.events.list(session.id, limit=1000))
-    assert [e.type for e in all_events] == ["user.message"] * 3 + ["session.updated"]
+    assert [e.type for e in all_events][:3] == ["user.message"] * 3
+    assert all_events[-1].type == "session.updated"
     paged = list(client.beta.sessions.events.list(session.id, limit=1))
     assert [e.id for e in paged] == [e.id for e in all_events]
     desc = list(client.beta.sessions.events.list(session.id, order="desc"))
     assert [e.id for e in desc] == [e.id for e in all_events][::-1]
-    only = list(client.beta.sessions.events.list(session.id, types=["session.updated"]))
-    assert [e.type for e in only] == ["session.updated"]
+    only = list(client.beta.sessions.events.list(session.id, types=["session.updated", "agent.message"]))
+    assert [e.type for e in only] == ["agent.message", "session.updated"]
     assert_error(
         raw.get(f"/v1/sessions/{session.id}/events", params={"types[]": "bogus"}),
         400,

@@ -1,0 +1,134 @@
+"""What the API asks of sessions at run time (layer 3): sending events.
+
+``send_events`` appends the client's events in one transaction with every check that
+depends on the session's state (what a paused turn waits for, archived or terminated
+sessions), decides whether the session now has work, publishes, and wakes the engine.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+
+from agenthost.errors import Conflict, InvalidRequest, NotFound
+from agenthost.schemas.common import JSON, now_us
+from agenthost.store.environments import environment_row
+from agenthost.store.sessions import Logged, append_events, session_row
+from agenthost.store.sql import Store
+from agenthost.store.tables import events, sessions
+
+RECEIPT = ("user.custom_tool_result", "user.tool_result")
+"""Kinds processed on receipt (BEHAVIOUR §1.7); every other kind waits for the engine."""
+
+
+class Waker(Protocol):
+    """The engine as the API sees it: told about new input and interrupts."""
+
+    def wake(self) -> None: ...
+
+    def interrupt(self, session_id: str) -> None: ...
+
+    async def forget(self, session_id: str) -> None: ...
+
+
+def _target(conn: sa.Connection, session_id: str, event_id: str, field: str) -> Any:
+    query = sa.select(events.c.type, events.c.payload).where(events.c.session_id == session_id, events.c.id == event_id)
+    row = conn.execute(query).first()
+    if row is None:
+        raise NotFound(f"{field}: no event {event_id!r} in this session")
+    return row
+
+
+def _check_answer(conn: sa.Connection, row: Any, payload: JSON, where: str, awaiting: set[str]) -> str:
+    """Validate a confirmation or tool result against what the paused turn waits on; return the answered id."""
+    kind = payload["type"]
+    field = "custom_tool_use_id" if kind == "user.custom_tool_result" else "tool_use_id"
+    event_id = payload[field]
+    target = _target(conn, row.id, event_id, f"{where}.{field}")
+    if kind == "user.tool_confirmation":
+        if target.type != "agent.tool_use" or target.payload.get("evaluated_permission") != "ask":
+            raise InvalidRequest(f"{where}.tool_use_id: {event_id} is not a tool use that asks for confirmation")
+    elif kind == "user.custom_tool_result":
+        if target.type != "agent.custom_tool_use":
+            raise InvalidRequest(f"{where}.custom_tool_use_id: {event_id} is not an agent.custom_tool_use event")
+    elif target.type != "agent.tool_use":
+        raise InvalidRequest(f"{where}.tool_use_id: {event_id} is not an agent.tool_use event")
+    if event_id not in awaiting:
+        raise InvalidRequest(f"{where}.{field}: {event_id} is not awaiting an answer (already answered, or not paused)")
+    awaiting.discard(event_id)
+    return event_id
+
+
+async def send_events(
+    store: Store, engine: Waker | None, workspace_id: str, session_id: str, payloads: list[JSON]
+) -> list[JSON]:
+    """Append client events to a session (REFERENCE §7.1 send); return them as echoed."""
+
+    def write(conn: sa.Connection) -> tuple[list[Logged], bool, bool]:
+        row = session_row(conn, workspace_id, session_id, lock="update")
+        if row.archived_at is not None:
+            raise Conflict(f"session {session_id} is archived; it accepts no events")
+        if row.status == "terminated":
+            raise Conflict(f"session {session_id} is terminated; it accepts no events")
+        if any(p["type"] == "user.tool_result" for p in payloads):
+            env = environment_row(conn, workspace_id, row.environment_id)
+            if env.fields["config"]["type"] != "self_hosted":
+                raise InvalidRequest("events: user.tool_result is only accepted for self_hosted environments")
+        now = now_us()
+        idle = row.status == "idle"
+        awaiting = set(row.blocked_on or [])
+        answered: list[str] = []
+        logged: list[Logged] = []
+        for index, payload in enumerate(payloads):
+            kind = payload["type"]
+            if kind in ("user.tool_confirmation", *RECEIPT):
+                answered.append(_check_answer(conn, row, payload, f"events[{index}]", awaiting))
+            # An interrupt of an idle session has nothing to stop: it is processed on receipt.
+            processed = kind in RECEIPT or (kind == "user.interrupt" and idle)
+            logged += append_events(conn, session_id, [payload], processed=processed, now=now)
+        values: dict[str, Any] = {"updated_at": now}
+        work = any(p["type"] in ("user.message", "system.message") for p in payloads)
+        interrupt = any(p["type"] == "user.interrupt" for p in payloads) and not idle
+        if answered:
+            remaining = [event_id for event_id in row.blocked_on if event_id not in answered]
+            values["blocked_on"] = remaining
+            if remaining:  # BEHAVIOUR §1.4: answering only some re-emits idle with the rest
+                idle_again = {
+                    "type": "session.status_idle",
+                    "stop_details": None,
+                    "stop_reason": {"type": "requires_action", "event_ids": remaining},
+                }
+                logged += append_events(conn, session_id, [idle_again], processed=True, now=now)
+            else:
+                work = True
+        if row.blocked_on and not answered:
+            work = False  # a paused turn resumes only when every call it waits on is answered
+        if work or interrupt:
+            values["pending"] = True
+            if idle and work:
+                values["status"] = "running"
+        conn.execute(sessions.update().where(sessions.c.id == session_id).values(**values))
+        return logged, work, interrupt
+
+    logged, work, interrupt = await store.db.run_write(write)
+    store.bus.publish(session_id, logged)
+    if engine is not None:
+        if interrupt:
+            engine.interrupt(session_id)
+        if work or interrupt:
+            engine.wake()
+    return [event for _, event in logged if event["type"] != "session.status_idle"]
+
+
+async def delete_session(store: Store, engine: Waker | None, workspace_id: str, session_id: str) -> None:
+    """Delete a session, its log and its sandbox (BEHAVIOUR §1.9)."""
+    await store.sessions.delete(workspace_id, session_id)
+    if engine is not None:
+        await engine.forget(session_id)
+
+
+def wake_after_create(engine: Waker | None, session: JSON) -> None:
+    """A session created with initial events is born running: tell the engine."""
+    if engine is not None and session["status"] == "running":
+        engine.wake()

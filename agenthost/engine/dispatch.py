@@ -1,0 +1,185 @@
+"""The dispatcher (layer 3): claims runnable sessions through leases and runs them.
+
+A session is runnable when it has ``pending`` input and no live lease. Claiming is a
+compare-and-set in the database (owner, a bumped generation, an expiry), the same path
+whether one process or many run engines. A claimed session gets one task running
+:class:`~agenthost.engine.loop.Run` plus a heartbeat that extends the lease; when the
+run ends the task ends: an idle session holds no coroutine. Wake-ups come in-process
+from the API (``wake``); a slow poll also picks up sessions whose lease expired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from agenthost.engine.journal import Journal, Lease, LeaseLost
+from agenthost.engine.loop import Run, RunSettings
+from agenthost.providers.base import ModelProvider
+from agenthost.sandbox.base import SandboxBackend
+from agenthost.schemas.common import now_us
+from agenthost.store.db import Database
+from agenthost.store.notify import Bus
+from agenthost.store.tables import sessions
+
+log = logging.getLogger("agenthost.engine")
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    lease_seconds: float = 30.0
+    poll_seconds: float = 1.0
+    run: RunSettings = RunSettings()
+
+
+class Engine:
+    """Runs the turns of every session this process claims."""
+
+    def __init__(
+        self, db: Database, bus: Bus, provider: ModelProvider, sandboxes: SandboxBackend, settings: EngineSettings
+    ):
+        self.db = db
+        self.bus = bus
+        self.provider = provider
+        self.sandboxes = sandboxes
+        self.settings = settings
+        self.owner = f"engine_{secrets.token_hex(6)}"
+        self._wake = asyncio.Event()
+        self._runs: dict[str, asyncio.Task[None]] = {}
+        self._interrupts: dict[str, asyncio.Event] = {}
+        self._loop_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._loop_task = asyncio.create_task(self._dispatch(), name="agenthost-dispatch")
+
+    async def stop(self) -> None:
+        """Stop claiming; cancel runs and hand their leases back so another engine can continue them."""
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        runs = list(self._runs.values())
+        for task in runs:
+            task.cancel()
+        await asyncio.gather(*runs, return_exceptions=True)
+        owner = self.owner
+        await self.db.run_write(
+            lambda conn: conn.execute(
+                sessions.update().where(sessions.c.lease_owner == owner).values(lease_owner=None, lease_expires_at=None)
+            )
+        )
+
+    def wake(self) -> None:
+        """New input exists somewhere: look for runnable sessions now."""
+        self._wake.set()
+
+    def interrupt(self, session_id: str) -> None:
+        """A user.interrupt was queued for a session this process may be running."""
+        event = self._interrupts.get(session_id)
+        if event is not None:
+            event.set()
+
+    async def forget(self, session_id: str) -> None:
+        """The session was deleted: remove its sandbox and workspace."""
+        await self.sandboxes.destroy(session_id)
+
+    def running(self) -> int:
+        return len(self._runs)
+
+    async def _dispatch(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.settings.poll_seconds)
+            self._wake.clear()
+            try:
+                await self._claim_runnable()
+            except Exception:
+                log.exception("claiming runnable sessions failed; retrying at the next wake-up")
+
+    async def _claim_runnable(self) -> None:
+        now = now_us()
+        busy = list(self._runs)
+        query = (
+            sa.select(sessions.c.id)
+            .where(
+                sessions.c.pending.is_(True),
+                sa.or_(sessions.c.lease_owner.is_(None), sessions.c.lease_expires_at < now),
+            )
+            .limit(100)
+        )
+        candidates = [r for (r,) in await self.db.run_read(lambda conn: conn.execute(query).all()) if r not in busy]
+        for session_id in candidates:
+            lease = await self._claim(session_id)
+            if lease is not None:
+                self._interrupts[session_id] = asyncio.Event()
+                self._runs[session_id] = asyncio.create_task(self._run(lease), name=f"run-{session_id}")
+
+    async def _claim(self, session_id: str) -> Lease | None:
+        now = now_us()
+        expires = now + int(self.settings.lease_seconds * 1_000_000)
+        owner = self.owner
+
+        def claim(conn: sa.Connection) -> int | None:
+            result = conn.execute(
+                sessions.update()
+                .where(
+                    sessions.c.id == session_id,
+                    sessions.c.pending.is_(True),
+                    sa.or_(sessions.c.lease_owner.is_(None), sessions.c.lease_expires_at < now),
+                )
+                .values(lease_owner=owner, lease_generation=sessions.c.lease_generation + 1, lease_expires_at=expires)
+                .returning(sessions.c.lease_generation)
+            ).first()
+            return None if result is None else int(result[0])
+
+        generation = await self.db.run_write(claim)
+        return None if generation is None else Lease(session_id, owner, generation)
+
+    async def _run(self, lease: Lease) -> None:
+        heartbeat = asyncio.create_task(self._heartbeat(lease))
+        run = Run(
+            Journal(self.db, self.bus, lease),
+            self.provider,
+            self.sandboxes,
+            self.settings.run,
+            self._interrupts[lease.session_id],
+        )
+        try:
+            await run.execute()
+        except LeaseLost:
+            log.warning("lost the lease of %s; another engine continues it", lease.session_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("run of %s failed; the lease is left to expire", lease.session_id)
+        finally:
+            heartbeat.cancel()
+            self._runs.pop(lease.session_id, None)
+            self._interrupts.pop(lease.session_id, None)
+            self._wake.set()  # input may have arrived for a session this run just left
+
+    async def _heartbeat(self, lease: Lease) -> None:
+        interval = self.settings.lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            expires = now_us() + int(self.settings.lease_seconds * 1_000_000)
+            extended = await self.db.run_write(
+                lambda conn, expires=expires: (
+                    conn.execute(
+                        sessions.update()
+                        .where(
+                            sessions.c.id == lease.session_id,
+                            sessions.c.lease_owner == lease.owner,
+                            sessions.c.lease_generation == lease.generation,
+                        )
+                        .values(lease_expires_at=expires)
+                    ).rowcount
+                )
+            )
+            if not extended:
+                return

@@ -1,0 +1,134 @@
+"""Fenced writes of one run to the event log (layer 3; DESIGN invariants 1, 2 and 5).
+
+Every engine write checks, in its own transaction, that this run still holds the
+session's lease (owner and generation); a runner that lost its lease can write nothing.
+Status changes are written in the same transaction as their status event, and events
+are published only after the commit, so a client that sees ``session.status_idle`` never
+reads "running" afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+
+from agenthost.schemas.common import JSON, now_us, ts
+from agenthost.schemas.events import event_json
+from agenthost.store.db import Database
+from agenthost.store.notify import Bus
+from agenthost.store.sessions import Logged, append_events
+from agenthost.store.tables import events, sessions
+
+T = TypeVar("T")
+
+
+class LeaseLost(Exception):
+    """Another runner holds the session now (or the session is gone); stop without writing."""
+
+
+@dataclass(frozen=True)
+class Lease:
+    session_id: str
+    owner: str
+    generation: int
+
+
+class Journal:
+    """Writes one run makes: events, status and usage, each write fenced by the lease."""
+
+    def __init__(self, db: Database, bus: Bus, lease: Lease):
+        self.db = db
+        self.bus = bus
+        self.lease = lease
+
+    def _fence(self, conn: sa.Connection) -> Any:
+        query = sa.select(sessions).where(
+            sessions.c.id == self.lease.session_id,
+            sessions.c.lease_owner == self.lease.owner,
+            sessions.c.lease_generation == self.lease.generation,
+        )
+        row = conn.execute(query.with_for_update(of=sessions)).first()
+        if row is None:
+            raise LeaseLost(self.lease.session_id)
+        return row
+
+    async def transact(self, work: Callable[[sa.Connection, Any, int, list[Logged]], T]) -> T:
+        """Run ``work(conn, session_row, now, published)`` under the fence; publish what it appended after commit.
+
+        ``work`` appends to ``published`` the (seq, event) pairs to hand to subscribers.
+        """
+        published: list[Logged] = []
+
+        def write(conn: sa.Connection) -> T:
+            row = self._fence(conn)
+            published.clear()
+            return work(conn, row, now_us(), published)
+
+        result = await self.db.run_write(write)
+        self.bus.publish(self.lease.session_id, published)
+        return result
+
+    async def append(self, payloads: list[JSON], **session_values: Any) -> list[JSON]:
+        """Append processed events and optionally change session columns, atomically."""
+
+        def work(conn: sa.Connection, row: Any, now: int, published: list[Logged]) -> list[JSON]:
+            if session_values:
+                values = {k: (v(row, now) if callable(v) else v) for k, v in session_values.items()}
+                conn.execute(
+                    sessions.update().where(sessions.c.id == self.lease.session_id).values(updated_at=now, **values)
+                )
+            logged = append_events(conn, self.lease.session_id, payloads, processed=True, now=now)
+            published.extend(logged)
+            return [event for _, event in logged]
+
+        return await self.transact(work)
+
+
+def take_queued(
+    conn: sa.Connection, session_id: str, now: int, published: list[Logged], types: tuple[str, ...] | None = None
+) -> list[JSON]:
+    """Mark queued user events processed and re-emit them with their timestamp (BEHAVIOUR §1.7).
+
+    ``types`` limits which kinds are taken (an interrupt takes only interrupts: messages queued
+    behind it become the next turn).
+    """
+    query = (
+        sa.select(events.c.seq, events.c.id, events.c.payload)
+        .where(events.c.session_id == session_id, events.c.processed_at.is_(None))
+        .order_by(events.c.seq)
+    )
+    if types is not None:
+        query = query.where(events.c.type.in_(types))
+    rows = conn.execute(query).all()
+    if not rows:
+        return []
+    conn.execute(
+        events.update()
+        .where(events.c.session_id == session_id, events.c.seq.in_([r.seq for r in rows]))
+        .values(processed_at=now)
+    )
+    taken = [event_json(r.id, r.payload, ts(now)) for r in rows]
+    published.extend((r.seq, event) for r, event in zip(rows, taken, strict=True))
+    return taken
+
+
+def has_queued(conn: sa.Connection, session_id: str) -> bool:
+    query = sa.select(events.c.seq).where(events.c.session_id == session_id, events.c.processed_at.is_(None)).limit(1)
+    return conn.execute(query).first() is not None
+
+
+def log_events(conn: sa.Connection, session_id: str) -> list[JSON]:
+    """Every processed event of the session, in log order (what the transcript is built from)."""
+    query = (
+        sa.select(events.c.id, events.c.payload, events.c.processed_at)
+        .where(events.c.session_id == session_id, events.c.processed_at.is_not(None))
+        .order_by(events.c.seq)
+    )
+    return [event_json(r.id, r.payload, ts(r.processed_at)) for r in conn.execute(query)]
+
+
+async def read_log(db: Database, session_id: str) -> list[JSON]:
+    return await db.run_read(lambda conn: log_events(conn, session_id))

@@ -1,0 +1,407 @@
+"""One session run (layer 3): take the queued input, then loop model call -> tools -> decide.
+
+The steps (STYLE §2 habit 10), each a method, with all state in the event log:
+
+1. ``_start``: take queued input, write ``session.status_running``.
+2. ``_answer_confirmations``: run or refuse the tool calls a ``requires_action`` pause waited on.
+3. ``_model_call``: build the transcript from the log, call the model, log what it said.
+4. ``_tools``: run allowed built-in tools; collect calls that need the client (confirmations,
+   custom tools).
+5. ``_finish``: ``session.usage`` + ``session.status_idle`` with the stop reason, lease released,
+   in one transaction, unless new input arrived, in which case the turn goes on.
+
+An interrupt, a lost lease or a model failure leaves the loop through exceptions that
+the run turns into the documented event sequences.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+
+from agenthost.engine.journal import Journal, has_queued, read_log, take_queued
+from agenthost.engine.transcript import INTERRUPTED, build_messages
+from agenthost.providers.base import ModelError, ModelProvider, ModelRequest, ModelResponse
+from agenthost.sandbox.base import Sandbox, SandboxBackend
+from agenthost.schemas.common import JSON
+from agenthost.store.sessions import Logged, append_events
+from agenthost.store.tables import sessions
+from agenthost.tools.base import ToolOutput
+from agenthost.tools.registry import Toolbox
+
+T = TypeVar("T")
+WORK = ("user.message", "system.message", "user.tool_confirmation")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Knobs of the loop, from Settings."""
+
+    max_tokens: int = 8192
+    model_retries: int = 3
+    retry_base_seconds: float = 1.0
+    retry_max_seconds: float = 30.0
+    max_model_calls: int = 100
+
+
+class Interrupted(Exception):
+    """The client sent ``user.interrupt``: stop the model or the tool now."""
+
+
+class Run:
+    """Runs turns of one session while it has input, then leaves it idle with the lease released."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        provider: ModelProvider,
+        sandboxes: SandboxBackend,
+        settings: RunSettings,
+        interrupt: asyncio.Event,
+    ):
+        self.journal = journal
+        self.db = journal.db
+        self.session_id = journal.lease.session_id
+        self.provider = provider
+        self.sandboxes = sandboxes
+        self.settings = settings
+        self.interrupt = interrupt
+        self.agent: JSON = {}
+        self.toolbox = Toolbox({})
+        self._sandbox: Sandbox | None = None
+
+    async def execute(self) -> None:
+        while True:
+            taken = await self._start()
+            if taken is None:
+                return
+            try:
+                stop = await self._turn(taken)
+            except Interrupted:
+                stop = await self._after_interrupt()
+            if stop == "released":
+                return
+
+    # -- step 1 ----------------------------------------------------------------------------------
+
+    async def _start(self) -> list[JSON] | None:
+        """Take queued input; None when there is no work (the lease is released)."""
+
+        def work(conn: sa.Connection, row: Any, now: int, published: list[Logged]) -> list[JSON] | None:
+            self.agent = row.agent
+            if row.archived_at is not None or row.status == "terminated":
+                _release(conn, self.session_id, now, pending=False)
+                return None
+            resuming = row.blocked_on == []  # every tool call a pause waited on has been answered
+            if row.blocked_on:
+                _release(conn, self.session_id, now, pending=False)  # still waiting on the client
+                return None
+            taken = take_queued(conn, self.session_id, now, published)
+            if not resuming and not any(event["type"] in WORK for event in taken):
+                _release(conn, self.session_id, now, pending=False)  # only interrupts: nothing to run
+                return None
+            values: dict[str, Any] = {"status": "running", "blocked_on": None, "updated_at": now}
+            if row.running_since is None:
+                values["running_since"] = now
+            conn.execute(sessions.update().where(sessions.c.id == self.session_id).values(**values))
+            published.extend(
+                append_events(conn, self.session_id, [{"type": "session.status_running"}], processed=True, now=now)
+            )
+            return taken
+
+        self.interrupt.clear()
+        taken = await self.journal.transact(work)
+        self.toolbox = Toolbox(self.agent)
+        return taken
+
+    # -- the turn --------------------------------------------------------------------------------
+
+    async def _turn(self, taken: list[JSON]) -> str:
+        await self._answer_confirmations([e for e in taken if e["type"] == "user.tool_confirmation"])
+        calls = 0
+        while True:
+            if calls >= self.settings.max_model_calls:
+                return await self._fail(
+                    "unknown_error", f"the turn made {calls} model calls without ending; stopped", "exhausted"
+                )
+            calls += 1
+            answer = await self._model_call()
+            if answer is None:
+                return await self._finish({"type": "retries_exhausted"}, mode="flush")
+            tool_uses, refused = answer
+            blocking = await self._tools(tool_uses)
+            if blocking:
+                return await self._finish({"type": "requires_action", "event_ids": blocking})
+            if refused:
+                return await self._finish({"type": "refusal"})
+            if not tool_uses:
+                stop = await self._finish({"type": "end_turn"})
+                if stop != "continue":
+                    return stop
+
+    async def _answer_confirmations(self, confirmations: list[JSON]) -> None:
+        if not confirmations:
+            return
+        log = {event["id"]: event for event in await read_log(self.db, self.session_id)}
+        for confirmation in confirmations:
+            tool_use = log.get(confirmation["tool_use_id"])
+            if tool_use is None:
+                continue
+            if confirmation["result"] == "allow":
+                output = await self._run_tool(tool_use)
+            else:
+                text = f"Permission to use {tool_use['name']} was denied by the user."
+                if confirmation.get("deny_message"):
+                    text += f" Reason: {confirmation['deny_message']}"
+                output = ToolOutput.text(text, is_error=True)
+            await self._tool_result(tool_use["id"], output)
+
+    # -- step 3: the model -----------------------------------------------------------------------
+
+    async def _model_call(self) -> tuple[list[JSON], bool] | None:
+        """Call the model (with retries) and log its output: (tool-use events, refused), or None on failure."""
+        attempt = 0
+        while True:
+            log = await read_log(self.db, self.session_id)
+            (start,) = await self.journal.append([{"type": "span.model_request_start"}])
+            try:
+                response = await self._interruptible(self.provider.complete(self._request(log)))
+            except Interrupted:
+                await self.journal.append([_span_end(start["id"], None, is_error=False)])
+                raise
+            except ModelError as exc:
+                await self.journal.append([_span_end(start["id"], None, is_error=True)])
+                attempt += 1
+                if not exc.retryable or attempt > self.settings.model_retries:
+                    await self._error(exc.kind, exc.message, "exhausted")
+                    return None
+                await self._reschedule(exc, attempt)
+                continue
+            return await self._log_response(start["id"], response)
+
+    def _request(self, log: list[JSON]) -> ModelRequest:
+        agent = self.agent
+        model = agent["model"]
+        system = [{"type": "text", "text": agent["system"]}] if agent.get("system") else []
+        return ModelRequest(
+            model=model["id"],
+            system=system,
+            messages=build_messages(log),
+            tools=self.toolbox.definitions,
+            max_tokens=self.settings.max_tokens,
+            effort=(model.get("effort") or {}).get("type"),
+            speed=model.get("speed"),
+        )
+
+    async def _reschedule(self, exc: ModelError, attempt: int) -> None:
+        await self._error(exc.kind, exc.message, "retrying")
+        await self.journal.append([{"type": "session.status_rescheduled"}], status="rescheduling")
+        delay = min(self.settings.retry_max_seconds, self.settings.retry_base_seconds * 2 ** (attempt - 1))
+        await self._interruptible(asyncio.sleep(delay))
+        await self.journal.append([{"type": "session.status_running"}], status="running")
+
+    async def _log_response(self, start_id: str, response: ModelResponse) -> tuple[list[JSON], bool]:
+        payloads: list[JSON] = []
+        for block in response.content:
+            kind = block.get("type")
+            if kind in ("thinking", "redacted_thinking"):
+                if not payloads or payloads[-1]["type"] != "agent.thinking":
+                    payloads.append({"type": "agent.thinking"})
+            elif kind == "text" and block.get("text"):
+                payloads.append({"type": "agent.message", "content": [{"type": "text", "text": block["text"]}]})
+            elif kind == "tool_use":
+                payloads.append(self._tool_use_event(block))
+        payloads.append(_span_end(start_id, response, is_error=False))
+        usage = response.usage
+
+        def add_usage(row: Any, _now: int) -> JSON:
+            total = dict(row.usage)
+            total["input_tokens"] = (total.get("input_tokens") or 0) + usage.input_tokens
+            total["output_tokens"] = (total.get("output_tokens") or 0) + usage.output_tokens
+            total["cache_read_input_tokens"] = (
+                total.get("cache_read_input_tokens") or 0
+            ) + usage.cache_read_input_tokens
+            creation = dict(total.get("cache_creation") or {})
+            creation["ephemeral_5m_input_tokens"] = (
+                creation.get("ephemeral_5m_input_tokens") or 0
+            ) + usage.cache_creation_input_tokens
+            creation.setdefault("ephemeral_1h_input_tokens", 0)
+            total["cache_creation"] = creation
+            return total
+
+        logged = await self.journal.append(payloads, usage=add_usage)
+        tool_uses = [e for e in logged if e["type"] in ("agent.tool_use", "agent.custom_tool_use")]
+        return tool_uses, response.stop_reason == "refusal"
+
+    def _tool_use_event(self, block: JSON) -> JSON:
+        name, tool_input = block["name"], block.get("input") or {}
+        spec = self.toolbox.spec(name)
+        if spec is not None and spec.kind == "custom":
+            return {"type": "agent.custom_tool_use", "name": name, "input": tool_input, "session_thread_id": None}
+        event: JSON = {"type": "agent.tool_use", "name": name, "input": tool_input, "session_thread_id": None}
+        if spec is None:
+            event |= {"evaluated_permission": "deny", "evaluation": None}
+        elif spec.policy == "always_allow":
+            event |= {"evaluated_permission": "allow", "evaluation": {"type": "always_allow"}}
+        elif spec.policy == "always_ask":
+            event |= {"evaluated_permission": "ask", "evaluation": {"type": "always_ask"}}
+        else:  # auto: agenthost has no judge yet, so every call is indeterminate and asks
+            event |= {
+                "evaluated_permission": "ask",
+                "evaluation": {
+                    "type": "auto",
+                    "evaluated_permission": {"type": "ask", "reason_code": "indeterminate"},
+                },
+            }
+        return event
+
+    # -- step 4: tools ---------------------------------------------------------------------------
+
+    async def _tools(self, tool_uses: list[JSON]) -> list[str]:
+        blocking: list[str] = []
+        for index, tool_use in enumerate(tool_uses):
+            if tool_use["type"] == "agent.custom_tool_use" or tool_use.get("evaluated_permission") == "ask":
+                blocking.append(tool_use["id"])
+                continue
+            if tool_use.get("evaluated_permission") == "deny":
+                await self._tool_result(
+                    tool_use["id"], ToolOutput.text(f"Tool {tool_use['name']} is not enabled for this agent.", True)
+                )
+                continue
+            try:
+                output = await self._run_tool(tool_use)
+            except Interrupted:
+                await self._tool_result(tool_use["id"], ToolOutput.text("Interrupted by the user.", is_error=True))
+                for later in tool_uses[index + 1 :]:
+                    if later["type"] == "agent.tool_use" and later.get("evaluated_permission") != "ask":
+                        await self._tool_result(later["id"], ToolOutput.text(INTERRUPTED, is_error=True))
+                raise
+            await self._tool_result(tool_use["id"], output)
+        return blocking
+
+    async def _run_tool(self, tool_use: JSON) -> ToolOutput:
+        if self._sandbox is None:
+            self._sandbox = await self.sandboxes.get(self.session_id)
+        sandbox = self._sandbox
+        try:
+            return await self._interruptible(self.toolbox.execute(tool_use["name"], tool_use["input"], sandbox))
+        except Interrupted:
+            await sandbox.interrupt()
+            raise
+
+    async def _tool_result(self, tool_use_id: str, output: ToolOutput) -> None:
+        await self.journal.append(
+            [
+                {
+                    "type": "agent.tool_result",
+                    "tool_use_id": tool_use_id,
+                    "content": output.content,
+                    "is_error": output.is_error,
+                }
+            ]
+        )
+
+    # -- step 5: ending --------------------------------------------------------------------------
+
+    async def _finish(self, stop_reason: JSON, *, mode: str = "normal") -> str:
+        """End the turn idle with ``stop_reason`` and release the lease, in one transaction.
+
+        ``mode``: "normal" goes on instead ("continue") when new input arrived during an end_turn;
+        "flush" drops queued input first (retries exhausted, BEHAVIOUR §1.8); "interrupt" ends
+        the turn whatever is queued (messages behind an interrupt become the next turn).
+        Returns "next" when input is left for another turn, else "released".
+        """
+
+        def work(conn: sa.Connection, row: Any, now: int, published: list[Logged]) -> str:
+            if mode == "flush":
+                take_queued(conn, self.session_id, now, published)
+            elif mode == "normal" and stop_reason["type"] == "end_turn" and has_queued(conn, self.session_id):
+                taken = take_queued(conn, self.session_id, now, published)
+                if any(event["type"] in WORK for event in taken):
+                    return "continue"
+            blocked = stop_reason.get("event_ids")
+            active = row.active_us + (now - row.running_since if row.running_since else 0)
+            usage = {**row.usage, "active_seconds": active / 1_000_000}
+            payloads = [
+                {"type": "session.usage", "usage": usage, "budget": None},
+                {"type": "session.status_idle", "stop_reason": stop_reason, "stop_details": None},
+            ]
+            conn.execute(
+                sessions.update()
+                .where(sessions.c.id == self.session_id)
+                .values(status="idle", blocked_on=blocked, running_since=None, active_us=active, usage=usage)
+            )
+            published.extend(append_events(conn, self.session_id, payloads, processed=True, now=now))
+            if not blocked and has_queued(conn, self.session_id):
+                return "next"  # keep the lease: the next turn starts at once
+            _release(conn, self.session_id, now, pending=False)
+            return "released"
+
+        return await self.journal.transact(work)
+
+    async def _after_interrupt(self) -> str:
+        """The interrupt takes effect: it is marked processed and the turn ends with end_turn (BEHAVIOUR §1.6)."""
+
+        def take_interrupts(conn: sa.Connection, _row: Any, now: int, published: list[Logged]) -> None:
+            take_queued(conn, self.session_id, now, published, types=("user.interrupt",))
+
+        await self.journal.transact(take_interrupts)
+        return await self._finish({"type": "end_turn"}, mode="interrupt")
+
+    async def _error(self, kind: str, message: str, retry_status: str) -> None:
+        error = {"type": kind, "message": message, "retry_status": {"type": retry_status}}
+        await self.journal.append([{"type": "session.error", "error": error}])
+
+    async def _fail(self, kind: str, message: str, retry_status: str) -> str:
+        await self._error(kind, message, retry_status)
+        return await self._finish({"type": "retries_exhausted"}, mode="flush")
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    async def _interruptible(self, work: Awaitable[T]) -> T:
+        """Await ``work`` unless an interrupt arrives first, in which case it is cancelled."""
+        task = asyncio.ensure_future(work)
+        waiter = asyncio.ensure_future(self.interrupt.wait())
+        try:
+            done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        finally:
+            waiter.cancel()
+        if task in done:
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        raise Interrupted
+
+
+def _span_end(start_id: str, response: ModelResponse | None, *, is_error: bool) -> JSON:
+    usage = response.usage if response is not None else None
+    return {
+        "type": "span.model_request_end",
+        "model_request_start_id": start_id,
+        "is_error": is_error,
+        "model_usage": {
+            "input_tokens": usage.input_tokens if usage else 0,
+            "output_tokens": usage.output_tokens if usage else 0,
+            "cache_creation_input_tokens": usage.cache_creation_input_tokens if usage else 0,
+            "cache_read_input_tokens": usage.cache_read_input_tokens if usage else 0,
+            "speed": None,
+        },
+    }
+
+
+def _release(conn: sa.Connection, session_id: str, now: int, *, pending: bool) -> None:
+    """Give the lease up; ``pending`` says whether input is left for the next run."""
+    conn.execute(
+        sessions.update()
+        .where(sessions.c.id == session_id)
+        .values(lease_owner=None, lease_expires_at=None, pending=pending, updated_at=now)
+    )

@@ -1,0 +1,104 @@
+"""From the event log to Messages API messages (layer 3).
+
+The log is the only state a turn has: the model context is rebuilt from it before each
+model call, so a runner that starts after a crash sees exactly what the last one saw.
+Tool-use ids are the ``sevt_`` ids of the tool-use events, which the API accepts and
+clients already use to answer custom tools.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agenthost.schemas.common import JSON
+
+INTERRUPTED = "This tool call did not run: the turn was interrupted."
+_RESULT_TYPES = {
+    "agent.tool_result": "tool_use_id",
+    "user.custom_tool_result": "custom_tool_use_id",
+    "user.tool_result": "tool_use_id",
+}
+
+
+def _clean(block: JSON) -> JSON:
+    """A content block as the Messages API takes it (no nulls)."""
+    cleaned = {k: v for k, v in block.items() if v is not None}
+    if isinstance(cleaned.get("source"), dict):
+        cleaned["source"] = {k: v for k, v in cleaned["source"].items() if v is not None}
+    return cleaned
+
+
+def _blocks(event: JSON) -> list[JSON]:
+    kind = event["type"]
+    if kind == "user.message":
+        return [_clean(b) for b in event["content"] if b.get("type") != "text" or b.get("text")]
+    if kind == "system.message":
+        text = "\n".join(b["text"] for b in event["content"])
+        return [{"type": "text", "text": f"[system message]\n{text}"}]
+    if kind == "agent.message":
+        return [{"type": "text", "text": b["text"]} for b in event["content"] if b.get("type") == "text" and b["text"]]
+    if kind in ("agent.tool_use", "agent.custom_tool_use"):
+        return [{"type": "tool_use", "id": event["id"], "name": event["name"], "input": event["input"]}]
+    if kind in _RESULT_TYPES:
+        block: JSON = {"type": "tool_result", "tool_use_id": event[_RESULT_TYPES[kind]]}
+        content = [_clean(b) for b in event.get("content") or []]
+        if content:
+            block["content"] = content
+        if event.get("is_error"):
+            block["is_error"] = True
+        return [block]
+    return []
+
+
+def _role(event: JSON) -> str | None:
+    kind = event["type"]
+    if kind in ("agent.message", "agent.tool_use", "agent.custom_tool_use"):
+        return "assistant"
+    if kind in ("user.message", "system.message") or kind in _RESULT_TYPES:
+        return "user"
+    return None
+
+
+def build_messages(events: list[JSON]) -> list[dict[str, Any]]:
+    """Messages for the model from processed log events, in log order, roles alternating."""
+    messages: list[dict[str, Any]] = []
+    for event in events:
+        role = _role(event)
+        blocks = _blocks(event) if role else []
+        if not blocks:
+            continue
+        if messages and messages[-1]["role"] == role:
+            messages[-1]["content"].extend(blocks)
+        else:
+            messages.append({"role": role, "content": blocks})
+    _close_open_tool_uses(messages)
+    for message in messages:
+        if message["role"] == "user":
+            # The API wants a user turn's tool results before anything else in it.
+            message["content"].sort(key=lambda b: b["type"] != "tool_result")
+    return messages
+
+
+def _close_open_tool_uses(messages: list[dict[str, Any]]) -> None:
+    """Give every tool use without a result an explicit error result (interrupted turns)."""
+    for index, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        wanted = [b["id"] for b in message["content"] if b["type"] == "tool_use"]
+        if not wanted:
+            continue
+        following = messages[index + 1] if index + 1 < len(messages) else None
+        if following is None:
+            continue  # the newest tool uses: the engine is about to answer them
+        answered = {b.get("tool_use_id") for b in following["content"] if b["type"] == "tool_result"}
+        missing = [
+            {
+                "type": "tool_result",
+                "tool_use_id": tool_id,
+                "content": [{"type": "text", "text": INTERRUPTED}],
+                "is_error": True,
+            }
+            for tool_id in wanted
+            if tool_id not in answered
+        ]
+        following["content"][:0] = missing

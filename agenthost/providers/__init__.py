@@ -1,0 +1,1 @@
+"""Model providers (layer 1): one interface, one module per wire format."""

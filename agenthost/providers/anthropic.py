@@ -1,0 +1,119 @@
+"""The Anthropic Messages API provider (layer 1), through the official SDK with streaming.
+
+Connection settings (``ANTHROPIC_API_KEY``, ``ANTHROPIC_BASE_URL``) come from the
+environment the way the SDK reads them, so any Anthropic-compatible gateway works and
+tests point it at a scripted fake server. The stable prefix of every request (tools,
+system prompt) carries a prompt-cache breakpoint, and so does the newest message, so
+consecutive calls of a turn read the conversation from cache.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import anthropic
+
+from agenthost.providers.base import ModelError, ModelRequest, ModelResponse, Usage
+
+_CACHE = {"type": "ephemeral"}
+
+
+class AnthropicProvider:
+    """Calls ``/v1/messages`` with ``stream: true`` and assembles the final message."""
+
+    def __init__(self, client: anthropic.AsyncAnthropic | None = None, *, timeout: float = 600.0):
+        # The SDK's own retries are off: the engine retries and reports each attempt as session events.
+        self._client = client or anthropic.AsyncAnthropic(max_retries=0, timeout=timeout)
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def complete(self, request: ModelRequest) -> ModelResponse:
+        params: dict[str, Any] = {
+            "model": request.model,
+            "max_tokens": request.max_tokens,
+            "messages": _with_cache_breakpoint(request.messages),
+        }
+        if request.system:
+            params["system"] = _mark_last(request.system)
+        if request.tools:
+            params["tools"] = _mark_last(request.tools)
+        if request.effort and request.effort != "high":  # "high" is the API's own default: leave it unsaid
+            params["output_config"] = {"effort": request.effort}
+        if request.speed == "fast":
+            params["speed"] = "fast"
+        try:
+            async with self._client.messages.stream(**params) as stream:
+                message = await stream.get_final_message()
+        except anthropic.APIStatusError as exc:
+            raise _classify(exc) from exc
+        except anthropic.APIConnectionError as exc:
+            raise ModelError(
+                "model_request_failed_error", f"could not reach the model API: {exc}", retryable=True
+            ) from exc
+        usage = message.usage
+        return ModelResponse(
+            content=[block.model_dump(exclude_none=True) for block in message.content],
+            stop_reason=message.stop_reason,
+            usage=Usage(
+                input_tokens=usage.input_tokens or 0,
+                output_tokens=usage.output_tokens or 0,
+                cache_creation_input_tokens=usage.cache_creation_input_tokens or 0,
+                cache_read_input_tokens=usage.cache_read_input_tokens or 0,
+            ),
+        )
+
+
+def _classify(exc: anthropic.APIStatusError) -> ModelError:
+    status = exc.status_code
+    detail = _message(exc)
+    if status == 529:
+        return ModelError("model_overloaded_error", f"the model is overloaded: {detail}", retryable=True)
+    if status == 429:
+        return ModelError(
+            "model_rate_limited_error", f"the model API rate-limited the request: {detail}", retryable=True
+        )
+    if status >= 500 or status == 408:
+        return ModelError("model_request_failed_error", f"the model API failed ({status}): {detail}", retryable=True)
+    if status == 402:
+        return ModelError("billing_error", f"billing error from the model API: {detail}", retryable=False)
+    if status in (401, 403):
+        return ModelError(
+            "model_request_failed_error",
+            f"the model API refused the credentials ({status}): {detail}; check ANTHROPIC_API_KEY",
+            retryable=False,
+        )
+    return ModelError(
+        "model_request_failed_error", f"the model API rejected the request ({status}): {detail}", retryable=False
+    )
+
+
+def _message(exc: anthropic.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return error["message"]
+    return str(exc.message)
+
+
+def _mark_last(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    marked = [dict(block) for block in blocks]
+    marked[-1]["cache_control"] = _CACHE
+    return marked
+
+
+def _with_cache_breakpoint(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mark the last content block of the newest message, so the next call reads the prefix from cache."""
+    if not messages:
+        return messages
+    messages = copy.deepcopy(messages)
+    content = messages[-1]["content"]
+    if (
+        isinstance(content, list)
+        and content
+        and content[-1].get("type") in ("text", "tool_result", "image", "document")
+    ):
+        content[-1]["cache_control"] = _CACHE
+    return messages

@@ -1,0 +1,83 @@
+"""From an agent's tool configuration to model tool definitions and executors (layer 2).
+
+Permission policies are not applied here: the registry says which policy governs a
+tool, the engine decides whether to run it, pause for a confirmation, or refuse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from agenthost.sandbox.base import Sandbox
+from agenthost.tools import bash, files
+from agenthost.tools.base import ToolInputError, ToolOutput
+
+Executor = Callable[[Sandbox, dict[str, Any]], Awaitable[ToolOutput]]
+
+BUILTIN: dict[str, tuple[str, dict[str, Any], Executor]] = {
+    "bash": (bash.DESCRIPTION, bash.SCHEMA, bash.run),
+    "read": (*files.SCHEMAS["read"], files.read),
+    "write": (*files.SCHEMAS["write"], files.write),
+    "edit": (*files.SCHEMAS["edit"], files.edit),
+    "glob": (*files.SCHEMAS["glob"], files.glob),
+    "grep": (*files.SCHEMAS["grep"], files.grep),
+}
+READ_ONLY = frozenset({"read", "glob", "grep"})
+"""Tools whose call can be repeated safely (a crash may re-run them instead of failing them)."""
+
+NOT_YET = ("web_fetch", "web_search")
+"""Toolset members agenthost does not offer to the model yet (they need a fetch/search backend)."""
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """One tool the model may call: built-in (runs in the sandbox) or custom (runs in the client)."""
+
+    name: str
+    kind: Literal["builtin", "custom"]
+    policy: str
+
+
+class Toolbox:
+    """The tools of one session's agent snapshot."""
+
+    def __init__(self, agent: dict[str, Any]):
+        self.definitions: list[dict[str, Any]] = []
+        self._specs: dict[str, ToolSpec] = {}
+        self.mcp_servers = [server["name"] for server in agent.get("mcp_servers", [])]
+        for tool in agent.get("tools", []):
+            if tool["type"] == "agent_toolset_20260401":
+                self._add_toolset(tool)
+            elif tool["type"] == "custom":
+                self._specs[tool["name"]] = ToolSpec(tool["name"], "custom", "always_allow")
+                self.definitions.append(
+                    {"name": tool["name"], "description": tool["description"], "input_schema": tool["input_schema"]}
+                )
+
+    def _add_toolset(self, toolset: dict[str, Any]) -> None:
+        default = toolset["default_config"]
+        configs = {config["name"]: config for config in toolset["configs"]}
+        for name, (description, schema, _run) in BUILTIN.items():
+            config = configs.get(name, default)
+            if not config["enabled"]:
+                continue
+            self._specs[name] = ToolSpec(name, "builtin", config["permission_policy"]["type"])
+            self.definitions.append({"name": name, "description": description, "input_schema": schema})
+
+    def spec(self, name: str) -> ToolSpec | None:
+        """The tool called ``name``, or None when the agent does not have it enabled."""
+        return self._specs.get(name)
+
+    @staticmethod
+    async def execute(name: str, tool_input: dict[str, Any], sandbox: Sandbox) -> ToolOutput:
+        """Run a built-in tool; bad input and refused paths become error results the model can read."""
+        try:
+            return await BUILTIN[name][2](sandbox, tool_input)
+        except ToolInputError as exc:
+            return ToolOutput.text(str(exc), is_error=True)
+        except PermissionError as exc:
+            return ToolOutput.text(f"Permission denied: {exc}", is_error=True)
+        except OSError as exc:
+            return ToolOutput.text(f"{type(exc).__name__}: {exc}", is_error=True)
