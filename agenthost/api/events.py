@@ -36,7 +36,7 @@ async def list_events(
         if kind not in EVENT_TYPES:
             raise InvalidRequest(f"types[{index}]: unknown event type {kind!r}")
     result = await store(request).sessions.events(
-        workspace_id, session_id, page_request("events", page, limit, order, int), types=list(types), created=created
+        workspace_id, session_id, page_request("events", page, limit, order, list), types=list(types), created=created
     )
     return json_response(page_body("events", result, order))
 

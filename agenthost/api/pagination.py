@@ -34,6 +34,8 @@ def decode_cursor(cursor: str, listing: str, key_type: type) -> tuple[str, str, 
         raise InvalidRequest("page: not a cursor issued by this server") from None
     if order not in ("asc", "desc") or direction not in ("n", "p") or type(key) is not key_type:
         raise InvalidRequest("page: not a cursor issued by this server")
+    if isinstance(key, list) and (len(key) != 2 or not all(type(part) is int for part in key)):
+        raise InvalidRequest("page: not a cursor issued by this server")
     if name != listing:
         raise InvalidRequest(f"page: this cursor belongs to another list ({name}), not {listing}")
     return order, direction, key

@@ -125,7 +125,7 @@ def log_events(conn: sa.Connection, session_id: str) -> list[JSON]:
     query = (
         sa.select(events.c.id, events.c.payload, events.c.processed_at)
         .where(events.c.session_id == session_id, events.c.processed_at.is_not(None))
-        .order_by(events.c.seq)
+        .order_by(events.c.processed_at, events.c.seq)
     )
     return [event_json(r.id, r.payload, ts(r.processed_at)) for r in conn.execute(query)]
 

@@ -49,19 +49,27 @@ class Page:
 def fetch_page(
     conn: sa.Connection,
     query: sa.Select[Any],
-    key: sa.ColumnElement[Any],
+    key: sa.ColumnElement[Any] | tuple[sa.ColumnElement[Any], ...],
     request: PageRequest,
     render: Callable[[Any], JSON],
     key_of: Callable[[Any], Any],
 ) -> Page:
-    """Run ``query`` for one page ordered by ``key``; ``render`` turns a row into a wire object."""
+    """Run ``query`` for one page ordered by ``key`` (a column, or a tuple compared as a row value)."""
+    columns = key if isinstance(key, tuple) else (key,)
+    compared = sa.tuple_(*columns) if isinstance(key, tuple) else key
+
+    def bound(value: Any) -> Any:
+        return sa.tuple_(*[sa.literal(v) for v in value]) if isinstance(key, tuple) else value
+
     backwards = request.before is not None
     ascending = (request.order == "asc") != backwards
     if request.after is not None:
-        query = query.where(key > request.after if request.order == "asc" else key < request.after)
+        after = bound(request.after)
+        query = query.where(compared > after if request.order == "asc" else compared < after)
     if backwards:
-        query = query.where(key < request.before if request.order == "asc" else key > request.before)
-    query = query.order_by(key.asc() if ascending else key.desc()).limit(request.limit + 1)
+        before = bound(request.before)
+        query = query.where(compared < before if request.order == "asc" else compared > before)
+    query = query.order_by(*[c.asc() if ascending else c.desc() for c in columns]).limit(request.limit + 1)
     rows = list(conn.execute(query).all())
     more = len(rows) > request.limit
     rows = rows[: request.limit]

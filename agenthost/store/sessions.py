@@ -52,6 +52,11 @@ _BY_ID = sa.select(sessions).where(
 )
 
 
+QUEUED = 2**62
+PROCESSED_ORDER = sa.func.coalesce(events.c.processed_at, QUEUED)
+"""Events sort by when they were processed; queued ones after all of those."""
+
+
 def _render_event(row: Any) -> JSON:
     return event_json(row.id, row.payload, ts(row.processed_at))
 
@@ -274,14 +279,17 @@ class Sessions:
         def read(conn: sa.Connection) -> list[Logged]:
             session_row(conn, workspace_id, session_id)
             found = conn.execute(
-                sa.select(events.c.seq).where(events.c.session_id == session_id, events.c.id == event_id)
+                sa.select(events.c.seq, PROCESSED_ORDER.label("order_key")).where(
+                    events.c.session_id == session_id, events.c.id == event_id
+                )
             ).first()
             if found is None:
                 raise InvalidRequest(f"Last-Event-ID: {event_id!r} is not an event of this session")
+            position = sa.tuple_(sa.literal(found.order_key), sa.literal(found.seq))
             query = (
                 sa.select(events)
-                .where(events.c.session_id == session_id, events.c.seq > found.seq)
-                .order_by(events.c.seq)
+                .where(events.c.session_id == session_id, sa.tuple_(PROCESSED_ORDER, events.c.seq) > position)
+                .order_by(PROCESSED_ORDER, events.c.seq)
             )
             return [(row.seq, _render_event(row)) for row in conn.execute(query)]
 
@@ -290,15 +298,21 @@ class Sessions:
     async def events(
         self, workspace_id: str, session_id: str, page: PageRequest, *, types: list[str], created: dict[str, int]
     ) -> Page:
-        """A page of the session's persisted events, in log order."""
-        query = sa.select(events).where(events.c.session_id == session_id)
+        """A page of the session's persisted events in processing order (REFERENCE §7.1: by processed_at).
+
+        Queued events (no ``processed_at`` yet) come last, in the order they were sent; when the
+        engine takes one it moves to the end of the processed ones, where it now belongs.
+        """
+        query = sa.select(events, PROCESSED_ORDER.label("order_key")).where(events.c.session_id == session_id)
         if types:
             query = query.where(events.c.type.in_(types))
         query = created_filter(query, events.c.processed_at, created)
 
         def read(conn: sa.Connection) -> Page:
             session_row(conn, workspace_id, session_id)
-            return fetch_page(conn, query, events.c.seq, page, _render_event, lambda r: r.seq)
+            return fetch_page(
+                conn, query, (PROCESSED_ORDER, events.c.seq), page, _render_event, lambda r: [r.order_key, r.seq]
+            )
 
         return await self.db.run_read(read)
 

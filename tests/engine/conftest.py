@@ -1,0 +1,72 @@
+"""Helpers for turn tests: a stream reader and the checks every turn test makes."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import anthropic
+import pytest
+
+from tests.conftest import wait_until
+
+
+class Recorder:
+    """Reads a session's event stream in a thread. The stream is open when the constructor returns."""
+
+    def __init__(self, client: anthropic.Anthropic, session_id: str, **kwargs: Any):
+        self.stream = client.beta.sessions.events.stream(session_id, **kwargs)
+        self.events: list[Any] = []
+        self.error: BaseException | None = None
+        self.ended = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            for event in self.stream:
+                self.events.append(event)
+        except Exception as exc:  # closed from outside, or a server error frame
+            self.error = exc
+        finally:
+            self.ended.set()
+
+    def wait(self, predicate: Callable[[list[Any]], bool], timeout: float = 20) -> list[Any]:
+        wait_until(lambda: predicate(self.events), timeout=timeout)
+        return list(self.events)
+
+    def idles(self, count: int = 1, timeout: float = 20) -> list[Any]:
+        """Wait for the ``count``-th ``session.status_idle`` and return everything seen so far."""
+        return self.wait(lambda evs: sum(e.type == "session.status_idle" for e in evs) >= count, timeout)
+
+    def close(self) -> None:
+        self.stream.close()
+        self.ended.wait(5)
+
+
+@pytest.fixture
+def recorders() -> Iterator[list[Recorder]]:
+    opened: list[Recorder] = []
+    yield opened
+    for recorder in opened:
+        recorder.close()
+
+
+def types(events: list[Any]) -> list[str]:
+    return [e.type for e in events]
+
+
+def assert_stream_equals_list(streamed: list[Any], client: anthropic.Anthropic, session_id: str) -> list[Any]:
+    """Nothing lost or duplicated: the stream's events, each at its last appearance, are the list's in the same
+    order, and equal to the listed ones. (A queued user event is streamed twice, queued and then processed;
+    the list orders events by when they were processed.)"""
+    listed = list(client.beta.sessions.events.list(session_id, limit=1000))
+    last: dict[str, Any] = {}
+    for event in streamed:
+        last.pop(event.id, None)
+        last[event.id] = event
+    assert list(last) == [e.id for e in listed]
+    for event in listed:
+        assert last[event.id] == event
+    return listed
