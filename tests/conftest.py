@@ -271,7 +271,8 @@ class Script:
 
     def agent(self, client: anthropic.Anthropic, **fields: Any) -> Any:
         """An agent whose model calls this script answers."""
-        return client.beta.agents.create(model="claude-opus-4-7", name="scripted", system=self.system, **fields)
+        fields.setdefault("model", "claude-opus-4-7")
+        return client.beta.agents.create(name="scripted", system=self.system, **fields)
 
 
 @pytest.fixture

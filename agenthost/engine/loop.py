@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
-from agenthost.engine.journal import Journal, has_queued, read_log, take_queued
+from agenthost.engine.journal import Journal, LeaseLost, has_queued, read_log, take_queued
 from agenthost.engine.transcript import INTERRUPTED, build_messages
 from agenthost.providers.base import ModelError, ModelProvider, ModelRequest, ModelResponse
 from agenthost.sandbox.base import Sandbox, SandboxBackend
@@ -35,6 +36,7 @@ from agenthost.tools.base import ToolOutput
 from agenthost.tools.registry import Toolbox
 
 T = TypeVar("T")
+log = logging.getLogger("agenthost.engine")
 WORK = ("user.message", "system.message", "user.tool_confirmation")
 
 
@@ -84,6 +86,13 @@ class Run:
                 stop = await self._turn(taken)
             except Interrupted:
                 stop = await self._after_interrupt()
+            except (LeaseLost, asyncio.CancelledError):
+                raise
+            except Exception as exc:  # a bug: end the turn visibly instead of leaving the session running
+                log.exception("turn of %s failed", self.session_id)
+                stop = await self._fail(
+                    "unknown_error", f"internal error in agenthost: {type(exc).__name__}", "exhausted"
+                )
             if stop == "released":
                 return
 
@@ -270,7 +279,8 @@ class Run:
                 continue
             if tool_use.get("evaluated_permission") == "deny":
                 await self._tool_result(
-                    tool_use["id"], ToolOutput.text(f"Tool {tool_use['name']} is not enabled for this agent.", True)
+                    tool_use["id"],
+                    ToolOutput.text(f"Tool {tool_use['name']} is not enabled for this agent.", is_error=True),
                 )
                 continue
             try:

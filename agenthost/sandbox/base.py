@@ -19,7 +19,8 @@ class CommandResult:
     output: str
     exit_code: int | None
     timed_out: bool = False
-    interrupted: bool = False
+    shell_exited: bool = False
+    """The command ended the persistent shell itself (``exit``); the next command gets a new one."""
 
 
 class Sandbox(Protocol):

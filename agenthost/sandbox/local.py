@@ -86,8 +86,9 @@ class LocalSandbox:
             except asyncio.CancelledError:
                 await self._kill()
                 raise
-            if code is None:  # the shell itself exited (e.g. `exit`)
+            if code is None:  # the shell itself exited (e.g. `exit 3`)
                 self._shell = None
+                return CommandResult(output=output, exit_code=await shell.wait(), shell_exited=True)
             return CommandResult(output=output, exit_code=code)
 
     async def restart(self) -> None:

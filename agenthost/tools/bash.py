@@ -38,8 +38,9 @@ async def run(sandbox: Sandbox, tool_input: dict[str, Any]) -> ToolOutput:
     if result.timed_out:
         return ToolOutput.text(f"Command timed out after {timeout_ms} ms and was killed.", is_error=True)
     text = await spill(sandbox, strip_ansi(result.output).rstrip("\n"))
-    if result.exit_code is None:
-        return ToolOutput.text(text + "\n[the shell exited; a new one starts with the next command]", is_error=True)
+    if result.shell_exited:
+        note = f"[exit code {result.exit_code}; the shell exited, a new one starts with the next command]"
+        return ToolOutput.text(f"{text}\n{note}".lstrip("\n"), is_error=result.exit_code != 0)
     if result.exit_code != 0:
         return ToolOutput.text(f"{text}\n[exit code {result.exit_code}]".lstrip("\n"), is_error=True)
     return ToolOutput.text(text)

@@ -40,9 +40,10 @@ class Recorder:
         """Wait for the ``count``-th ``session.status_idle`` and return everything seen so far."""
         return self.wait(lambda evs: sum(e.type == "session.status_idle" for e in evs) >= count, timeout)
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
         self.stream.close()
-        self.ended.wait(5)
+        if wait:
+            self.ended.wait(5)
 
 
 @pytest.fixture
@@ -50,7 +51,9 @@ def recorders() -> Iterator[list[Recorder]]:
     opened: list[Recorder] = []
     yield opened
     for recorder in opened:
-        recorder.close()
+        recorder.close(wait=False)
+    for recorder in opened:
+        recorder.ended.wait(5)
 
 
 def types(events: list[Any]) -> list[str]:

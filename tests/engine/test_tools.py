@@ -1,0 +1,103 @@
+"""Built-in tool details the model sees: bash state, errors, timeouts, restarts, long outputs, disabled tools."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anthropic
+
+from agenthost.testing.fake_anthropic import Text, ToolUse
+from tests.conftest import Script
+from tests.engine.conftest import Recorder, assert_stream_equals_list
+from tests.engine.test_turns import TOOLSET, say, start
+
+
+def _results(listed: list[Any]) -> list[tuple[bool, str]]:
+    return [(bool(e.is_error), e.content[0].text) for e in listed if e.type == "agent.tool_result"]
+
+
+def test_bash_keeps_state_reports_failures_times_out_and_restarts(
+    client: anthropic.Anthropic, script: Script, environment: Any, recorders: list[Recorder]
+) -> None:
+    script(
+        ToolUse("bash", {"command": "cd /tmp && export GREETING=hi"}),
+        ToolUse("bash", {"command": "echo $GREETING from $(pwd)"}),
+        ToolUse("bash", {"command": "echo oops >&2; false"}),
+        ToolUse("bash", {"command": "exit 3"}),
+        ToolUse("bash", {"command": "sleep 5", "timeout_ms": 300}),
+        ToolUse("bash", {"command": "echo ${GREETING:-gone}"}),
+        ToolUse("bash", {"command": "export GREETING=again"}),
+        ToolUse("bash", {"restart": True}),
+        ToolUse("bash", {"command": "echo ${GREETING:-fresh} in $(pwd | xargs basename)"}),
+        ToolUse("bash", {}),
+        Text("done"),
+    )
+    session, recorder = start(client, script, environment, recorders, tools=[TOOLSET])
+    client.beta.sessions.events.send(session.id, events=[say("shell games")])
+    results = _results(assert_stream_equals_list(recorder.idles(), client, session.id))
+    assert results[0] == (False, "")
+    assert results[1] == (False, "hi from /tmp")
+    assert results[2] == (True, "oops\n[exit code 1]")
+    assert results[3] == (True, "[exit code 3; the shell exited, a new one starts with the next command]")
+    assert results[4] == (True, "Command timed out after 300 ms and was killed.")
+    assert results[5] == (False, "gone")  # the killed shell's state went with it
+    assert results[7] == (False, "The shell was restarted.")
+    assert results[8] == (False, f"fresh in {session.id}")
+    assert results[9][0] is True and "`command` is required" in results[9][1]
+
+
+def test_long_output_goes_to_a_file_with_a_preview(
+    client: anthropic.Anthropic, script: Script, environment: Any, recorders: list[Recorder]
+) -> None:
+    script(ToolUse("bash", {"command": "seq 1 40000"}), Text("long"))
+    session, recorder = start(client, script, environment, recorders, tools=[TOOLSET])
+    client.beta.sessions.events.send(session.id, events=[say("count")])
+    ((is_error, text),) = _results(assert_stream_equals_list(recorder.idles(), client, session.id))
+    assert not is_error and len(text) < 3_000
+    header, first_line = text.split("\n")[:2]
+    total = sum(len(str(i)) + 1 for i in range(1, 40001)) - 1  # the trailing newline is dropped
+    assert header.startswith(f"[output of {total} characters saved to /workspace/.agenthost/outputs/")
+    assert first_line == "1"
+
+
+def test_disabled_and_unknown_tools_are_refused(
+    client: anthropic.Anthropic, script: Script, environment: Any, recorders: list[Recorder]
+) -> None:
+    toolset = {
+        "type": "agent_toolset_20260401",
+        "default_config": {"enabled": False},
+        "configs": [{"name": "read", "enabled": True}],
+    }
+    script(ToolUse("bash", {"command": "echo nope"}), Text("ok"))
+    session, recorder = start(client, script, environment, recorders, tools=[toolset])
+    client.beta.sessions.events.send(session.id, events=[say("try bash")])
+    listed = assert_stream_equals_list(recorder.idles(), client, session.id)
+    tool_use = next(e for e in listed if e.type == "agent.tool_use")
+    assert tool_use.type == "agent.tool_use"
+    assert tool_use.evaluated_permission == "deny" and tool_use.evaluation is None
+    assert _results(listed) == [(True, "Tool bash is not enabled for this agent.")]
+    assert [t["name"] for t in script.requests()[0]["tools"]] == ["read"]
+
+
+def test_requests_carry_cache_breakpoints_and_the_agent_config(
+    client: anthropic.Anthropic, script: Script, environment: Any, recorders: list[Recorder]
+) -> None:
+    script(ToolUse("read", {"file_path": "missing.txt"}), Text("ok"))
+    session, recorder = start(
+        client,
+        script,
+        environment,
+        recorders,
+        tools=[TOOLSET],
+        model={"id": "claude-sonnet-4-6", "effort": "low", "speed": "fast"},
+    )
+    client.beta.sessions.events.send(session.id, events=[say("read it")])
+    recorder.idles()
+    first, second = script.requests()
+    assert first["model"] == "claude-sonnet-4-6" and first["speed"] == "fast"
+    assert first["output_config"] == {"effort": "low"}
+    assert [t["name"] for t in first["tools"]] == ["bash", "read", "write", "edit", "glob", "grep"]
+    assert first["tools"][-1]["cache_control"] == {"type": "ephemeral"}
+    assert first["system"][-1]["cache_control"] == {"type": "ephemeral"}
+    assert second["messages"][-1]["content"][-1]["cache_control"] == {"type": "ephemeral"}
+    assert second["messages"][-1]["content"][-1]["type"] == "tool_result"
