@@ -113,7 +113,7 @@ class LiveServer:
 
 def serve_in_thread(settings: Settings) -> tuple[str, uvicorn.Server, threading.Thread]:
     """Start uvicorn with ``create_app(settings)`` on a free loopback port; return once it accepts."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # so asyncio sets TCP_NODELAY
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]

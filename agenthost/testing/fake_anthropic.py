@@ -240,12 +240,14 @@ class FakeAnthropic:
 
     def start(self) -> FakeAnthropic:
         app = Starlette(routes=[Route("/v1/messages", self._messages, methods=["POST"])])
-        sock = socket.socket()
+        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets made with it, and without
+        # NODELAY every keep-alive answer waits ~40 ms for a delayed ACK.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         self._server = uvicorn.Server(
-            uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", loop="asyncio", http="h11")
+            uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", loop="asyncio", http="httptools")
         )
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
         self._thread.start()

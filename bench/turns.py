@@ -1,0 +1,231 @@
+"""Turn overhead, event delivery latency and many concurrent turns, with an instant scripted model.
+
+    python bench/turns.py [--turns 60] [--subscribers 100] [--sessions 200]
+
+The model is agenthost's fake Messages API (agenthost.testing.fake_anthropic) in this
+process; the server is a real `agenthost serve` process on SQLite reaching it through
+ANTHROPIC_BASE_URL. Prints one line per figure for docs/benchmarks.md.
+
+(a) turn overhead: from events.send to session.status_idle seen on an open stream, for a
+    turn with one bash call (two model calls, one `true` in the sandbox's shell);
+(b) delivery latency: from an event's commit (its processed_at) to its arrival at each of
+    N subscribers of one session;
+(c) N sessions running a one-bash-call turn at once: all finish with the exact event
+    sequence; wall time, turns/s and the server's peak memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+import anthropic
+import httpx2
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from agenthost.testing.fake_anthropic import FakeAnthropic, Text, ToolUse  # noqa: E402
+
+KEY = "sk-ah-bench-0123456789abcdefghij"
+TOOLSET = [{"type": "agent_toolset_20260401"}]
+EXPECTED = [
+    "user.message",
+    "session.status_running",
+    "span.model_request_start",
+    "agent.tool_use",
+    "span.model_request_end",
+    "agent.tool_result",
+    "span.model_request_start",
+    "agent.message",
+    "span.model_request_end",
+    "session.usage",
+    "session.status_idle",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(data_dir: Path, fake_url: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTHOST_")}
+    env |= {
+        "AGENTHOST_DATA_DIR": str(data_dir),
+        "AGENTHOST_API_KEY": KEY,
+        "AGENTHOST_LOG_LEVEL": "warning",
+        "ANTHROPIC_BASE_URL": fake_url,
+        "ANTHROPIC_API_KEY": "fake",
+        "AGENTHOST_ENGINE_POLL_SECONDS": "0.5",
+    }
+    proc = subprocess.Popen([sys.executable, "-m", "agenthost", "serve", "--port", str(port)], env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx2.get(f"{url}/health", timeout=1).status_code == 200:
+                return proc, url
+        except httpx2.TransportError:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("server did not start")
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def turn_overhead(client: anthropic.Anthropic, fake: FakeAnthropic, env_id: str, turns: int) -> list[float]:
+    key = "bench-overhead"
+    fake.script(key, *[reply for _ in range(turns + 5) for reply in (ToolUse("bash", {"command": "true"}), Text("ok"))])
+    agent = client.beta.agents.create(model="m", name="bench", system=key, tools=TOOLSET)
+    session = client.beta.sessions.create(agent=agent.id, environment_id=env_id)
+    idle = threading.Semaphore(0)
+    stream = client.beta.sessions.events.stream(session.id)
+
+    def read() -> None:
+        try:
+            for event in stream:
+                if event.type == "session.status_idle":
+                    idle.release()
+        except httpx2.HTTPError:
+            return  # closed at the end of the measurement
+
+    threading.Thread(target=read, daemon=True).start()
+    samples: list[float] = []
+    for index in range(turns + 5):
+        started = time.perf_counter()
+        client.beta.sessions.events.send(
+            session.id, events=[{"type": "user.message", "content": [{"type": "text", "text": f"turn {index}"}]}]
+        )
+        if not idle.acquire(timeout=30):
+            raise SystemExit("a turn did not finish")
+        if index >= 5:  # warm-up
+            samples.append((time.perf_counter() - started) * 1000)
+    stream.close()
+    return samples
+
+
+async def delivery(url: str, session_id: str, subscribers: int, events: int) -> list[float]:
+    latencies: list[float] = []
+    ready = asyncio.Event()
+    connected = 0
+
+    async def subscribe(client: httpx2.AsyncClient) -> None:
+        nonlocal connected
+        seen = 0
+        async with client.stream("GET", f"/v1/sessions/{session_id}/events/stream") as response:
+            connected += 1
+            if connected == subscribers:
+                ready.set()
+            async for line in response.aiter_lines():
+                if line.startswith("data: "):
+                    received = time.time()
+                    event = orjson.loads(line[6:])
+                    if event.get("type") != "session.updated":
+                        continue
+                    committed = datetime.fromisoformat(event["processed_at"].replace("Z", "+00:00")).timestamp()
+                    latencies.append((received - committed) * 1000)
+                    seen += 1
+                    if seen == events:
+                        return
+
+    limits = httpx2.Limits(max_connections=subscribers + 10)
+    async with httpx2.AsyncClient(base_url=url, headers={"x-api-key": KEY}, timeout=60, limits=limits) as client:
+        tasks = [asyncio.create_task(subscribe(client)) for _ in range(subscribers)]
+        await asyncio.wait_for(ready.wait(), 60)
+        for index in range(events):
+            await client.post(f"/v1/sessions/{session_id}", json={"title": f"t{index}"})
+            await asyncio.sleep(0.05)
+        await asyncio.wait_for(asyncio.gather(*tasks), 60)
+    return latencies
+
+
+async def concurrent_turns(url: str, fake: FakeAnthropic, env_id: str, sessions: int) -> tuple[float, int]:
+    async with anthropic.AsyncAnthropic(
+        base_url=url, api_key=KEY, max_retries=0, _strict_response_validation=True
+    ) as client:
+        ids = []
+        for index in range(sessions):
+            key = f"bench-many-{index}"
+            fake.script(key, ToolUse("bash", {"command": "true"}), Text("ok"))
+            agent = await client.beta.agents.create(model="m", name="many", system=key, tools=TOOLSET)
+            ids.append((await client.beta.sessions.create(agent=agent.id, environment_id=env_id)).id)
+        started = time.perf_counter()
+        await asyncio.gather(
+            *[
+                client.beta.sessions.events.send(
+                    sid, events=[{"type": "user.message", "content": [{"type": "text", "text": "go"}]}]
+                )
+                for sid in ids
+            ]
+        )
+        pending = set(ids)
+        while pending:
+            await asyncio.sleep(0.1)
+            for sid in list(pending):
+                if (await client.beta.sessions.retrieve(sid)).status == "idle":
+                    pending.discard(sid)
+            if time.perf_counter() - started > 300:
+                raise SystemExit(f"{len(pending)} sessions did not finish")
+        elapsed = time.perf_counter() - started
+        correct = 0
+        for sid in ids:
+            listed = [e.type async for e in client.beta.sessions.events.list(sid)]
+            correct += listed == EXPECTED
+        return elapsed, correct
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--turns", type=int, default=60)
+    parser.add_argument("--subscribers", type=int, default=100)
+    parser.add_argument("--sessions", type=int, default=200)
+    args = parser.parse_args()
+    fake = FakeAnthropic().start()
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, url = start_server(Path(tmp), fake.url)
+        try:
+            client = anthropic.Anthropic(base_url=url, api_key=KEY, max_retries=0)
+            env_id = client.beta.environments.create(name="bench").id
+            samples = turn_overhead(client, fake, env_id, args.turns)
+            print(
+                f"(a) one-bash-call turn, send -> idle on stream: p50 {statistics.median(samples):.1f} ms  "
+                f"p99 {pct(samples, 0.99):.1f} ms  (n={len(samples)})"
+            )
+            agent = client.beta.agents.create(model="m", name="quiet")
+            session = client.beta.sessions.create(agent=agent.id, environment_id=env_id)
+            latencies = asyncio.run(delivery(url, session.id, args.subscribers, 20))
+            print(
+                f"(b) delivery to {args.subscribers} subscribers of one session: p50 "
+                f"{statistics.median(latencies):.2f} ms  p99 {pct(latencies, 0.99):.2f} ms  (n={len(latencies)})"
+            )
+            elapsed, correct = asyncio.run(concurrent_turns(url, fake, env_id, args.sessions))
+            peak = Path(f"/proc/{proc.pid}/status").read_text().split("VmHWM:")[1].split()[0]
+            rss = Path(f"/proc/{proc.pid}/status").read_text().split("VmRSS:")[1].split()[0]
+            print(
+                f"(c) {args.sessions} one-bash-call turns at once: {correct}/{args.sessions} exact sequences, "
+                f"{elapsed:.1f} s, {args.sessions / elapsed:.1f} turns/s, server peak RSS {int(peak) / 1024:.0f} MiB, "
+                f"RSS after {int(rss) / 1024:.0f} MiB"
+            )
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+            fake.stop()
+
+
+if __name__ == "__main__":
+    main()
