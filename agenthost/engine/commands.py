@@ -25,7 +25,7 @@ RECEIPT = ("user.custom_tool_result", "user.tool_result")
 class Waker(Protocol):
     """The engine as the API sees it: told about new input and interrupts."""
 
-    def wake(self) -> None: ...
+    def wake(self, session_id: str | None = None) -> None: ...
 
     def interrupt(self, session_id: str) -> None: ...
 
@@ -117,7 +117,7 @@ async def send_events(
         if interrupt:
             engine.interrupt(session_id)
         if work or interrupt:
-            engine.wake()
+            engine.wake(session_id)
     return [event for _, event in logged if event["type"] != "session.status_idle"]
 
 
@@ -131,4 +131,4 @@ async def delete_session(store: Store, engine: Waker | None, workspace_id: str, 
 def wake_after_create(engine: Waker | None, session: JSON) -> None:
     """A session created with initial events is born running: tell the engine."""
     if engine is not None and session["status"] == "running":
-        engine.wake()
+        engine.wake(session["id"])

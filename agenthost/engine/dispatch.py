@@ -50,6 +50,7 @@ class Engine:
         self.settings = settings
         self.owner = f"engine_{secrets.token_hex(6)}"
         self._wake = asyncio.Event()
+        self._hints: set[str] = set()
         self._runs: dict[str, asyncio.Task[None]] = {}
         self._interrupts: dict[str, asyncio.Event] = {}
         self._loop_task: asyncio.Task[None] | None = None
@@ -74,8 +75,10 @@ class Engine:
             )
         )
 
-    def wake(self) -> None:
-        """New input exists somewhere: look for runnable sessions now."""
+    def wake(self, session_id: str | None = None) -> None:
+        """New input exists (for ``session_id``, when known): claim it now, or look for runnable sessions."""
+        if session_id is not None:
+            self._hints.add(session_id)
         self._wake.set()
 
     def interrupt(self, session_id: str) -> None:
@@ -93,11 +96,19 @@ class Engine:
 
     async def _dispatch(self) -> None:
         while True:
+            woken = False
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.settings.poll_seconds)
+                woken = True
             self._wake.clear()
+            hints, self._hints = self._hints, set()
             try:
-                await self._claim_runnable()
+                if woken and hints:
+                    # The API said which sessions got input: claim them directly, no scan.
+                    for session_id in hints - set(self._runs):
+                        await self._start(session_id)
+                else:
+                    await self._claim_runnable()
             except Exception:
                 log.exception("claiming runnable sessions failed; retrying at the next wake-up")
 
@@ -114,10 +125,13 @@ class Engine:
         )
         candidates = [r for (r,) in await self.db.run_read(lambda conn: conn.execute(query).all()) if r not in busy]
         for session_id in candidates:
-            lease = await self._claim(session_id)
-            if lease is not None:
-                self._interrupts[session_id] = asyncio.Event()
-                self._runs[session_id] = asyncio.create_task(self._run(lease), name=f"run-{session_id}")
+            await self._start(session_id)
+
+    async def _start(self, session_id: str) -> None:
+        lease = await self._claim(session_id)
+        if lease is not None:
+            self._interrupts[session_id] = asyncio.Event()
+            self._runs[session_id] = asyncio.create_task(self._run(lease), name=f"run-{session_id}")
 
     async def _claim(self, session_id: str) -> Lease | None:
         now = now_us()
@@ -161,7 +175,7 @@ class Engine:
             heartbeat.cancel()
             self._runs.pop(lease.session_id, None)
             self._interrupts.pop(lease.session_id, None)
-            self._wake.set()  # input may have arrived for a session this run just left
+            self.wake(lease.session_id)  # input may have arrived after the run's last look
 
     async def _heartbeat(self, lease: Lease) -> None:
         interval = self.settings.lease_seconds / 3
