@@ -70,6 +70,13 @@ class Settings(BaseSettings):
     max_model_calls: int = Field(
         default=200, gt=0, description="Model calls one turn may make before it is stopped with a session.error."
     )
+    web_fetch_private_hosts: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Hosts the web_fetch tool may reach although they resolve to loopback or private addresses "
+            '(JSON list, e.g. `["wiki.internal"]`). Every other non-public address is refused.'
+        ),
+    )
     sandbox: str = Field(
         default="local",
         description=(

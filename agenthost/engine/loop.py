@@ -49,6 +49,7 @@ class RunSettings:
     retry_base_seconds: float = 1.0
     retry_max_seconds: float = 30.0
     max_model_calls: int = 100
+    web_fetch_private_hosts: frozenset[str] = frozenset()
 
 
 class Interrupted(Exception):
@@ -125,7 +126,7 @@ class Run:
 
         self.interrupt.clear()
         taken = await self.journal.transact(work)
-        self.toolbox = Toolbox(self.agent)
+        self.toolbox = Toolbox(self.agent, private_hosts=self.settings.web_fetch_private_hosts)
         return taken
 
     # -- the turn --------------------------------------------------------------------------------

@@ -195,6 +195,8 @@ class FakeAnthropic:
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.url = ""
+        self.pages: dict[str, tuple[str, str]] = {}
+        """Documents served at ``GET /pages/<name>`` as (content type, body), for web_fetch tests."""
 
     def script(self, key: str, *replies: Reply) -> None:
         """Queue replies for requests whose system prompt starts with the line ``key``."""
@@ -238,8 +240,22 @@ class FakeAnthropic:
         blocks, stop_reason = _blocks(final)
         return JSONResponse(_message(model, blocks, stop_reason))
 
+    async def _page(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        if name == "moved":
+            return Response(status_code=302, headers={"location": "/pages/doc"})
+        if name not in self.pages:
+            return Response("no such page", status_code=404, media_type="text/plain")
+        content_type, body = self.pages[name]
+        return Response(body, media_type=content_type)
+
     def start(self) -> FakeAnthropic:
-        app = Starlette(routes=[Route("/v1/messages", self._messages, methods=["POST"])])
+        app = Starlette(
+            routes=[
+                Route("/v1/messages", self._messages, methods=["POST"]),
+                Route("/pages/{name}", self._page, methods=["GET"]),
+            ]
+        )
         # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets made with it, and without
         # NODELAY every keep-alive answer waits ~40 ms for a delayed ACK.
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)

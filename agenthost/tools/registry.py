@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from agenthost.sandbox.base import Sandbox
-from agenthost.tools import bash, files
+from agenthost.tools import bash, files, web_fetch
 from agenthost.tools.base import ToolInputError, ToolOutput
 
 Executor = Callable[[Sandbox, dict[str, Any]], Awaitable[ToolOutput]]
@@ -27,8 +27,8 @@ BUILTIN: dict[str, tuple[str, dict[str, Any], Executor]] = {
 READ_ONLY = frozenset({"read", "glob", "grep"})
 """Tools whose call can be repeated safely (a crash may re-run them instead of failing them)."""
 
-NOT_YET = ("web_fetch", "web_search")
-"""Toolset members agenthost does not offer to the model yet (they need a fetch/search backend)."""
+NOT_YET = ("web_search",)
+"""Toolset members agenthost does not offer to the model yet (web_search needs a search backend)."""
 
 
 @dataclass(frozen=True)
@@ -43,9 +43,11 @@ class ToolSpec:
 class Toolbox:
     """The tools of one session's agent snapshot."""
 
-    def __init__(self, agent: dict[str, Any]):
+    def __init__(self, agent: dict[str, Any], *, private_hosts: frozenset[str] = frozenset()):
         self.definitions: list[dict[str, Any]] = []
         self._specs: dict[str, ToolSpec] = {}
+        self._configs: dict[str, dict[str, Any]] = {}
+        self._private_hosts = private_hosts
         self.mcp_servers = [server["name"] for server in agent.get("mcp_servers", [])]
         for tool in agent.get("tools", []):
             if tool["type"] == "agent_toolset_20260401":
@@ -59,21 +61,25 @@ class Toolbox:
     def _add_toolset(self, toolset: dict[str, Any]) -> None:
         default = toolset["default_config"]
         configs = {config["name"]: config for config in toolset["configs"]}
-        for name, (description, schema, _run) in BUILTIN.items():
+        offered = [(name, description, schema) for name, (description, schema, _run) in BUILTIN.items()]
+        offered.append(("web_fetch", web_fetch.DESCRIPTION, web_fetch.SCHEMA))
+        for name, description, schema in offered:
             config = configs.get(name, default)
             if not config["enabled"]:
                 continue
             self._specs[name] = ToolSpec(name, "builtin", config["permission_policy"]["type"])
+            self._configs[name] = config
             self.definitions.append({"name": name, "description": description, "input_schema": schema})
 
     def spec(self, name: str) -> ToolSpec | None:
         """The tool called ``name``, or None when the agent does not have it enabled."""
         return self._specs.get(name)
 
-    @staticmethod
-    async def execute(name: str, tool_input: dict[str, Any], sandbox: Sandbox) -> ToolOutput:
+    async def execute(self, name: str, tool_input: dict[str, Any], sandbox: Sandbox) -> ToolOutput:
         """Run a built-in tool; bad input and refused paths become error results the model can read."""
         try:
+            if name == "web_fetch":
+                return await web_fetch.run(tool_input, self._configs[name], self._private_hosts)
             return await BUILTIN[name][2](sandbox, tool_input)
         except ToolInputError as exc:
             return ToolOutput.text(str(exc), is_error=True)

@@ -96,8 +96,54 @@ def test_requests_carry_cache_breakpoints_and_the_agent_config(
     first, second = script.requests()
     assert first["model"] == "claude-sonnet-4-6" and first["speed"] == "fast"
     assert first["output_config"] == {"effort": "low"}
-    assert [t["name"] for t in first["tools"]] == ["bash", "read", "write", "edit", "glob", "grep"]
+    assert [t["name"] for t in first["tools"]] == ["bash", "read", "write", "edit", "glob", "grep", "web_fetch"]
     assert first["tools"][-1]["cache_control"] == {"type": "ephemeral"}
     assert first["system"][-1]["cache_control"] == {"type": "ephemeral"}
     assert second["messages"][-1]["content"][-1]["cache_control"] == {"type": "ephemeral"}
     assert second["messages"][-1]["content"][-1]["type"] == "tool_result"
+
+
+def test_web_fetch_reads_pages_and_honours_domain_lists(
+    client: anthropic.Anthropic, script: Script, environment: Any, recorders: list[Recorder], fake: Any
+) -> None:
+    fake.pages["doc"] = (
+        "text/html",
+        "<html><head><style>p{}</style></head><body><h1>Title</h1>"
+        "<p>Some &amp; text</p><script>x()</script></body></html>",
+    )
+    port = fake.url.rsplit(":", 1)[1]
+    script(
+        ToolUse("web_fetch", {"url": f"{fake.url}/pages/moved"}),
+        ToolUse("web_fetch", {"url": f"http://localhost:{port}/pages/doc"}),
+        ToolUse("web_fetch", {"url": "file:///etc/passwd"}),
+        ToolUse("web_fetch", {"url": f"{fake.url}/pages/absent"}),
+        Text("read"),
+    )
+    session, recorder = start(client, script, environment, recorders, tools=[TOOLSET])
+    client.beta.sessions.events.send(session.id, events=[say("fetch")])
+    results = _results(assert_stream_equals_list(recorder.idles(), client, session.id))
+    assert results[0] == (False, f"Fetched {fake.url}/pages/doc (HTTP 200, text/html)\n\nTitle Some & text")
+    assert results[1][0] is True and results[1][1].startswith("url_not_allowed: localhost resolves to the non-public")
+    assert results[2][0] is True and results[2][1].startswith("url_not_allowed:")
+    assert results[3][0] is True and "HTTP 404" in results[3][1]
+
+
+def test_web_fetch_domain_lists(
+    client: anthropic.Anthropic, script: Script, environment: Any, recorders: list[Recorder], fake: Any
+) -> None:
+    toolset = {
+        "type": "agent_toolset_20260401",
+        "configs": [{"name": "web_fetch", "allowed_domains": ["docs.example.com"]}],
+    }
+    script(
+        ToolUse("web_fetch", {"url": f"{fake.url}/pages/doc"}),
+        ToolUse("web_fetch", {"url": "https://evil.example.com/x"}),
+        Text("blocked"),
+    )
+    session, recorder = start(client, script, environment, recorders, tools=[toolset])
+    client.beta.sessions.events.send(session.id, events=[say("fetch")])
+    results = _results(assert_stream_equals_list(recorder.idles(), client, session.id))
+    assert results == [
+        (True, "url_not_allowed: 127.0.0.1 is not in this agent's allowed_domains"),
+        (True, "url_not_allowed: evil.example.com is not in this agent's allowed_domains"),
+    ]
