@@ -280,3 +280,20 @@ def test_archive_and_delete_are_refused_while_running(
     client.beta.sessions.events.send(session.id, events=[{"type": "user.interrupt"}])
     recorder.idles()
     assert client.beta.sessions.archive(session.id).status == "terminated"
+
+
+def test_system_message_reaches_the_model_with_its_user_message(
+    client: anthropic.Anthropic, script: Script, environment: Any, recorders: list[Recorder]
+) -> None:
+    script(Text("Noted."))
+    session, recorder = start(client, script, environment, recorders)
+    sent = client.beta.sessions.events.send(
+        session.id,
+        events=[say("hello"), {"type": "system.message", "content": [{"type": "text", "text": "Be terse."}]}],
+    )
+    assert sent.data is not None and [e.type for e in sent.data] == ["user.message", "system.message"]
+    listed = assert_stream_equals_list(recorder.idles(), client, session.id)
+    assert types(listed)[:3] == ["user.message", "system.message", "session.status_running"]
+    (request,) = script.requests()
+    texts = [b["text"] for b in request["messages"][0]["content"]]
+    assert texts == ["hello", "[system message]\nBe terse."]
