@@ -98,18 +98,7 @@ class SendEvents(Body):
 
 
 def _tool_result_content(content: list[Any] | None, field: str) -> list[JSON] | None:
-    if content is None:
-        return None
-    blocks: list[JSON] = []
-    for index, block in enumerate(content):
-        if isinstance(block, ImageBlock | DocumentBlock) and isinstance(block.source, FileSource):
-            raise NotSupported(f"{field}[{index}].source", "file sources (they need the Files API)")
-        dumped = block.model_dump()
-        if isinstance(block, DocumentBlock):
-            dumped.setdefault("context", None)
-            dumped.setdefault("title", None)
-        blocks.append(dumped)
-    return blocks
+    return None if content is None else check_user_content(content, field)
 
 
 def send_payloads(events: list[Any]) -> list[JSON]:
