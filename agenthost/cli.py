@@ -55,6 +55,8 @@ def serve(
         loop="uvloop",
         http="httptools",
         access_log=False,
+        # Event streams never end by themselves: give them a few seconds, then close them on shutdown.
+        timeout_graceful_shutdown=5,
     )
 
 

@@ -102,7 +102,7 @@ async def send_events(
                 logged += append_events(conn, session_id, [idle_again], processed=True, now=now)
             else:
                 work = True
-        if row.blocked_on and not answered:
+        if row.blocked_on and (not answered or values["blocked_on"]):
             work = False  # a paused turn resumes only when every call it waits on is answered
         if work or interrupt:
             values["pending"] = True

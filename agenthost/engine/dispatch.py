@@ -95,22 +95,26 @@ class Engine:
         return len(self._runs)
 
     async def _dispatch(self) -> None:
+        last_scan = 0.0
+        loop = asyncio.get_running_loop()
         while True:
-            woken = False
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.settings.poll_seconds)
-                woken = True
             self._wake.clear()
             hints, self._hints = self._hints, set()
-            try:
-                if woken and hints:
-                    # The API said which sessions got input: claim them directly, no scan.
-                    for session_id in hints - set(self._runs):
-                        await self._start(session_id)
-                else:
+            # The API said which sessions got input: claim those directly, without a scan.
+            for session_id in hints - set(self._runs):
+                try:
+                    await self._start(session_id)
+                except Exception:
+                    log.exception("claiming %s failed; the next scan retries it", session_id)
+            # A scan at least every poll interval, whatever the wake-ups: expired leases, other processes' input.
+            if loop.time() - last_scan >= self.settings.poll_seconds:
+                last_scan = loop.time()
+                try:
                     await self._claim_runnable()
-            except Exception:
-                log.exception("claiming runnable sessions failed; retrying at the next wake-up")
+                except Exception:
+                    log.exception("scanning for runnable sessions failed; retrying at the next poll")
 
     async def _claim_runnable(self) -> None:
         now = now_us()
@@ -155,7 +159,9 @@ class Engine:
         return None if generation is None else Lease(session_id, owner, generation)
 
     async def _run(self, lease: Lease) -> None:
-        heartbeat = asyncio.create_task(self._heartbeat(lease))
+        run_task = asyncio.current_task()
+        assert run_task is not None
+        heartbeat = asyncio.create_task(self._heartbeat(lease, run_task))
         run = Run(
             Journal(self.db, self.bus, lease),
             self.provider,
@@ -177,23 +183,27 @@ class Engine:
             self._interrupts.pop(lease.session_id, None)
             self.wake(lease.session_id)  # input may have arrived after the run's last look
 
-    async def _heartbeat(self, lease: Lease) -> None:
+    async def _heartbeat(self, lease: Lease, run_task: asyncio.Task[None]) -> None:
+        """Extend the lease every third of its length; stop the run as soon as the lease is gone."""
         interval = self.settings.lease_seconds / 3
         while True:
             await asyncio.sleep(interval)
             expires = now_us() + int(self.settings.lease_seconds * 1_000_000)
-            extended = await self.db.run_write(
-                lambda conn, expires=expires: (
-                    conn.execute(
-                        sessions.update()
-                        .where(
-                            sessions.c.id == lease.session_id,
-                            sessions.c.lease_owner == lease.owner,
-                            sessions.c.lease_generation == lease.generation,
-                        )
-                        .values(lease_expires_at=expires)
-                    ).rowcount
+
+            def extend(conn: sa.Connection, expires: int = expires) -> int:
+                fenced = sessions.update().where(
+                    sessions.c.id == lease.session_id,
+                    sessions.c.lease_owner == lease.owner,
+                    sessions.c.lease_generation == lease.generation,
                 )
-            )
+                return conn.execute(fenced.values(lease_expires_at=expires)).rowcount
+
+            try:
+                extended = await self.db.run_write(extend)
+            except Exception:
+                log.exception("heartbeat of %s failed; trying again", lease.session_id)
+                continue
             if not extended:
+                log.warning("the lease of %s is gone; stopping this run", lease.session_id)
+                run_task.cancel()
                 return

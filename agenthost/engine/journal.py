@@ -88,12 +88,19 @@ class Journal:
 
 
 def take_queued(
-    conn: sa.Connection, session_id: str, now: int, published: list[Logged], types: tuple[str, ...] | None = None
+    conn: sa.Connection,
+    session_id: str,
+    now: int,
+    published: list[Logged],
+    types: tuple[str, ...] | None = None,
+    *,
+    flush: bool = False,
 ) -> list[JSON]:
     """Mark queued user events processed and re-emit them with their timestamp (BEHAVIOUR §1.7).
 
     ``types`` limits which kinds are taken (an interrupt takes only interrupts: messages queued
-    behind it become the next turn).
+    behind it become the next turn). ``flush`` drops them: processed, but never shown to the model
+    (BEHAVIOUR §1.8, retries exhausted).
     """
     query = (
         sa.select(events.c.seq, events.c.id, events.c.payload)
@@ -108,23 +115,25 @@ def take_queued(
     conn.execute(
         events.update()
         .where(events.c.session_id == session_id, events.c.seq.in_([r.seq for r in rows]))
-        .values(processed_at=now)
+        .values(processed_at=now, flushed=flush)
     )
     taken = [event_json(r.id, r.payload, ts(now)) for r in rows]
     published.extend((r.seq, event) for r, event in zip(rows, taken, strict=True))
     return taken
 
 
-def has_queued(conn: sa.Connection, session_id: str) -> bool:
-    query = sa.select(events.c.seq).where(events.c.session_id == session_id, events.c.processed_at.is_(None)).limit(1)
-    return conn.execute(query).first() is not None
+def has_queued(conn: sa.Connection, session_id: str, types: tuple[str, ...] | None = None) -> bool:
+    query = sa.select(events.c.seq).where(events.c.session_id == session_id, events.c.processed_at.is_(None))
+    if types is not None:
+        query = query.where(events.c.type.in_(types))
+    return conn.execute(query.limit(1)).first() is not None
 
 
 def log_events(conn: sa.Connection, session_id: str) -> list[JSON]:
     """Every processed event of the session, in log order (what the transcript is built from)."""
     query = (
         sa.select(events.c.id, events.c.payload, events.c.processed_at)
-        .where(events.c.session_id == session_id, events.c.processed_at.is_not(None))
+        .where(events.c.session_id == session_id, events.c.processed_at.is_not(None), events.c.flushed.is_(False))
         .order_by(events.c.processed_at, events.c.seq)
     )
     return [event_json(r.id, r.payload, ts(r.processed_at)) for r in conn.execute(query)]

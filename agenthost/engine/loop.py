@@ -77,6 +77,7 @@ class Run:
         self.agent: JSON = {}
         self.toolbox = Toolbox({})
         self._sandbox: Sandbox | None = None
+        self.takeover = False
 
     async def execute(self) -> None:
         while True:
@@ -112,7 +113,9 @@ class Run:
                 _release(conn, self.session_id, now, pending=False)  # still waiting on the client
                 return None
             taken = take_queued(conn, self.session_id, now, published)
-            if not resuming and not any(event["type"] in WORK for event in taken):
+            # A run began (running_since) and never ended: this run takes the turn over and finishes it.
+            self.takeover = row.status in ("running", "rescheduling") and row.running_since is not None
+            if not resuming and not self.takeover and not any(event["type"] in WORK for event in taken):
                 _release(conn, self.session_id, now, pending=False)  # only interrupts: nothing to run
                 return None
             values: dict[str, Any] = {"status": "running", "blocked_on": None, "updated_at": now}
@@ -132,6 +135,10 @@ class Run:
     # -- the turn --------------------------------------------------------------------------------
 
     async def _turn(self, taken: list[JSON]) -> str:
+        if self.takeover:
+            blocking = await self._recover()
+            if blocking:
+                return await self._finish({"type": "requires_action", "event_ids": blocking})
         await self._answer_confirmations([e for e in taken if e["type"] == "user.tool_confirmation"])
         calls = 0
         while True:
@@ -154,16 +161,52 @@ class Run:
                 if stop != "continue":
                     return stop
 
+    async def _recover(self) -> list[str]:
+        """Close what a run that stopped mid-turn left open; return the calls that still need the client.
+
+        A built-in call that was running (allowed, or confirmed) gets an explicit error result: it may
+        or may not have completed, and is never run again. Custom calls and unconfirmed ``ask`` calls
+        were waiting on the client and wait again.
+        """
+        log = await read_log(self.db, self.session_id)
+        answered = {
+            e.get("tool_use_id") or e.get("custom_tool_use_id")
+            for e in log
+            if e["type"] in ("agent.tool_result", "user.custom_tool_result", "user.tool_result")
+        }
+        confirmed = {e["tool_use_id"] for e in log if e["type"] == "user.tool_confirmation"}
+        blocking: list[str] = []
+        for event in log:
+            if event["type"] not in ("agent.tool_use", "agent.custom_tool_use") or event["id"] in answered:
+                continue
+            asks = event.get("evaluated_permission") == "ask" and event["id"] not in confirmed
+            if event["type"] == "agent.custom_tool_use" or asks:
+                blocking.append(event["id"])
+            else:
+                await self._tool_result(
+                    event["id"],
+                    ToolOutput.text(
+                        "This tool call was cut off when agenthost's engine stopped; it may or may not have "
+                        "completed and was not run again.",
+                        is_error=True,
+                    ),
+                )
+        return blocking
+
     async def _answer_confirmations(self, confirmations: list[JSON]) -> None:
         if not confirmations:
             return
         log = {event["id"]: event for event in await read_log(self.db, self.session_id)}
-        for confirmation in confirmations:
-            tool_use = log.get(confirmation["tool_use_id"])
-            if tool_use is None:
-                continue
+        answered = [(log[c["tool_use_id"]], c) for c in confirmations if c["tool_use_id"] in log]
+        for index, (tool_use, confirmation) in enumerate(answered):
             if confirmation["result"] == "allow":
-                output = await self._run_tool(tool_use)
+                try:
+                    output = await self._run_tool(tool_use)
+                except Interrupted:
+                    await self._tool_result(tool_use["id"], ToolOutput.text("Interrupted by the user.", is_error=True))
+                    for later, _ in answered[index + 1 :]:
+                        await self._tool_result(later["id"], ToolOutput.text(INTERRUPTED, is_error=True))
+                    raise
             else:
                 text = f"Permission to use {tool_use['name']} was denied by the user."
                 if confirmation.get("deny_message"):
@@ -222,7 +265,7 @@ class Run:
             if kind in ("thinking", "redacted_thinking"):
                 if not payloads or payloads[-1]["type"] != "agent.thinking":
                     payloads.append({"type": "agent.thinking"})
-            elif kind == "text" and block.get("text"):
+            elif kind == "text" and (block.get("text") or "").strip():
                 payloads.append({"type": "agent.message", "content": [{"type": "text", "text": block["text"]}]})
             elif kind == "tool_use":
                 payloads.append(self._tool_use_event(block))
@@ -330,11 +373,15 @@ class Run:
 
         def work(conn: sa.Connection, row: Any, now: int, published: list[Logged]) -> str:
             if mode == "flush":
-                take_queued(conn, self.session_id, now, published)
+                take_queued(conn, self.session_id, now, published, flush=True)
             elif mode == "normal" and stop_reason["type"] == "end_turn" and has_queued(conn, self.session_id):
-                taken = take_queued(conn, self.session_id, now, published)
-                if any(event["type"] in WORK for event in taken):
-                    return "continue"
+                if has_queued(conn, self.session_id, ("user.interrupt",)):
+                    # Nothing left to interrupt: the interrupt ends this turn, what came with it is the next.
+                    take_queued(conn, self.session_id, now, published, types=("user.interrupt",))
+                else:
+                    taken = take_queued(conn, self.session_id, now, published)
+                    if any(event["type"] in WORK for event in taken):
+                        return "continue"
             blocked = stop_reason.get("event_ids")
             active = row.active_us + (now - row.running_since if row.running_since else 0)
             usage = {**row.usage, "active_seconds": active / 1_000_000}

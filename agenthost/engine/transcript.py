@@ -20,6 +20,11 @@ _RESULT_TYPES = {
 }
 
 
+def _has_text(block: JSON) -> bool:
+    """The API refuses text blocks that are empty or only whitespace."""
+    return block.get("type") != "text" or bool((block.get("text") or "").strip())
+
+
 def _clean(block: JSON) -> JSON:
     """A content block as the Messages API takes it (no nulls)."""
     cleaned = {k: v for k, v in block.items() if v is not None}
@@ -31,17 +36,19 @@ def _clean(block: JSON) -> JSON:
 def _blocks(event: JSON) -> list[JSON]:
     kind = event["type"]
     if kind == "user.message":
-        return [_clean(b) for b in event["content"] if b.get("type") != "text" or b.get("text")]
+        return [_clean(b) for b in event["content"] if _has_text(b)]
     if kind == "system.message":
         text = "\n".join(b["text"] for b in event["content"])
         return [{"type": "text", "text": f"[system message]\n{text}"}]
     if kind == "agent.message":
-        return [{"type": "text", "text": b["text"]} for b in event["content"] if b.get("type") == "text" and b["text"]]
+        return [
+            {"type": "text", "text": b["text"]} for b in event["content"] if b.get("type") == "text" and _has_text(b)
+        ]
     if kind in ("agent.tool_use", "agent.custom_tool_use"):
         return [{"type": "tool_use", "id": event["id"], "name": event["name"], "input": event["input"]}]
     if kind in _RESULT_TYPES:
         block: JSON = {"type": "tool_result", "tool_use_id": event[_RESULT_TYPES[kind]]}
-        content = [_clean(b) for b in event.get("content") or []]
+        content = [_clean(b) for b in event.get("content") or [] if _has_text(b)]
         if content:
             block["content"] = content
         if event.get("is_error"):

@@ -86,9 +86,10 @@ class LocalSandbox:
             except asyncio.CancelledError:
                 await self._kill()
                 raise
-            if code is None:  # the shell itself exited (e.g. `exit 3`)
-                self._shell = None
-                return CommandResult(output=output, exit_code=await shell.wait(), shell_exited=True)
+            if code is None:  # the shell itself exited (e.g. `exit 3`); reap its process group too
+                exit_code = await shell.wait()
+                await self._kill()
+                return CommandResult(output=output, exit_code=exit_code, shell_exited=True)
             return CommandResult(output=output, exit_code=code)
 
     async def restart(self) -> None:
@@ -100,9 +101,10 @@ class LocalSandbox:
 
     async def _kill(self) -> None:
         shell, self._shell = self._shell, None
-        if shell is None or shell.returncode is not None:
+        if shell is None:
             return
-        with contextlib.suppress(ProcessLookupError):
+        # Even when the shell itself has exited, its process group may live on (`sleep 1000 & exit`).
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(shell.pid, signal.SIGKILL)
         with contextlib.suppress(ProcessLookupError):
             await shell.wait()

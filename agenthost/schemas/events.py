@@ -170,6 +170,8 @@ def check_user_content(content: list[Any], field: str) -> list[JSON]:
         where = f"{field}[{index}]"
         if isinstance(block, RedactedBlock):
             raise InvalidRequest(f"{where}.type: clients cannot send redacted blocks")
+        if isinstance(block, TextBlock) and not block.text.strip():
+            raise InvalidRequest(f"{where}.text: text blocks must contain non-whitespace text")
         if isinstance(block, ImageBlock | DocumentBlock) and isinstance(block.source, FileSource):
             raise NotSupported(f"{where}.source", "file sources (they need the Files API)")
         dumped = block.model_dump()

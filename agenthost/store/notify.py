@@ -14,9 +14,11 @@ log by sequence number; within one process the appender hands the events over di
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from agenthost.schemas.common import JSON
 
@@ -77,7 +79,10 @@ class Bus:
         if feed is None or feed.closed:
             feed = self._feeds[session_id] = Feed()
         feed.subscribers += 1
-        return Subscription(self, session_id, feed)
+        subscription = Subscription(self, session_id, feed)
+        # A stream dropped before its generator ever ran never reaches its own `finally`: leave on collection.
+        subscription._finalizer = weakref.finalize(subscription, self._leave, session_id, feed)
+        return subscription
 
     def _leave(self, session_id: str, feed: Feed) -> None:
         feed.subscribers -= 1
@@ -94,6 +99,7 @@ class Subscription:
         self._feed = feed
         self._position = feed.end
         self._open = True
+        self._finalizer: weakref.finalize[Any, Any]
 
     def __aiter__(self) -> AsyncIterator[tuple[int, JSON]]:
         return self
@@ -118,4 +124,4 @@ class Subscription:
     def close(self) -> None:
         if self._open:
             self._open = False
-            self._bus._leave(self._session_id, self._feed)
+            self._finalizer()

@@ -52,9 +52,10 @@ _BY_ID = sa.select(sessions).where(
 )
 
 
-QUEUED = 2**62
-PROCESSED_ORDER = sa.func.coalesce(events.c.processed_at, QUEUED)
-"""Events sort by when they were processed; queued ones after all of those."""
+PROCESSED_ORDER = sa.func.coalesce(events.c.processed_at, events.c.created_at)
+"""Events sort by when they were processed, queued ones by when they were sent. Taking a queued event
+moves it forward in time only, so a cursor or a Last-Event-ID position never skips an event (at most
+an event is seen again, by id, after it moved)."""
 
 
 def _render_event(row: Any) -> JSON:
@@ -300,8 +301,8 @@ class Sessions:
     ) -> Page:
         """A page of the session's persisted events in processing order (REFERENCE §7.1: by processed_at).
 
-        Queued events (no ``processed_at`` yet) come last, in the order they were sent; when the
-        engine takes one it moves to the end of the processed ones, where it now belongs.
+        Queued events (no ``processed_at`` yet) sit at the time they were sent; when the engine takes
+        one it moves to the time it was processed, where it now belongs.
         """
         query = sa.select(events, PROCESSED_ORDER.label("order_key")).where(events.c.session_id == session_id)
         if types:

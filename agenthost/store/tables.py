@@ -110,4 +110,6 @@ events = sa.Table(
     sa.Column("payload", sa.JSON, nullable=False),
     sa.Column("processed_at", Micros, nullable=True),
     sa.Column("created_at", Micros, nullable=False),
+    # Migration 0002: queued input dropped when a turn's retries were exhausted; never shown to the model.
+    sa.Column("flushed", sa.Boolean, nullable=False, server_default=sa.false()),
 )

@@ -15,6 +15,7 @@ from agenthost.sandbox.base import Sandbox
 from agenthost.tools.base import ToolInputError, ToolOutput, optional, require, spill
 
 READ_LIMIT = 256 * 1024
+READ_HARD_LIMIT = 16 * 1024 * 1024
 GLOB_LIMIT = 200
 GREP_LINE_LIMIT = 2_000
 GREP_OUTPUT_LIMIT = 100 * 1024
@@ -88,7 +89,10 @@ async def read(sandbox: Sandbox, tool_input: dict[str, Any]) -> ToolOutput:
     def load() -> str:
         if not path.is_file():
             raise ToolInputError(f"{tool_input['file_path']}: no such file")
-        if path.stat().st_size > READ_LIMIT and view is None:
+        size = path.stat().st_size
+        if size > READ_HARD_LIMIT:
+            raise ToolInputError(f"{tool_input['file_path']}: file is {size} bytes; use bash (head, tail, sed)")
+        if size > READ_LIMIT and view is None:
             raise ToolInputError(
                 f"{tool_input['file_path']}: file is over {READ_LIMIT} bytes; read part of it with view_range"
             )

@@ -85,5 +85,5 @@ class Toolbox:
             return ToolOutput.text(str(exc), is_error=True)
         except PermissionError as exc:
             return ToolOutput.text(f"Permission denied: {exc}", is_error=True)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: bad glob patterns, undecodable or unencodable text
             return ToolOutput.text(f"{type(exc).__name__}: {exc}", is_error=True)

@@ -255,7 +255,7 @@ def test_interrupt_during_model_call(
 def test_interrupt_during_bash_kills_the_command(
     client: anthropic.Anthropic, script: Script, environment: Any, recorders: list[Recorder]
 ) -> None:
-    script(ToolUse("bash", {"command": "(sleep 30; touch late-child) & sleep 30; touch late"}))
+    script(ToolUse("bash", {"command": "(sleep 31.7; touch late-child) & sleep 31.7; touch late"}))
     session, recorder = start(client, script, environment, recorders, tools=[TOOLSET])
     client.beta.sessions.events.send(session.id, events=[say("sleep")])
     recorder.wait(lambda evs: "agent.tool_use" in types(evs))
@@ -275,12 +275,12 @@ def test_interrupt_during_bash_kills_the_command(
     assert result.type == "agent.tool_result" and result.is_error is True
     assert listed[-1].type == "session.status_idle" and listed[-1].stop_reason.type == "end_turn"
     # The killed process group cannot finish its work later.
-    script(ToolUse("bash", {"command": "sleep 1; ls"}), Text("listed"))
+    script(ToolUse("bash", {"command": "pgrep -f 'sleep 31.7' || echo none left"}), Text("listed"))
     client.beta.sessions.events.send(session.id, events=[say("what is there?")])
     after = recorder.idles(2)
     ls_result = [e for e in after if e.type == "agent.tool_result"][-1]
     assert ls_result.type == "agent.tool_result" and ls_result.content is not None
-    assert ls_result.content[0].type == "text" and "late" not in ls_result.content[0].text
+    assert ls_result.content[0].type == "text" and ls_result.content[0].text == "none left"
 
 
 def test_interrupt_of_an_idle_session_is_processed_at_once(
@@ -341,3 +341,35 @@ def test_archived_session_refuses_events(client: anthropic.Anthropic, agent: Any
         client.beta.sessions.events.send(session.id, events=[say("hello?")])
     assert caught.value.response.headers["x-should-retry"] == "false"
     wait_status(client, session.id, "terminated")
+
+
+def test_answering_part_of_a_pause_with_a_message_keeps_it_paused(
+    client: anthropic.Anthropic, script: Script, environment: Any, recorders: list[Recorder]
+) -> None:
+    script(ToolUse("lookup", {"word": "a"}, more=[("lookup", {"word": "b"})]), Text("done"))
+    session, recorder = start(client, script, environment, recorders, tools=[LOOKUP])
+    client.beta.sessions.events.send(session.id, events=[say("two words")])
+    use_a, use_b = recorder.idles(1)[-1].stop_reason.event_ids
+    client.beta.sessions.events.send(
+        session.id,
+        events=[
+            {"type": "user.custom_tool_result", "custom_tool_use_id": use_a, "content": []},
+            {"type": "system.message", "content": [{"type": "text", "text": "hurry"}]},
+        ],
+    )
+    second_idle = recorder.idles(2)[-1]
+    assert second_idle.stop_reason.event_ids == [use_b]
+    assert client.beta.sessions.retrieve(session.id).status == "idle"
+    client.beta.sessions.events.send(
+        session.id, events=[{"type": "user.custom_tool_result", "custom_tool_use_id": use_b, "content": []}]
+    )
+    listed = assert_stream_equals_list(recorder.idles(3), client, session.id)
+    assert listed[-1].type == "session.status_idle" and listed[-1].stop_reason.type == "end_turn"
+    blocks = [b for m in script.requests()[1]["messages"] for b in m["content"] if b["type"] == "text"]
+    assert "[system message]\nhurry" in [b["text"] for b in blocks]
+
+
+def test_whitespace_only_text_is_refused(client: anthropic.Anthropic, agent: Any, environment: Any) -> None:
+    session = client.beta.sessions.create(agent=agent.id, environment_id=environment.id)
+    with pytest.raises(anthropic.BadRequestError, match="non-whitespace"):
+        client.beta.sessions.events.send(session.id, events=[say("   ")])

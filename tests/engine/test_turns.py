@@ -297,3 +297,29 @@ def test_system_message_reaches_the_model_with_its_user_message(
     (request,) = script.requests()
     texts = [b["text"] for b in request["messages"][0]["content"]]
     assert texts == ["hello", "[system message]\nBe terse."]
+
+
+def test_input_queued_behind_exhausted_retries_is_flushed(
+    client: anthropic.Anthropic, script: Script, environment: Any, recorders: list[Recorder]
+) -> None:
+    from agenthost.testing.fake_anthropic import Hold
+
+    held = Hold(Text("never"))
+    script(
+        Error(529, "overloaded_error", "busy"),
+        Error(529, "overloaded_error", "busy"),
+        Error(529, "overloaded_error", "busy"),
+        Text("fresh"),
+    )
+    session, recorder = start(client, script, environment, recorders)
+    client.beta.sessions.events.send(session.id, events=[say("doomed")])
+    recorder.wait(lambda evs: "session.status_rescheduled" in types(evs))
+    client.beta.sessions.events.send(session.id, events=[say("queued behind")])
+    first_idle = recorder.idles(1)[-1]
+    assert first_idle.stop_reason.type == "retries_exhausted"
+    client.beta.sessions.events.send(session.id, events=[say("after")])
+    recorder.idles(2)
+    last = script.requests()[-1]["messages"]
+    texts = [b["text"] for m in last for b in m["content"] if b["type"] == "text"]
+    assert texts == ["doomed", "after"]  # the flushed message never reached the model
+    assert held.release.is_set() is False

@@ -1,0 +1,119 @@
+"""A server killed mid-turn: the restarted engine takes the turn over and finishes it (DESIGN invariant 4).
+
+Real processes: `agenthost serve` is started, SIGKILLed while a bash call runs, and started
+again on the same SQLite file. (The full crash-recovery suite, with `rescheduling` and
+PostgreSQL, is issue #5.)
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import httpx2
+import pytest
+
+from agenthost.testing.fake_anthropic import FakeAnthropic, Text, ToolUse
+from tests.conftest import Script, wait_until
+from tests.engine.conftest import Recorder, assert_stream_equals_list, types
+from tests.engine.test_turns import TOOLSET, say
+from tests.test_cli import _free_port
+
+KEY = "sk-ah-takeover-0123456789abcdef"
+
+
+class Process:
+    def __init__(self, data_dir: Path, port: int):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTHOST_")}
+        env |= {
+            "AGENTHOST_DATA_DIR": str(data_dir),
+            "AGENTHOST_API_KEY": KEY,
+            "AGENTHOST_LEASE_SECONDS": "1.5",
+            "AGENTHOST_ENGINE_POLL_SECONDS": "0.2",
+            "AGENTHOST_PING_SECONDS": "0.5",
+            "AGENTHOST_LOG_LEVEL": "warning",
+        }
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "agenthost", "serve", "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+        def healthy() -> bool:
+            assert self.proc.poll() is None, "the server exited"
+            try:
+                return httpx2.get(f"{self.url}/health", timeout=1).status_code == 200
+            except httpx2.TransportError:
+                return False
+
+        wait_until(healthy, timeout=60)
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def processes() -> Iterator[list[Process]]:
+    started: list[Process] = []
+    yield started
+    for process in started:
+        process.stop()
+
+
+def test_a_killed_server_s_turn_is_finished_by_the_next_one(
+    fake: FakeAnthropic, script: Script, tmp_path: Path, processes: list[Process]
+) -> None:
+    assert os.environ["ANTHROPIC_BASE_URL"] == fake.url  # the server processes reach the fake model
+    script(ToolUse("bash", {"command": "sleep 29.3"}), Text("Recovered."))
+    port = _free_port()
+    processes.append(first := Process(tmp_path, port))
+    client = anthropic.Anthropic(base_url=first.url, api_key=KEY, max_retries=0, _strict_response_validation=True)
+    env = client.beta.environments.create(name="crash")
+    agent = client.beta.agents.create(model="claude-opus-4-7", name="a", system=script.system, tools=[TOOLSET])
+    session = client.beta.sessions.create(agent=agent.id, environment_id=env.id)
+    recorder = Recorder(client, session.id)
+    client.beta.sessions.events.send(session.id, events=[say("sleep a while")])
+    before = recorder.wait(lambda evs: "agent.tool_use" in types(evs))
+    first.kill()
+    recorder.close(wait=False)
+    processes.append(Process(tmp_path, port))
+    resumed = Recorder(client, session.id, extra_headers={"Last-Event-ID": before[-1].id})
+    try:
+        after = resumed.idles()
+    finally:
+        resumed.close()
+        subprocess.run(["pkill", "-f", "sleep 29.3"], check=False)  # the killed server's shell is an orphan
+    listed = assert_stream_equals_list(before + after, client, session.id)
+    assert types(listed) == [
+        "user.message",
+        "session.status_running",
+        "span.model_request_start",
+        "agent.tool_use",
+        "span.model_request_end",
+        "session.status_running",
+        "agent.tool_result",
+        "span.model_request_start",
+        "agent.message",
+        "span.model_request_end",
+        "session.usage",
+        "session.status_idle",
+    ]
+    result: Any = listed[6]
+    assert result.type == "agent.tool_result" and result.is_error is True
+    assert "was not run again" in result.content[0].text
+    assert listed[-1].type == "session.status_idle" and listed[-1].stop_reason.type == "end_turn"
+    assert client.beta.sessions.retrieve(session.id).status == "idle"
