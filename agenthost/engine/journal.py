@@ -129,15 +129,34 @@ def has_queued(conn: sa.Connection, session_id: str, types: tuple[str, ...] | No
     return conn.execute(query.limit(1)).first() is not None
 
 
-def log_events(conn: sa.Connection, session_id: str) -> list[JSON]:
-    """Every processed event of the session, in log order (what the transcript is built from)."""
-    query = (
-        sa.select(events.c.id, events.c.payload, events.c.processed_at)
-        .where(events.c.session_id == session_id, events.c.processed_at.is_not(None), events.c.flushed.is_(False))
-        .order_by(events.c.processed_at, events.c.seq)
-    )
-    return [event_json(r.id, r.payload, ts(r.processed_at)) for r in conn.execute(query)]
+class LogReader:
+    """The processed events of one session in processing order, read incrementally during a run.
 
+    Processing only moves forward in time, so after the first read each call fetches just the
+    events processed since the last one (the transcript does not re-read the whole log per call).
+    Events carry ``id``, ``type`` and their payload; timestamps are not needed for the model.
+    """
 
-async def read_log(db: Database, session_id: str) -> list[JSON]:
-    return await db.run_read(lambda conn: log_events(conn, session_id))
+    def __init__(self, db: Database, session_id: str):
+        self.db = db
+        self.session_id = session_id
+        self.events: list[JSON] = []
+        self._last: tuple[int, int] | None = None
+
+    async def read(self) -> list[JSON]:
+        session_id, last = self.session_id, self._last
+
+        def fetch(conn: sa.Connection) -> list[Any]:
+            query = sa.select(events.c.id, events.c.payload, events.c.processed_at, events.c.seq).where(
+                events.c.session_id == session_id, events.c.processed_at.is_not(None), events.c.flushed.is_(False)
+            )
+            if last is not None:
+                position = sa.tuple_(sa.literal(last[0]), sa.literal(last[1]))
+                query = query.where(sa.tuple_(events.c.processed_at, events.c.seq) > position)
+            return list(conn.execute(query.order_by(events.c.processed_at, events.c.seq)))
+
+        rows = await self.db.run_read(fetch)
+        self.events.extend({"id": row.id, **row.payload} for row in rows)
+        if rows:
+            self._last = (rows[-1].processed_at, rows[-1].seq)
+        return self.events

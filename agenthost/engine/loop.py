@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
-from agenthost.engine.journal import Journal, LeaseLost, has_queued, read_log, take_queued
+from agenthost.engine.journal import Journal, LeaseLost, LogReader, has_queued, take_queued
 from agenthost.engine.transcript import INTERRUPTED, build_messages
 from agenthost.providers.base import ModelError, ModelProvider, ModelRequest, ModelResponse
 from agenthost.sandbox.base import Sandbox, SandboxBackend
@@ -78,6 +78,7 @@ class Run:
         self.toolbox = Toolbox({})
         self._sandbox: Sandbox | None = None
         self.takeover = False
+        self.log = LogReader(journal.db, self.session_id)
 
     async def execute(self) -> None:
         while True:
@@ -168,7 +169,7 @@ class Run:
         or may not have completed, and is never run again. Custom calls and unconfirmed ``ask`` calls
         were waiting on the client and wait again.
         """
-        log = await read_log(self.db, self.session_id)
+        log = await self.log.read()
         answered = {
             e.get("tool_use_id") or e.get("custom_tool_use_id")
             for e in log
@@ -196,7 +197,7 @@ class Run:
     async def _answer_confirmations(self, confirmations: list[JSON]) -> None:
         if not confirmations:
             return
-        log = {event["id"]: event for event in await read_log(self.db, self.session_id)}
+        log = {event["id"]: event for event in await self.log.read()}
         answered = [(log[c["tool_use_id"]], c) for c in confirmations if c["tool_use_id"] in log]
         for index, (tool_use, confirmation) in enumerate(answered):
             if confirmation["result"] == "allow":
@@ -220,7 +221,7 @@ class Run:
         """Call the model (with retries) and log its output: (tool-use events, refused), or None on failure."""
         attempt = 0
         while True:
-            log = await read_log(self.db, self.session_id)
+            log = await self.log.read()
             (start,) = await self.journal.append([{"type": "span.model_request_start"}])
             try:
                 response = await self._interruptible(self.provider.complete(self._request(log)))

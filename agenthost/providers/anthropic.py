@@ -108,8 +108,9 @@ def _with_cache_breakpoint(messages: list[dict[str, Any]]) -> list[dict[str, Any
     """Mark the last content block of the newest message, so the next call reads the prefix from cache."""
     if not messages:
         return messages
-    messages = copy.deepcopy(messages)
-    content = messages[-1]["content"]
+    last = copy.deepcopy(messages[-1])  # only the newest message changes; the rest is shared
+    messages = [*messages[:-1], last]
+    content = last["content"]
     if (
         isinstance(content, list)
         and content
