@@ -91,9 +91,6 @@ class Engine:
         """The session was deleted: remove its sandbox and workspace."""
         await self.sandboxes.destroy(session_id)
 
-    def running(self) -> int:
-        return len(self._runs)
-
     async def _dispatch(self) -> None:
         last_scan = 0.0
         loop = asyncio.get_running_loop()

@@ -69,10 +69,6 @@ class Bus:
             feed.closed = True
             feed.changed.set()
 
-    def subscribers(self, session_id: str) -> int:
-        feed = self._feeds.get(session_id)
-        return 0 if feed is None else feed.subscribers
-
     def subscribe(self, session_id: str) -> Subscription:
         """Start receiving the session's events published from this call on; close it when done."""
         feed = self._feeds.get(session_id)

@@ -24,11 +24,6 @@ BUILTIN: dict[str, tuple[str, dict[str, Any], Executor]] = {
     "glob": (*files.SCHEMAS["glob"], files.glob),
     "grep": (*files.SCHEMAS["grep"], files.grep),
 }
-READ_ONLY = frozenset({"read", "glob", "grep"})
-"""Tools whose call can be repeated safely (a crash may re-run them instead of failing them)."""
-
-NOT_YET = ("web_search",)
-"""Toolset members agenthost does not offer to the model yet (web_search needs a search backend)."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +58,7 @@ class Toolbox:
         configs = {config["name"]: config for config in toolset["configs"]}
         offered = [(name, description, schema) for name, (description, schema, _run) in BUILTIN.items()]
         offered.append(("web_fetch", web_fetch.DESCRIPTION, web_fetch.SCHEMA))
+        # web_search is not offered: agenthost has no search backend yet (docs/compatibility.md).
         for name, description, schema in offered:
             config = configs.get(name, default)
             if not config["enabled"]:
