@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import socket
 import statistics
@@ -28,6 +29,7 @@ import threading
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import anthropic
 import httpx2
@@ -119,20 +121,19 @@ def turn_overhead(client: anthropic.Anthropic, fake: FakeAnthropic, env_id: str,
     return samples
 
 
-async def delivery(url: str, session_id: str, subscribers: int, events: int) -> list[float]:
-    latencies: list[float] = []
-    ready = asyncio.Event()
-    connected = 0
+def _subscriber_process(url: str, session_id: str, count: int, events: int, ready: Any, results: Any) -> None:
+    """One client process holding ``count`` streams; reports commit-to-arrival latencies in ms."""
 
-    async def subscribe(client: httpx2.AsyncClient) -> None:
-        nonlocal connected
-        seen = 0
-        async with client.stream("GET", f"/v1/sessions/{session_id}/events/stream") as response:
-            connected += 1
-            if connected == subscribers:
-                ready.set()
-            async for line in response.aiter_lines():
-                if line.startswith("data: "):
+    async def main() -> list[float]:
+        latencies: list[float] = []
+
+        async def subscribe(client: httpx2.AsyncClient) -> None:
+            seen = 0
+            async with client.stream("GET", f"/v1/sessions/{session_id}/events/stream") as response:
+                ready.release()
+                async for line in response.aiter_lines():
+                    if not line.startswith("data: "):
+                        continue
                     received = time.time()
                     event = orjson.loads(line[6:])
                     if event.get("type") != "session.updated":
@@ -143,14 +144,38 @@ async def delivery(url: str, session_id: str, subscribers: int, events: int) -> 
                     if seen == events:
                         return
 
-    limits = httpx2.Limits(max_connections=subscribers + 10)
-    async with httpx2.AsyncClient(base_url=url, headers={"x-api-key": KEY}, timeout=60, limits=limits) as client:
-        tasks = [asyncio.create_task(subscribe(client)) for _ in range(subscribers)]
-        await asyncio.wait_for(ready.wait(), 60)
-        for index in range(events):
-            await client.post(f"/v1/sessions/{session_id}", json={"title": f"t{index}"})
-            await asyncio.sleep(0.05)
-        await asyncio.wait_for(asyncio.gather(*tasks), 60)
+        limits = httpx2.Limits(max_connections=count + 5)
+        async with httpx2.AsyncClient(base_url=url, headers={"x-api-key": KEY}, timeout=60, limits=limits) as client:
+            await asyncio.gather(*[subscribe(client) for _ in range(count)])
+        return latencies
+
+    results.put(asyncio.run(main()))
+
+
+def delivery(
+    client: anthropic.Anthropic, url: str, session_id: str, subscribers: int, processes: int, events: int = 20
+) -> list[float]:
+    """Subscribers spread over client processes, so the figure is the server's fan-out, not one client's parsing."""
+    ready = multiprocessing.Semaphore(0)
+    results: Any = multiprocessing.Queue()
+    workers = [
+        multiprocessing.Process(
+            target=_subscriber_process, args=(url, session_id, subscribers // processes, events, ready, results)
+        )
+        for _ in range(processes)
+    ]
+    for worker in workers:
+        worker.start()
+    for _ in range(subscribers // processes * processes):
+        ready.acquire(timeout=60)
+    for index in range(events):
+        client.beta.sessions.update(session_id, title=f"t{index}")
+        time.sleep(0.05)
+    latencies: list[float] = []
+    for _ in workers:
+        latencies += results.get(timeout=60)
+    for worker in workers:
+        worker.join(timeout=30)
     return latencies
 
 
@@ -194,6 +219,7 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=60)
     parser.add_argument("--subscribers", type=int, default=100)
     parser.add_argument("--sessions", type=int, default=200)
+    parser.add_argument("--client-processes", type=int, default=4, help="processes holding the (b) streams")
     args = parser.parse_args()
     fake = FakeAnthropic().start()
     with tempfile.TemporaryDirectory() as tmp:
@@ -208,10 +234,11 @@ def main() -> None:
             )
             agent = client.beta.agents.create(model="m", name="quiet")
             session = client.beta.sessions.create(agent=agent.id, environment_id=env_id)
-            latencies = asyncio.run(delivery(url, session.id, args.subscribers, 20))
+            latencies = delivery(client, url, session.id, args.subscribers, args.client_processes)
             print(
-                f"(b) delivery to {args.subscribers} subscribers of one session: p50 "
-                f"{statistics.median(latencies):.2f} ms  p99 {pct(latencies, 0.99):.2f} ms  (n={len(latencies)})"
+                f"(b) delivery to {args.subscribers} subscribers of one session ({args.client_processes} client "
+                f"processes): p50 {statistics.median(latencies):.2f} ms  p99 {pct(latencies, 0.99):.2f} ms  "
+                f"(n={len(latencies)})"
             )
             elapsed, correct = asyncio.run(concurrent_turns(url, fake, env_id, args.sessions))
             peak = Path(f"/proc/{proc.pid}/status").read_text().split("VmHWM:")[1].split()[0]

@@ -71,21 +71,27 @@ async def stream(
     async def frames() -> AsyncIterator[bytes]:
         sent = {(event["id"], event["processed_at"]) for _, event in backlog}
         try:
-            for _, event in backlog:
-                yield frame(event)
+            if backlog:
+                yield b"".join(frame(event) for _, event in backlog)
             while True:
+                chunk: list[bytes] = []
+                deleted = False
+                for item in subscription.drain():
+                    if (item.event["id"], item.event["processed_at"]) in sent:
+                        continue  # already replayed from the log (resume raced with a publish)
+                    if item.encoded is None:
+                        item.encoded = frame(item.event)
+                    chunk.append(item.encoded)
+                    deleted = deleted or item.event["type"] == "session.deleted"
+                if chunk:
+                    yield b"".join(chunk)  # everything ready goes out in one write
+                if deleted or subscription.ended:
+                    return
                 try:
-                    _, event = await asyncio.wait_for(anext(subscription), ping_seconds)
+                    async with asyncio.timeout(ping_seconds):
+                        await subscription.wait()
                 except TimeoutError:
                     yield PING
-                    continue
-                except StopAsyncIteration:
-                    return
-                if (event["id"], event["processed_at"]) in sent:
-                    continue  # already replayed from the log (resume raced with a publish)
-                yield frame(event)
-                if event["type"] == "session.deleted":
-                    return
         except FeedOverrun:
             yield error_frame("api_error", "this stream fell too far behind; reconnect and list events to catch up")
         finally:

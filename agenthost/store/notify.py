@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,11 +24,24 @@ from agenthost.schemas.common import JSON
 FEED_SIZE = 10_000
 
 
+@dataclass(slots=True)
+class Published:
+    """One published event, shared by every subscriber of its session.
+
+    ``encoded`` lets the first subscriber that frames the event keep the bytes for the others,
+    so an event is serialised once however many streams carry it.
+    """
+
+    seq: int
+    event: JSON
+    encoded: bytes | None = None
+
+
 @dataclass
 class Feed:
     """Recently published events of one session, shared by its subscribers."""
 
-    items: deque[tuple[int, JSON]] = field(default_factory=lambda: deque(maxlen=FEED_SIZE))
+    items: deque[Published] = field(default_factory=lambda: deque(maxlen=FEED_SIZE))
     first_position: int = 0
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     subscribers: int = 0
@@ -55,10 +67,10 @@ class Bus:
         feed = self._feeds.get(session_id)
         if feed is None or not events:
             return
-        for item in events:
+        for seq, event in events:
             if len(feed.items) == feed.items.maxlen:
                 feed.first_position += 1
-            feed.items.append(item)
+            feed.items.append(Published(seq, event))
         feed.changed.set()
         feed.changed = asyncio.Event()
 
@@ -87,7 +99,7 @@ class Bus:
 
 
 class Subscription:
-    """One subscriber's position in a session feed; iterate it for ``(seq, event)`` in publish order."""
+    """One subscriber's position in a session feed: ``drain`` what is there, ``wait`` for more."""
 
     def __init__(self, bus: Bus, session_id: str, feed: Feed):
         self._bus = bus
@@ -97,20 +109,21 @@ class Subscription:
         self._open = True
         self._finalizer: weakref.finalize[Any, Any]
 
-    def __aiter__(self) -> AsyncIterator[tuple[int, JSON]]:
-        return self
-
-    async def __anext__(self) -> tuple[int, JSON]:
+    def drain(self) -> list[Published]:
+        """Every event published since the last drain, in publish order."""
         feed = self._feed
-        while self._position >= feed.end:
-            if feed.closed or not self._open:
-                raise StopAsyncIteration
-            await feed.changed.wait()
         if self._position < feed.first_position:
             raise FeedOverrun(self._session_id)
-        item = feed.items[self._position - feed.first_position]
-        self._position += 1
-        return item
+        start = self._position - feed.first_position
+        items = [feed.items[index] for index in range(start, len(feed.items))]
+        self._position = feed.end
+        return items
+
+    async def wait(self) -> None:
+        """Return when something was published (or the feed closed); no task is created per wait."""
+        feed = self._feed
+        if self._position >= feed.end and not feed.closed and self._open:
+            await feed.changed.wait()
 
     @property
     def ended(self) -> bool:
