@@ -36,6 +36,9 @@ class Lease:
     generation: int
 
 
+_FENCED = [column for column in sessions.c if column.name != "agent"]
+
+
 class Journal:
     """Writes one run makes: events, status and usage, each write fenced by the lease."""
 
@@ -45,7 +48,8 @@ class Journal:
         self.lease = lease
 
     def _fence(self, conn: sa.Connection) -> Any:
-        query = sa.select(sessions).where(
+        # Every column a run's step reads, but not the agent snapshot (large JSON, read once per run).
+        query = sa.select(*_FENCED).where(
             sessions.c.id == self.lease.session_id,
             sessions.c.lease_owner == self.lease.owner,
             sessions.c.lease_generation == self.lease.generation,

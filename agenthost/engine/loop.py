@@ -105,7 +105,7 @@ class Run:
         """Take queued input; None when there is no work (the lease is released)."""
 
         def work(conn: sa.Connection, row: Any, now: int, published: list[Logged]) -> list[JSON] | None:
-            self.agent = row.agent
+            self.agent = conn.execute(sa.select(sessions.c.agent).where(sessions.c.id == self.session_id)).scalar_one()
             if row.archived_at is not None or row.status == "terminated":
                 _release(conn, self.session_id, now, pending=False)
                 return None
