@@ -71,7 +71,12 @@ def build_engine(settings: Settings, store: Store, provider: ModelProvider | Non
         store.bus,
         provider or AnthropicProvider(),
         LocalBackend(settings.resolved_data_dir() / "workspaces"),
-        EngineSettings(lease_seconds=settings.lease_seconds, poll_seconds=settings.engine_poll_seconds, run=run),
+        EngineSettings(
+            lease_seconds=settings.lease_seconds,
+            poll_seconds=settings.engine_poll_seconds,
+            sandbox_idle_seconds=settings.sandbox_idle_seconds,
+            run=run,
+        ),
     )
 
 

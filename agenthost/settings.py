@@ -77,6 +77,11 @@ class Settings(BaseSettings):
             '(JSON list, e.g. `["wiki.internal"]`). Every other non-public address is refused.'
         ),
     )
+    sandbox_idle_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="How long a session's sandbox processes live after its last turn; the workspace stays on disk.",
+    )
     sandbox: str = Field(
         default="local",
         description=(

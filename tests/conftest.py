@@ -158,7 +158,8 @@ def test_settings(data_dir: Path, db_url: str) -> Settings:
         model_retries=2,
         retry_base_seconds=0.05,
         retry_max_seconds=0.2,
-        web_fetch_private_hosts=["127.0.0.1"],  # the fake model also serves pages for web_fetch
+        web_fetch_private_hosts=["127.0.0.1"],
+        sandbox_idle_seconds=1.0,  # the fake model also serves pages for web_fetch
     )
 
 

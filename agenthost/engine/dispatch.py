@@ -34,6 +34,7 @@ log = logging.getLogger("agenthost.engine")
 class EngineSettings:
     lease_seconds: float = 30.0
     poll_seconds: float = 1.0
+    sandbox_idle_seconds: float = 300.0
     run: RunSettings = RunSettings()
 
 
@@ -54,12 +55,17 @@ class Engine:
         self._runs: dict[str, asyncio.Task[None]] = {}
         self._interrupts: dict[str, asyncio.Event] = {}
         self._loop_task: asyncio.Task[None] | None = None
+        self._idle_timers: dict[str, asyncio.TimerHandle] = {}
+        self._stopping: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         self._loop_task = asyncio.create_task(self._dispatch(), name="agenthost-dispatch")
 
     async def stop(self) -> None:
         """Stop claiming; cancel runs and hand their leases back so another engine can continue them."""
+        for timer in self._idle_timers.values():
+            timer.cancel()
+        self._idle_timers.clear()
         if self._loop_task is not None:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -86,6 +92,21 @@ class Engine:
         event = self._interrupts.get(session_id)
         if event is not None:
             event.set()
+
+    def _stop_sandbox_later(self, session_id: str) -> None:
+        """An idle session keeps no processes: its sandbox stops after ``sandbox_idle_seconds`` without a run."""
+
+        def stop() -> None:
+            self._idle_timers.pop(session_id, None)
+            if session_id not in self._runs:
+                task = asyncio.create_task(self.sandboxes.stop(session_id))
+                self._stopping.add(task)
+                task.add_done_callback(self._stopping.discard)
+
+        previous = self._idle_timers.pop(session_id, None)
+        if previous is not None:
+            previous.cancel()
+        self._idle_timers[session_id] = asyncio.get_running_loop().call_later(self.settings.sandbox_idle_seconds, stop)
 
     async def forget(self, session_id: str) -> None:
         """The session was deleted: remove its sandbox and workspace."""
@@ -131,6 +152,9 @@ class Engine:
     async def _start(self, session_id: str) -> None:
         lease = await self._claim(session_id)
         if lease is not None:
+            timer = self._idle_timers.pop(session_id, None)
+            if timer is not None:
+                timer.cancel()
             self._interrupts[session_id] = asyncio.Event()
             self._runs[session_id] = asyncio.create_task(self._run(lease), name=f"run-{session_id}")
 
@@ -178,6 +202,7 @@ class Engine:
             heartbeat.cancel()
             self._runs.pop(lease.session_id, None)
             self._interrupts.pop(lease.session_id, None)
+            self._stop_sandbox_later(lease.session_id)
             self.wake(lease.session_id)  # input may have arrived after the run's last look
 
     async def _heartbeat(self, lease: Lease, run_task: asyncio.Task[None]) -> None:

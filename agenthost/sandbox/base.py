@@ -61,6 +61,10 @@ class SandboxBackend(Protocol):
         """Stop the session's sandbox and delete its workspace."""
         ...
 
+    async def stop(self, session_id: str) -> None:
+        """Stop the session's processes (it went idle); the workspace stays for the next turn."""
+        ...
+
     async def close(self) -> None:
         """Stop every sandbox (server shutdown); workspaces stay."""
         ...

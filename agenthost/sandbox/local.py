@@ -158,6 +158,11 @@ class LocalBackend:
             sandbox = self._sandboxes[session_id] = LocalSandbox(workspace)
         return sandbox
 
+    async def stop(self, session_id: str) -> None:
+        sandbox = self._sandboxes.pop(session_id, None)
+        if sandbox is not None:
+            await sandbox.close()
+
     async def destroy(self, session_id: str) -> None:
         sandbox = self._sandboxes.pop(session_id, None)
         if sandbox is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import anthropic
@@ -122,7 +123,10 @@ async def test_sdk_tool_runner_drives_custom_tools(
     )
     session = await aclient.beta.sessions.create(agent=agent.id, environment_id=environment.id)
     await aclient.beta.sessions.events.send(session.id, events=[say("what is brisk?")])
-    calls = [call async for call in aclient.beta.sessions.events.tool_runner(session.id, tools=[lookup], max_idle=1.0)]
+    async with asyncio.timeout(60):  # the runner ends max_idle after the turn ends; never hang the suite
+        calls = [
+            call async for call in aclient.beta.sessions.events.tool_runner(session.id, tools=[lookup], max_idle=1.0)
+        ]
     assert [(call.name, call.event.input) for call in calls] == [("lookup", {"word": "brisk"})]
     listed = [e async for e in aclient.beta.sessions.events.list(session.id)]
     assert listed[-1].type == "session.status_idle" and listed[-1].stop_reason.type == "end_turn"

@@ -147,3 +147,25 @@ def test_web_fetch_domain_lists(
         (True, "url_not_allowed: 127.0.0.1 is not in this agent's allowed_domains"),
         (True, "url_not_allowed: evil.example.com is not in this agent's allowed_domains"),
     ]
+
+
+def test_an_idle_session_keeps_no_processes_but_keeps_its_files(
+    client: anthropic.Anthropic, script: Script, environment: Any, recorders: list[Recorder]
+) -> None:
+    from pathlib import Path
+
+    from tests.conftest import wait_until
+
+    script(
+        ToolUse("bash", {"command": "echo kept > file.txt; echo $$"}),
+        Text("started"),
+        ToolUse("bash", {"command": "cat file.txt"}),
+        Text("read"),
+    )
+    session, recorder = start(client, script, environment, recorders, tools=[TOOLSET])
+    client.beta.sessions.events.send(session.id, events=[say("start")])
+    ((_, pid),) = _results(recorder.idles())
+    wait_until(lambda: not Path(f"/proc/{pid}").exists(), timeout=15)  # sandbox_idle_seconds is 1 in tests
+    client.beta.sessions.events.send(session.id, events=[say("again")])
+    results = _results(recorder.idles(2))
+    assert results[-1] == (False, "kept")
