@@ -19,8 +19,8 @@ from agenthost.schemas.tools import (
     ModelParam,
     Skill,
     Tool,
-    read_enabled,
     reparse_tools,
+    require_read,
     resolve_identity,
     resolve_model,
     resolve_skills,
@@ -107,8 +107,7 @@ def config_from_update(current: JSON, body: AgentUpdate) -> JSON:
     if body.given("skills"):
         config["skills"] = resolve_skills(body.skills or [], config["tools"])
     elif body.given("tools"):
-        # Re-check stored skills against the new tools (skills need `read`).
-        config["skills"] = _recheck_skills(config)
+        require_read(config["skills"], config["tools"], "tools")
     return config
 
 
@@ -117,12 +116,6 @@ def retool(current: JSON, tools: list[Any] | None, servers: list[MCPServer] | No
     tool_params = tools if tools is not None else reparse_tools(current["tools"])
     server_params = servers if servers is not None else [MCPServer(**s) for s in current["mcp_servers"]]
     return resolve_tools(tool_params, server_params)
-
-
-def _recheck_skills(config: JSON) -> list[JSON]:
-    if config["skills"] and not read_enabled(config["tools"]):
-        raise InvalidRequest("tools: the agent's skills need the built-in read tool enabled")
-    return config["skills"]
 
 
 def agent_json(

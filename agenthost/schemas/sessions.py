@@ -10,7 +10,7 @@ from agenthost.errors import InvalidRequest, NotSupported
 from agenthost.schemas.agents import retool
 from agenthost.schemas.common import JSON, Body, Text, Version, check_metadata
 from agenthost.schemas.events import InitialEvent
-from agenthost.schemas.tools import MCPServer, ModelParam, Skill, Tool, read_enabled, resolve_model, resolve_skills
+from agenthost.schemas.tools import MCPServer, ModelParam, Skill, Tool, require_read, resolve_model, resolve_skills
 
 Id = Annotated[Text, StringConstraints(min_length=1, max_length=128)]
 STATUSES = ("rescheduling", "running", "idle", "terminated")
@@ -116,8 +116,8 @@ def apply_overrides(agent: JSON, overrides: AgentWithOverrides) -> JSON:
             raise InvalidRequest(f"agent.{exc.message}") from None
     if overrides.given("skills"):
         result["skills"] = resolve_skills(overrides.skills or [], result["tools"], field="agent.skills")
-    elif result["skills"] and overrides.given("tools") and not read_enabled(result["tools"]):
-        raise InvalidRequest("agent.tools: the agent's skills need the built-in read tool enabled")
+    elif overrides.given("tools"):
+        require_read(result["skills"], result["tools"], "agent.tools")
     return result
 
 

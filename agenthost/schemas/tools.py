@@ -465,9 +465,14 @@ def resolve_skills(skills: list[Any], tools: list[JSON], *, field: str = "skills
                 f"(one of {', '.join(ANTHROPIC_SKILLS)})"
             )
         resolved.append({"type": skill.type, "skill_id": skill.skill_id, "version": skill.version or "latest"})
-    if resolved and not read_enabled(tools):
-        raise InvalidRequest(f"{field}: skills need the built-in read tool enabled in tools")
+    require_read(resolved, tools, field)
     return resolved
+
+
+def require_read(skills: list[JSON], tools: list[JSON], field: str) -> None:
+    """Skills are read from the sandbox, so an agent with skills needs the built-in read tool (BEHAVIOUR §3.6)."""
+    if skills and not read_enabled(tools):
+        raise InvalidRequest(f"{field}: skills need the built-in read tool enabled in tools")
 
 
 def read_enabled(tools: list[JSON]) -> bool:
