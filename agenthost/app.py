@@ -5,6 +5,7 @@ Nothing is built at import time; a test builds its own app from its own Settings
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -21,10 +22,15 @@ from agenthost.engine.loop import RunSettings
 from agenthost.errors import Unavailable
 from agenthost.providers.anthropic import AnthropicProvider
 from agenthost.providers.base import ModelProvider
+from agenthost.sandbox.base import SandboxBackend
+from agenthost.sandbox.bwrap import BwrapBackend, BwrapSettings, BwrapUnavailable
+from agenthost.sandbox.cgroups import Limits
 from agenthost.sandbox.local import LocalBackend
 from agenthost.settings import Settings
 from agenthost.store.keys import DEFAULT_WORKSPACE
 from agenthost.store.sql import Store
+
+log = logging.getLogger("agenthost")
 
 
 def _announce_key(key: str) -> None:
@@ -54,10 +60,29 @@ async def _database_error(request: Request, exc: Exception) -> Response:
     return await errors.handle(request, exc)
 
 
+def build_sandboxes(settings: Settings) -> SandboxBackend:
+    """The configured sandbox backend; SystemExit with the fix when bubblewrap cannot run here."""
+    root = settings.resolved_sandbox_dir()
+    root.mkdir(parents=True, exist_ok=True, mode=0o711)
+    if settings.sandbox == "local":
+        log.warning("AGENTHOST_SANDBOX=local: tools run with NO isolation, as the server's own user")
+        return LocalBackend(root)
+    limits = Limits(settings.sandbox_memory_mb << 20, settings.sandbox_pids, settings.sandbox_cpus)
+    try:
+        return BwrapBackend(
+            root,
+            BwrapSettings(
+                limits,
+                tmp_bytes=settings.sandbox_tmp_mb << 20,
+                trusted_hosts={host.lower(): address for host, address in settings.sandbox_trusted_hosts.items()},
+            ),
+        )
+    except BwrapUnavailable as exc:
+        raise SystemExit(f"agenthost: {exc}") from None
+
+
 def build_engine(settings: Settings, store: Store, provider: ModelProvider | None) -> Engine:
     """The engine with the configured provider and sandbox backend."""
-    if settings.sandbox != "local":
-        raise SystemExit(f"agenthost: unknown sandbox backend {settings.sandbox!r} (available: local)")
     run = RunSettings(
         max_tokens=settings.max_tokens,
         model_retries=settings.model_retries,
@@ -70,7 +95,7 @@ def build_engine(settings: Settings, store: Store, provider: ModelProvider | Non
         store.db,
         store.bus,
         provider or AnthropicProvider(),
-        LocalBackend(settings.resolved_data_dir() / "workspaces"),
+        build_sandboxes(settings),
         EngineSettings(
             lease_seconds=settings.lease_seconds,
             poll_seconds=settings.engine_poll_seconds,

@@ -6,7 +6,10 @@ documented in ``docs/settings.md`` (``tests/test_docs.py`` keeps the two in step
 
 from __future__ import annotations
 
+import hashlib
+import stat
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -82,17 +85,49 @@ class Settings(BaseSettings):
         gt=0,
         description="How long a session's sandbox processes live after its last turn; the workspace stays on disk.",
     )
-    sandbox: str = Field(
-        default="local",
+    sandbox: Literal["bwrap", "local"] = Field(
+        default="bwrap",
         description=(
-            "Tool sandbox backend. `local` (the only one so far) is UNSAFE: commands run as the server's user with "
-            "no isolation, in `<data_dir>/workspaces/<session_id>`."
+            "Tool sandbox backend. `bwrap` (bubblewrap, the default) isolates each session: its own uid, "
+            "namespaces, read-only system, cgroup limits, egress proxy. `local` is UNSAFE: commands run as the "
+            "server's user with no isolation; choose it only on a trusted machine without bubblewrap."
+        ),
+    )
+    sandbox_dir: Path | None = Field(
+        default=None,
+        description=(
+            "Where sessions' files live (`<dir>/<session_id>/workspace`, `outputs`, `uploads`). Sandbox uids must "
+            "be able to traverse its parents; default `<data_dir>/sandboxes`, or "
+            "`/var/lib/agenthost/sandboxes/<hash of data_dir>` when the data dir is private (e.g. under /root)."
+        ),
+    )
+    sandbox_memory_mb: int = Field(default=4096, gt=0, description="Memory limit of one sandbox (cgroup), MiB.")
+    sandbox_pids: int = Field(default=1024, gt=0, description="Most processes one sandbox may run (cgroup, rlimit).")
+    sandbox_cpus: float = Field(default=1.0, gt=0, description="CPU share of one sandbox, in cores (cgroup quota).")
+    sandbox_tmp_mb: int = Field(default=1024, gt=0, description="Size of a sandbox's `/tmp` tmpfs, MiB.")
+    sandbox_trusted_hosts: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Hostnames the sandbox egress proxy connects to at a fixed address, exempt from the rule that refuses "
+            'non-public addresses (JSON object, e.g. `{"pypi.internal": "10.0.0.5"}` for a local mirror). '
+            "Environment policies still decide whether a sandbox may use them."
         ),
     )
 
     def resolved_data_dir(self) -> Path:
         """The data directory with `~` expanded."""
         return self.data_dir.expanduser()
+
+    def resolved_sandbox_dir(self) -> Path:
+        """Where sessions' files live: see ``sandbox_dir``."""
+        if self.sandbox_dir is not None:
+            return self.sandbox_dir.expanduser()
+        data_dir = self.resolved_data_dir().absolute()
+        default = data_dir / "sandboxes"
+        if self.sandbox != "bwrap" or all(_traversable(path) for path in (data_dir, *data_dir.parents)):
+            return default
+        digest = hashlib.sha256(str(data_dir).encode()).hexdigest()[:12]
+        return Path("/var/lib/agenthost/sandboxes") / digest
 
     def resolved_database_url(self) -> str:
         """The SQLAlchemy URL of the store: plain ``sqlite:///`` (run in threads) or ``postgresql+asyncpg://``."""
@@ -103,3 +138,11 @@ class Settings(BaseSettings):
             if url.startswith(prefix):
                 return "postgresql+asyncpg://" + url.removeprefix(prefix)
         return url
+
+
+def _traversable(path: Path) -> bool:
+    """Whether any user may pass through the directory (missing ones will be made by us)."""
+    try:
+        return bool(path.stat().st_mode & stat.S_IXOTH)
+    except FileNotFoundError:
+        return True

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
+import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,6 +27,7 @@ import pytest
 import uvicorn
 
 from agenthost.app import create_app
+from agenthost.sandbox.bwrap import BwrapUnavailable, probe
 from agenthost.settings import Settings
 from agenthost.store.sql import Store
 from agenthost.testing.fake_anthropic import FakeAnthropic
@@ -32,6 +35,24 @@ from agenthost.testing.fake_anthropic import FakeAnthropic
 T = TypeVar("T")
 PG_URL = os.environ.get("AGENTHOST_TEST_PG_URL", "postgresql://127.0.0.1:5432/test")
 REQUIRE_PG = os.environ.get("AGENTHOST_REQUIRE_PG") == "1"
+REQUIRE_BWRAP = os.environ.get("AGENTHOST_REQUIRE_BWRAP") == "1"
+
+
+def _bwrap_problem() -> str | None:
+    try:
+        probe()
+    except BwrapUnavailable as exc:
+        return str(exc)
+    return None
+
+
+BWRAP_PROBLEM = _bwrap_problem()
+if BWRAP_PROBLEM is not None and REQUIRE_BWRAP:
+    raise RuntimeError(f"AGENTHOST_REQUIRE_BWRAP=1 but {BWRAP_PROBLEM}")
+needs_bwrap = pytest.mark.skipif(BWRAP_PROBLEM is not None, reason=f"no bubblewrap sandbox: {BWRAP_PROBLEM}")
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="per-session uids, cgroups and the egress proxy need root")
+# Names the sandbox egress proxy sends to this machine's loopback (tests serve pages there).
+TRUSTED_TEST_HOSTS = {"allowed.test": "127.0.0.1", "other.test": "127.0.0.1"}
 
 
 def run_async(coro: Any) -> Any:
@@ -145,6 +166,13 @@ def fake() -> Iterator[FakeAnthropic]:
         server.stop()
 
 
+def sandbox_dir() -> Path:
+    """A directory for sandboxes that sandbox uids can traverse (pytest's own temp root is private)."""
+    path = Path(tempfile.mkdtemp(prefix="agenthost-sandboxes-"))
+    path.chmod(0o711)
+    return path
+
+
 def test_settings(data_dir: Path, db_url: str) -> Settings:
     """Settings for a test server: short leases, pings and retry delays (time by configuration)."""
     return Settings(
@@ -159,6 +187,11 @@ def test_settings(data_dir: Path, db_url: str) -> Settings:
         retry_base_seconds=0.05,
         retry_max_seconds=0.2,
         web_fetch_private_hosts=["127.0.0.1"],
+        sandbox="bwrap" if BWRAP_PROBLEM is None else "local",
+        sandbox_dir=sandbox_dir(),
+        sandbox_memory_mb=512,
+        sandbox_pids=128,
+        sandbox_trusted_hosts=TRUSTED_TEST_HOSTS,
         sandbox_idle_seconds=1.0,  # the fake model also serves pages for web_fetch
     )
 
@@ -182,6 +215,7 @@ def server(
         thread.join(timeout=30)
         if backend == "postgres":
             _drop_pg_database(db_url)
+        shutil.rmtree(settings.resolved_sandbox_dir(), ignore_errors=True)
 
 
 def sdk(server: LiveServer, key: str) -> anthropic.Anthropic:

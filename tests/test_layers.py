@@ -16,7 +16,12 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "agenthost.store": ("agenthost.store", "agenthost.schemas", "agenthost.errors", "agenthost.ids"),
     "agenthost.providers": ("agenthost.providers",),
     "agenthost.sandbox": ("agenthost.sandbox",),
-    "agenthost.tools": ("agenthost.tools", "agenthost.sandbox.base"),
+    "agenthost.tools": (
+        "agenthost.tools",
+        "agenthost.sandbox.base",
+        "agenthost.sandbox.rooted",
+        "agenthost.sandbox.addresses",
+    ),
     "agenthost.engine": (
         "agenthost.engine",
         "agenthost.store",

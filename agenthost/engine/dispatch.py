@@ -59,6 +59,7 @@ class Engine:
         self._stopping: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
+        await self.sandboxes.reconcile(self._existing)
         self._loop_task = asyncio.create_task(self._dispatch(), name="agenthost-dispatch")
 
     async def stop(self) -> None:
@@ -80,6 +81,14 @@ class Engine:
                 sessions.update().where(sessions.c.lease_owner == owner).values(lease_owner=None, lease_expires_at=None)
             )
         )
+
+    async def _existing(self, session_ids: list[str]) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(session_ids), 500):
+            chunk = session_ids[start : start + 500]
+            query = sa.select(sessions.c.id).where(sessions.c.id.in_(chunk))
+            found.update(await self.db.run_read(lambda conn, query=query: conn.execute(query).scalars().all()))
+        return found
 
     def wake(self, session_id: str | None = None) -> None:
         """New input exists (for ``session_id``, when known): claim it now, or look for runnable sessions."""

@@ -28,10 +28,10 @@ import sqlalchemy as sa
 from agenthost.engine.journal import Journal, LeaseLost, LogReader, has_queued, take_queued
 from agenthost.engine.transcript import INTERRUPTED, build_messages
 from agenthost.providers.base import ModelError, ModelProvider, ModelRequest, ModelResponse
-from agenthost.sandbox.base import Sandbox, SandboxBackend
+from agenthost.sandbox.base import NetworkPolicy, SandboxBackend, SandboxSpec, SandboxUnavailable
 from agenthost.schemas.common import JSON
 from agenthost.store.sessions import Logged, append_events
-from agenthost.store.tables import sessions
+from agenthost.store.tables import environments, sessions
 from agenthost.tools.base import ToolOutput
 from agenthost.tools.registry import Toolbox
 
@@ -76,7 +76,8 @@ class Run:
         self.interrupt = interrupt
         self.agent: JSON = {}
         self.toolbox = Toolbox({})
-        self._sandbox: Sandbox | None = None
+        self.spec = SandboxSpec(self.session_id)
+        self.sandbox_refusal: str | None = None
         self.takeover = False
         self.log = LogReader(journal.db, self.session_id)
 
@@ -105,7 +106,12 @@ class Run:
         """Take queued input; None when there is no work (the lease is released)."""
 
         def work(conn: sa.Connection, row: Any, now: int, published: list[Logged]) -> list[JSON] | None:
-            self.agent = conn.execute(sa.select(sessions.c.agent).where(sessions.c.id == self.session_id)).scalar_one()
+            self.agent, environment, backend = conn.execute(
+                sa.select(sessions.c.agent, environments.c.fields, sessions.c.sandbox_backend)
+                .join(environments, environments.c.id == sessions.c.environment_id)
+                .where(sessions.c.id == self.session_id)
+            ).one()
+            self._sandbox_spec(environment.get("config", {}).get("networking"), backend)
             if row.archived_at is not None or row.status == "terminated":
                 _release(conn, self.session_id, now, pending=False)
                 return None
@@ -120,6 +126,8 @@ class Run:
                 _release(conn, self.session_id, now, pending=False)  # only interrupts: nothing to run
                 return None
             values: dict[str, Any] = {"status": "running", "blocked_on": None, "updated_at": now}
+            if backend is None:
+                values["sandbox_backend"] = self.sandboxes.name
             if row.running_since is None:
                 values["running_since"] = now
             conn.execute(sessions.update().where(sessions.c.id == self.session_id).values(**values))
@@ -132,6 +140,17 @@ class Run:
         taken = await self.journal.transact(work)
         self.toolbox = Toolbox(self.agent, private_hosts=self.settings.web_fetch_private_hosts)
         return taken
+
+    def _sandbox_spec(self, networking: JSON | None, backend: str | None) -> None:
+        """What the session's sandbox must be, from its environment (read at every run: changes apply next time)."""
+        mcp_urls = [server["url"] for server in self.agent.get("mcp_servers", []) if server.get("url")]
+        self.spec = SandboxSpec(self.session_id, NetworkPolicy.from_environment(networking or {}, mcp_urls))
+        self.sandbox_refusal = (
+            None
+            if backend in (None, self.sandboxes.name)
+            else f"This session's files are in a `{backend}` sandbox, but this server runs `{self.sandboxes.name}` "
+            "sandboxes; its tools cannot run here."
+        )
 
     # -- the turn --------------------------------------------------------------------------------
 
@@ -340,14 +359,17 @@ class Run:
         return blocking
 
     async def _run_tool(self, tool_use: JSON) -> ToolOutput:
-        if self._sandbox is None:
-            self._sandbox = await self.sandboxes.get(self.session_id)
-        sandbox = self._sandbox
+        if self.sandbox_refusal is not None:
+            return ToolOutput.text(self.sandbox_refusal, is_error=True)
+        sandbox = await self.sandboxes.get(self.spec)
         try:
             return await self._interruptible(self.toolbox.execute(tool_use["name"], tool_use["input"], sandbox))
         except Interrupted:
             await sandbox.interrupt()
             raise
+        except SandboxUnavailable as exc:
+            log.error("sandbox of %s unavailable: %s", self.session_id, exc)
+            return ToolOutput.text(f"The sandbox could not start: {exc}", is_error=True)
 
     async def _tool_result(self, tool_use_id: str, output: ToolOutput) -> None:
         await self.journal.append(

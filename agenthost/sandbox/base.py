@@ -1,15 +1,39 @@
-"""The sandbox interface (layer 1; issue #3 point 7, the isolated backends are issue #4).
+"""The sandbox interface (layer 1; issue #4).
 
 A backend makes one :class:`Sandbox` per session. A sandbox runs shell commands in a
-persistent shell and reads and writes files under its ``/workspace``, whatever the
-backend does to contain them.
+persistent shell and gives the file tools confined access to the directories it sees as
+``/workspace``, ``/mnt/session/outputs`` and ``/mnt/session/uploads``, whatever the
+backend does to contain them. Its files live on disk for the session's lifetime; its
+processes only while it is used.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Protocol
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from agenthost.sandbox.rooted import RootedFiles
+
+# Hosts a `limited` environment may reach when `allow_package_managers` is true (BEHAVIOUR §4.1).
+PACKAGE_REGISTRY_HOSTS = (
+    "pypi.org",
+    "files.pythonhosted.org",
+    "registry.npmjs.org",
+    "registry.yarnpkg.com",
+    "deb.debian.org",
+    "security.debian.org",
+    "archive.ubuntu.com",
+    "security.ubuntu.com",
+    "crates.io",
+    "index.crates.io",
+    "static.crates.io",
+    "rubygems.org",
+    "index.rubygems.org",
+    "proxy.golang.org",
+    "sum.golang.org",
+)
 
 
 @dataclass
@@ -23,14 +47,55 @@ class CommandResult:
     """The command ended the persistent shell itself (``exit``); the next command gets a new one."""
 
 
+@dataclass(frozen=True)
+class NetworkPolicy:
+    """Where a sandbox's traffic may go (through the egress proxy; there is no other route)."""
+
+    unrestricted: bool = True
+    allowed_hosts: tuple[str, ...] = ()
+    """Under `limited`: exact hostnames and ``*.suffix`` wildcards."""
+
+    def allows(self, host: str) -> bool:
+        host = host.lower().rstrip(".")
+        if self.unrestricted:
+            return True
+        return any(
+            host == entry or (entry.startswith("*.") and host.endswith(entry[1:])) for entry in self.allowed_hosts
+        )
+
+    @classmethod
+    def from_environment(cls, networking: dict[str, Any], mcp_urls: list[str]) -> NetworkPolicy:
+        """The policy of an environment's ``networking`` config for an agent with these MCP servers."""
+        if networking.get("type") != "limited":
+            return cls()
+        hosts = [host.lower() for host in networking.get("allowed_hosts") or []]
+        if networking.get("allow_package_managers"):
+            hosts.extend(PACKAGE_REGISTRY_HOSTS)
+        if networking.get("allow_mcp_servers"):
+            hosts.extend(filter(None, (urlsplit(url).hostname for url in mcp_urls)))
+        return cls(unrestricted=False, allowed_hosts=tuple(dict.fromkeys(hosts)))
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    """What a session's sandbox must look like."""
+
+    session_id: str
+    network: NetworkPolicy = field(default_factory=NetworkPolicy)
+
+
 class Sandbox(Protocol):
     """One session's execution environment."""
 
-    workspace: Path
-    """Host directory that the sandbox sees as ``/workspace``."""
+    files: RootedFiles
+    """The file tools' confined view of the sandbox's directories."""
+
+    async def start(self) -> None:
+        """Make sure the sandbox is running: create it, or check that the running one is alive."""
+        ...
 
     async def run(self, command: str, timeout: float) -> CommandResult:
-        """Run a command in the session's persistent shell; kill its process tree on timeout."""
+        """Run a command in the session's persistent shell; tear the sandbox down on timeout."""
         ...
 
     async def restart(self) -> None:
@@ -38,33 +103,43 @@ class Sandbox(Protocol):
         ...
 
     async def interrupt(self) -> None:
-        """Kill whatever the shell is running now (the shell itself is restarted on next use)."""
+        """Kill every process of the sandbox now (the next command starts it again)."""
         ...
 
     async def close(self) -> None:
-        """Stop every process of the sandbox; the workspace stays on disk."""
-        ...
-
-    def resolve(self, path: str) -> Path:
-        """Map a path the agent gave (absolute under /workspace, or relative to it) to a host path inside it."""
+        """Stop every process of the sandbox; the files stay."""
         ...
 
 
 class SandboxBackend(Protocol):
     """Makes and finds sandboxes."""
 
-    async def get(self, session_id: str) -> Sandbox:
-        """The session's sandbox, created (with its workspace) on first use."""
-        ...
+    name: str
+    """Recorded on each session, so a restarted server knows whose sandbox it is."""
 
-    async def destroy(self, session_id: str) -> None:
-        """Stop the session's sandbox and delete its workspace."""
+    async def get(self, spec: SandboxSpec) -> Sandbox:
+        """The session's sandbox (its directories created on first use); it starts on first command."""
         ...
 
     async def stop(self, session_id: str) -> None:
-        """Stop the session's processes (it went idle); the workspace stays for the next turn."""
+        """Stop the session's processes (it went idle); the files stay for the next turn."""
+        ...
+
+    async def destroy(self, session_id: str) -> None:
+        """Stop the session's sandbox and delete its files."""
+        ...
+
+    async def reconcile(self, existing: Callable[[list[str]], Awaitable[set[str]]]) -> None:
+        """At start: kill processes a dead server left, and delete the files of sessions that no longer exist.
+
+        ``existing`` says which of the session ids found on disk still exist in the store.
+        """
         ...
 
     async def close(self) -> None:
-        """Stop every sandbox (server shutdown); workspaces stay."""
+        """Stop every sandbox (server shutdown); files stay."""
         ...
+
+
+class SandboxUnavailable(Exception):
+    """The sandbox could not be started; the message says why (the model sees it as a tool error)."""

@@ -95,6 +95,8 @@ sessions = sa.Table(
     sa.Column("lease_generation", sa.Integer, nullable=False, server_default="0"),
     sa.Column("lease_expires_at", Micros, nullable=True),
     sa.Column("running_since", Micros, nullable=True),
+    # The sandbox backend that holds the session's files (migration 0003), set by its first run.
+    sa.Column("sandbox_backend", sa.String(32), nullable=True),
     sa.Index("ix_sessions_workspace_id", "workspace_id", "id"),
     sa.Index("ix_sessions_environment_id", "environment_id"),
     sa.Index("ix_sessions_pending", "pending"),

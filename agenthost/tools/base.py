@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 from dataclasses import dataclass, field
@@ -38,12 +39,11 @@ async def spill(sandbox: Sandbox, text: str) -> str:
     """Keep long output in a workspace file and return a preview that names it."""
     if len(text) <= SPILL_CHARS:
         return text
-    name = f".agenthost/outputs/{secrets.token_hex(6)}.txt"
-    path = sandbox.resolve(name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    shown = await asyncio.to_thread(
+        sandbox.files.write_bytes, f".agenthost/outputs/{secrets.token_hex(6)}.txt", text.encode()
+    )
     return (
-        f"[output of {len(text)} characters saved to /workspace/{name}; the first {PREVIEW_CHARS} follow]\n"
+        f"[output of {len(text)} characters saved to {shown}; the first {PREVIEW_CHARS} follow]\n"
         + text[:PREVIEW_CHARS]
     )
 

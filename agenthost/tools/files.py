@@ -1,17 +1,20 @@
 """The file tools ``read``, ``write``, ``edit``, ``glob`` and ``grep`` (REFERENCE §2.3 input shapes).
 
-Paths are absolute under ``/workspace`` or relative to it; the sandbox resolves them and
-refuses anything that lands outside.
+Paths are absolute (under ``/workspace`` or the session mounts) or relative to
+``/workspace``. Every file operation goes through the sandbox's ``RootedFiles``, which
+resolves paths inside the sandbox's own directories and never follows the agent's
+symlinks out of them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from agenthost.sandbox.base import Sandbox
+from agenthost.sandbox.rooted import WORKSPACE, FileAccessError, glob_regex
 from agenthost.tools.base import ToolInputError, ToolOutput, optional, require, spill
 
 READ_LIMIT = 256 * 1024
@@ -19,6 +22,7 @@ READ_HARD_LIMIT = 16 * 1024 * 1024
 GLOB_LIMIT = 200
 GREP_LINE_LIMIT = 2_000
 GREP_OUTPUT_LIMIT = 100 * 1024
+T = TypeVar("T")
 
 SCHEMAS: dict[str, tuple[str, dict[str, Any]]] = {
     "read": (
@@ -72,36 +76,32 @@ SCHEMAS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
-def _display(sandbox: Sandbox, path: Path) -> str:
-    return (
-        "/workspace/" + str(path.relative_to(sandbox.workspace.resolve()))
-        if path != sandbox.workspace.resolve()
-        else "/workspace"
-    )
+async def _call(function: Callable[..., T], *args: Any) -> T:
+    try:
+        return await asyncio.to_thread(function, *args)
+    except FileAccessError as exc:
+        raise ToolInputError(str(exc)) from None
+
+
+def _text(data: bytes, path: str) -> str:
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        raise ToolInputError(f"{path}: not a UTF-8 text file") from None
 
 
 async def read(sandbox: Sandbox, tool_input: dict[str, Any]) -> ToolOutput:
-    path = sandbox.resolve(require(tool_input, "file_path", str))
+    path = require(tool_input, "file_path", str)
     view = tool_input.get("view_range")
     if view is not None and (not isinstance(view, list) or len(view) != 2 or not all(isinstance(v, int) for v in view)):
         raise ToolInputError("`view_range` must be [start, end]")
-
-    def load() -> str:
-        if not path.is_file():
-            raise ToolInputError(f"{tool_input['file_path']}: no such file")
-        size = path.stat().st_size
-        if size > READ_HARD_LIMIT:
-            raise ToolInputError(f"{tool_input['file_path']}: file is {size} bytes; use bash (head, tail, sed)")
-        if size > READ_LIMIT and view is None:
-            raise ToolInputError(
-                f"{tool_input['file_path']}: file is over {READ_LIMIT} bytes; read part of it with view_range"
-            )
-        try:
-            return path.read_text()
-        except UnicodeDecodeError:
-            raise ToolInputError(f"{tool_input['file_path']}: not a UTF-8 text file") from None
-
-    text = await asyncio.to_thread(load)
+    files = sandbox.files
+    size = await _call(files.size, path)
+    if size > READ_HARD_LIMIT:
+        raise ToolInputError(f"{path}: file is {size} bytes; use bash (head, tail, sed)")
+    if size > READ_LIMIT and view is None:
+        raise ToolInputError(f"{path}: file is over {READ_LIMIT} bytes; read part of it with view_range")
+    text = _text(await _call(files.read_bytes, path, READ_HARD_LIMIT), path)
     lines = text.splitlines()
     start, end = (1, len(lines)) if view is None else (max(1, view[0]), len(lines) if view[1] <= 0 else view[1])
     numbered = "\n".join(f"{number:6}\t{lines[number - 1]}" for number in range(start, min(end, len(lines)) + 1))
@@ -109,56 +109,51 @@ async def read(sandbox: Sandbox, tool_input: dict[str, Any]) -> ToolOutput:
 
 
 async def write(sandbox: Sandbox, tool_input: dict[str, Any]) -> ToolOutput:
-    path = sandbox.resolve(require(tool_input, "file_path", str))
+    path = require(tool_input, "file_path", str)
     content = require(tool_input, "content", str)
-
-    def store() -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content)
-
-    await asyncio.to_thread(store)
-    return ToolOutput.text(f"Wrote {len(content)} characters to {_display(sandbox, path)}.")
+    shown = await _call(sandbox.files.write_bytes, path, content.encode())
+    return ToolOutput.text(f"Wrote {len(content)} characters to {shown}.")
 
 
 async def edit(sandbox: Sandbox, tool_input: dict[str, Any]) -> ToolOutput:
-    path = sandbox.resolve(require(tool_input, "file_path", str))
+    path = require(tool_input, "file_path", str)
     old = require(tool_input, "old_string", str)
     new = require(tool_input, "new_string", str)
     replace_all = optional(tool_input, "replace_all", bool, False)
     if not old:
         raise ToolInputError("`old_string` must not be empty")
-
-    def change() -> int:
-        if not path.is_file():
-            raise ToolInputError(f"{tool_input['file_path']}: no such file")
-        text = path.read_text()
-        count = text.count(old)
-        if count == 0:
-            raise ToolInputError("`old_string` was not found in the file")
-        if count > 1 and not replace_all:
-            raise ToolInputError(f"`old_string` occurs {count} times; make it unique or set replace_all")
-        path.write_text(text.replace(old, new) if replace_all else text.replace(old, new, 1))
-        return count if replace_all else 1
-
-    count = await asyncio.to_thread(change)
-    return ToolOutput.text(f"Replaced {count} occurrence(s) in {_display(sandbox, path)}.")
+    files = sandbox.files
+    text = _text(await _call(files.read_bytes, path, READ_HARD_LIMIT), path)
+    count = text.count(old)
+    if count == 0:
+        raise ToolInputError("`old_string` was not found in the file")
+    if count > 1 and not replace_all:
+        raise ToolInputError(f"`old_string` occurs {count} times; make it unique or set replace_all")
+    changed = text.replace(old, new) if replace_all else text.replace(old, new, 1)
+    shown = await _call(files.write_bytes, path, changed.encode())
+    return ToolOutput.text(f"Replaced {count if replace_all else 1} occurrence(s) in {shown}.")
 
 
 async def glob(sandbox: Sandbox, tool_input: dict[str, Any]) -> ToolOutput:
     pattern = require(tool_input, "pattern", str)
-    base = sandbox.resolve(optional(tool_input, "path", str, "/workspace"))
     if pattern.startswith("/"):
         raise ToolInputError("`pattern` must be relative to `path`")
+    base = optional(tool_input, "path", str, WORKSPACE)
+    files = sandbox.files
+    regex = glob_regex(pattern)
 
-    def find() -> list[Path]:
-        root = sandbox.workspace.resolve()
-        found = [p for p in base.glob(pattern) if p.is_file() and (p.resolve() == root or root in p.resolve().parents)]
-        return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)[:GLOB_LIMIT]
+    def find() -> list[tuple[float, str]]:
+        prefix = files.locate(base).display.rstrip("/") + "/"
+        return [
+            (info.st_mtime, shown)
+            for shown, info, _fd, _name in files.walk(base)
+            if regex.match(shown.removeprefix(prefix))
+        ]
 
-    paths = await asyncio.to_thread(find)
-    if not paths:
+    found = sorted(await _call(find), reverse=True)[:GLOB_LIMIT]
+    if not found:
         return ToolOutput.text("No files matched.")
-    return ToolOutput.text("\n".join(_display(sandbox, p.resolve()) for p in paths))
+    return ToolOutput.text("\n".join(shown for _mtime, shown in found))
 
 
 async def grep(sandbox: Sandbox, tool_input: dict[str, Any]) -> ToolOutput:
@@ -166,24 +161,23 @@ async def grep(sandbox: Sandbox, tool_input: dict[str, Any]) -> ToolOutput:
         regex = re.compile(require(tool_input, "pattern", str))
     except re.error as exc:
         raise ToolInputError(f"`pattern` is not a valid regular expression: {exc}") from None
-    base = sandbox.resolve(optional(tool_input, "path", str, "/workspace"))
+    base = optional(tool_input, "path", str, WORKSPACE)
+    files = sandbox.files
 
     def search() -> str:
-        root = sandbox.workspace.resolve()
-        files = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file())
         lines: list[str] = []
         size = 0
-        for file in files:
-            resolved = file.resolve()
-            if resolved != root and root not in resolved.parents:
+        for shown, _info, dir_fd, name in files.walk(base):
+            data = files.read_at(dir_fd, name, READ_HARD_LIMIT)
+            if data is None:
                 continue
             try:
-                text = file.read_text()
-            except (UnicodeDecodeError, OSError):
+                text = data.decode()
+            except UnicodeDecodeError:
                 continue
             for number, line in enumerate(text.splitlines(), 1):
                 if regex.search(line):
-                    entry = f"{_display(sandbox, resolved)}:{number}:{line[:GREP_LINE_LIMIT]}"
+                    entry = f"{shown}:{number}:{line[:GREP_LINE_LIMIT]}"
                     size += len(entry) + 1
                     if size > GREP_OUTPUT_LIMIT:
                         lines.append("[output truncated]")
@@ -191,5 +185,5 @@ async def grep(sandbox: Sandbox, tool_input: dict[str, Any]) -> ToolOutput:
                     lines.append(entry)
         return "\n".join(lines)
 
-    found = await asyncio.to_thread(search)
+    found = await _call(search)
     return ToolOutput.text(found or "No matches found.")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from agenthost.sandbox.base import Sandbox
+from agenthost.sandbox.rooted import FileAccessError
 from agenthost.tools import bash, files, web_fetch
 from agenthost.tools.base import ToolInputError, ToolOutput
 
@@ -77,7 +78,7 @@ class Toolbox:
             if name == "web_fetch":
                 return await web_fetch.run(tool_input, self._configs[name], self._private_hosts)
             return await BUILTIN[name][2](sandbox, tool_input)
-        except ToolInputError as exc:
+        except (ToolInputError, FileAccessError) as exc:
             return ToolOutput.text(str(exc), is_error=True)
         except PermissionError as exc:
             return ToolOutput.text(f"Permission denied: {exc}", is_error=True)

@@ -11,16 +11,14 @@ hand, up to five, each hop checked again.
 
 from __future__ import annotations
 
-import asyncio
 import html
-import ipaddress
 import re
-import socket
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx2
 
+from agenthost.sandbox.addresses import AddressRefused, public_addresses
 from agenthost.tools.base import ToolInputError, ToolOutput
 
 SCHEMA = {
@@ -60,16 +58,10 @@ def check_url(url: str, config: dict[str, Any]) -> str:
 
 async def check_address(host: str, port: int, private_hosts: frozenset[str]) -> None:
     """Refuse hosts that resolve to anything but public addresses (checked after DNS)."""
-    if host in private_hosts:
-        return
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise NotAllowed(f"url_not_allowed: {host} does not resolve ({exc.strerror})") from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global or address.is_multicast:
-            raise NotAllowed(f"url_not_allowed: {host} resolves to the non-public address {address}")
+        await public_addresses(host, port, private_hosts)
+    except AddressRefused as exc:
+        raise NotAllowed(f"url_not_allowed: {exc}") from None
 
 
 def _text(body: str, content_type: str) -> str:

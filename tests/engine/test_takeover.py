@@ -20,12 +20,16 @@ import httpx2
 import pytest
 
 from agenthost.testing.fake_anthropic import FakeAnthropic, Text, ToolUse
-from tests.conftest import Script, wait_until
+from tests.conftest import BWRAP_PROBLEM, Script, wait_until
 from tests.engine.conftest import Recorder, assert_stream_equals_list, types
 from tests.engine.test_turns import TOOLSET, say
 from tests.test_cli import _free_port
 
 KEY = "sk-ah-takeover-0123456789abcdef"
+
+
+def _running(command: str) -> bool:
+    return subprocess.run(["pgrep", "-f", f"^{command}$"], capture_output=True, check=False).returncode == 0
 
 
 class Process:
@@ -88,7 +92,10 @@ def test_a_killed_server_s_turn_is_finished_by_the_next_one(
     recorder = Recorder(client, session.id)
     client.beta.sessions.events.send(session.id, events=[say("sleep a while")])
     before = recorder.wait(lambda evs: "agent.tool_use" in types(evs))
+    wait_until(lambda: _running("sleep 29.3"))
     first.kill()
+    if BWRAP_PROBLEM is None:  # --die-with-parent: a SIGKILLed server leaves no sandbox process behind
+        wait_until(lambda: not _running("sleep 29.3"))
     recorder.close(wait=False)
     processes.append(Process(tmp_path, port))
     resumed = Recorder(client, session.id, extra_headers={"Last-Event-ID": before[-1].id})
@@ -96,7 +103,7 @@ def test_a_killed_server_s_turn_is_finished_by_the_next_one(
         after = resumed.idles()
     finally:
         resumed.close()
-        subprocess.run(["pkill", "-f", "sleep 29.3"], check=False)  # the killed server's shell is an orphan
+        subprocess.run(["pkill", "-f", "sleep 29.3"], check=False)  # the local backend leaves an orphan
     listed = assert_stream_equals_list(before + after, client, session.id)
     assert types(listed) == [
         "user.message",

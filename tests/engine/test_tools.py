@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 import anthropic
@@ -28,7 +29,7 @@ def test_bash_keeps_state_reports_failures_times_out_and_restarts(
         ToolUse("bash", {"command": "echo ${GREETING:-gone}"}),
         ToolUse("bash", {"command": "export GREETING=again"}),
         ToolUse("bash", {"restart": True}),
-        ToolUse("bash", {"command": "echo ${GREETING:-fresh} in $(pwd | xargs basename)"}),
+        ToolUse("bash", {"command": "echo ${GREETING:-fresh} in $(pwd)"}),
         ToolUse("bash", {}),
         Text("done"),
     )
@@ -42,7 +43,7 @@ def test_bash_keeps_state_reports_failures_times_out_and_restarts(
     assert results[4] == (True, "Command timed out after 300 ms and was killed.")
     assert results[5] == (False, "gone")  # the killed shell's state went with it
     assert results[7] == (False, "The shell was restarted.")
-    assert results[8] == (False, f"fresh in {session.id}")
+    assert results[8] == (False, "fresh in /workspace")
     assert results[9][0] is True and "`command` is required" in results[9][1]
 
 
@@ -156,16 +157,29 @@ def test_an_idle_session_keeps_no_processes_but_keeps_its_files(
 
     from tests.conftest import wait_until
 
+    marker = f"{1000 + secrets.randbelow(10**6)}.5"  # a sleep no other test starts
+
+    def sleepers() -> list[str]:
+        found = []
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                if proc.joinpath("cmdline").read_bytes().split(b"\0")[:2] == [b"sleep", marker.encode()]:
+                    found.append(proc.name)
+            except OSError:
+                continue
+        return found
+
     script(
-        ToolUse("bash", {"command": "echo kept > file.txt; echo $$"}),
+        ToolUse("bash", {"command": f"echo kept > file.txt; sleep {marker} & echo started"}),
         Text("started"),
         ToolUse("bash", {"command": "cat file.txt"}),
         Text("read"),
     )
     session, recorder = start(client, script, environment, recorders, tools=[TOOLSET])
     client.beta.sessions.events.send(session.id, events=[say("start")])
-    ((_, pid),) = _results(recorder.idles())
-    wait_until(lambda: not Path(f"/proc/{pid}").exists(), timeout=15)  # sandbox_idle_seconds is 1 in tests
+    assert _results(recorder.idles()) == [(False, "started")]
+    assert sleepers()  # the sandbox runs while the session is active...
+    wait_until(lambda: not sleepers(), timeout=15)  # ...and stops after sandbox_idle_seconds (1 s in tests)
     client.beta.sessions.events.send(session.id, events=[say("again")])
     results = _results(recorder.idles(2))
     assert results[-1] == (False, "kept")

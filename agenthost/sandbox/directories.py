@@ -1,0 +1,62 @@
+"""Where a session's files live on the host (layer 1).
+
+``<root>/<session_id>/`` holds ``workspace/`` (``/workspace``), ``outputs/``
+(``/mnt/session/outputs``) and ``uploads/`` (``/mnt/session/uploads``, read-only to the
+sandbox). They outlive the sandbox's processes and server restarts, and go with the
+session.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from agenthost.sandbox.rooted import WORKSPACE, Mount, RootedFiles
+
+OUTPUTS = "/mnt/session/outputs"
+UPLOADS = "/mnt/session/uploads"
+
+
+@dataclass(frozen=True)
+class SessionDirs:
+    root: Path
+
+    @property
+    def workspace(self) -> Path:
+        return self.root / "workspace"
+
+    @property
+    def outputs(self) -> Path:
+        return self.root / "outputs"
+
+    @property
+    def uploads(self) -> Path:
+        return self.root / "uploads"
+
+    def create(self, owner: tuple[int, int] | None) -> None:
+        """Make the directories; the writable ones belong to ``owner`` (mode 0700) when given."""
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o711)
+        for path, writable in ((self.workspace, True), (self.outputs, True), (self.uploads, False)):
+            path.mkdir(exist_ok=True, mode=0o700 if writable else 0o755)
+            if writable and owner is not None:
+                os.chown(path, *owner)
+                path.chmod(0o700)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def files(self, owner: tuple[int, int] | None, *, session_mounts: bool = True) -> RootedFiles:
+        mounts = [Mount(WORKSPACE, self.workspace)]
+        if session_mounts:
+            mounts += [Mount(OUTPUTS, self.outputs), Mount(UPLOADS, self.uploads, writable=False)]
+        return RootedFiles(mounts, owner)
+
+
+def session_ids_on_disk(root: Path) -> list[str]:
+    """Sessions with files under ``root``."""
+    try:
+        return [entry.name for entry in os.scandir(root) if entry.is_dir(follow_symlinks=False)]
+    except FileNotFoundError:
+        return []

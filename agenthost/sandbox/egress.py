@@ -1,0 +1,177 @@
+"""The per-sandbox egress proxy: the only way out of a sandbox (layer 1; issue #4 point 5).
+
+A sandbox has its own network namespace with nothing but loopback. The server opens a
+listening socket *inside* that namespace (``setns`` in a throwaway thread; the socket
+stays there while the server's own connections use the host's network) and serves HTTP
+proxying on it: ``CONNECT host:port`` tunnels (HTTPS, no interception) and absolute-URI
+plain HTTP. The sandbox's ``HTTP(S)_PROXY`` variables point at it, so pip, npm, curl,
+git and most HTTP clients work; anything that ignores the variables has no route at all.
+
+Every request is checked twice: the host against the environment's policy before any
+DNS lookup, then every resolved address against the non-public rule, and the proxy
+connects to the address it checked. Refusals are a 403 whose body says why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import socket
+import threading
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+from agenthost.sandbox.addresses import AddressRefused, public_addresses
+from agenthost.sandbox.base import NetworkPolicy
+
+PORT = 3128
+_CLONE_NEWNET = 0x40000000
+_HEAD_LIMIT = 64 * 1024
+log = logging.getLogger("agenthost.sandbox.egress")
+
+
+class EgressProxy:
+    """Serves one sandbox's proxy socket with that sandbox's policy."""
+
+    def __init__(self, policy: NetworkPolicy, trusted: Mapping[str, str], session_id: str):
+        self.policy = policy
+        self.trusted = trusted
+        self.session_id = session_id
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def serve(self, sock: socket.socket) -> None:
+        self._server = await asyncio.start_server(self._handle, sock=sock, limit=_HEAD_LIMIT)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            await self._proxy(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ValueError):
+            pass
+        finally:
+            self._tasks.discard(task)
+            writer.close()
+
+    async def _proxy(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+        request_line, *headers = head.decode("latin-1").split("\r\n")
+        method, target, version = request_line.split(" ", 2)
+        if method == "CONNECT":
+            host, _, port_text = target.rpartition(":")
+            port, path = int(port_text), ""
+        elif target.startswith("http://"):
+            parts = urlsplit(target)
+            host, port = parts.hostname or "", parts.port or 80
+            path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        else:
+            await _reply(writer, 400, "The sandbox proxy takes CONNECT or absolute http:// requests only.")
+            return
+        host = host.strip("[]").lower().rstrip(".")
+        if not self.policy.allows(host):
+            log.info("egress %s: %s %s:%d refused by policy", self.session_id, method, host, port)
+            await _reply(writer, 403, f"Blocked by the sandbox network policy: {host} is not an allowed host.")
+            return
+        try:
+            addresses = [self.trusted[host]] if host in self.trusted else await public_addresses(host, port)
+        except AddressRefused as exc:
+            log.info("egress %s: %s %s:%d refused: %s", self.session_id, method, host, port, exc)
+            await _reply(writer, 403, f"Blocked by the sandbox network policy: {exc}.")
+            return
+        try:
+            upstream_reader, upstream_writer = await asyncio.wait_for(asyncio.open_connection(addresses[0], port), 15)
+        except (OSError, TimeoutError) as exc:
+            await _reply(writer, 502, f"The sandbox proxy could not connect to {host}:{port}: {exc}")
+            return
+        log.debug("egress %s: %s %s:%d via %s", self.session_id, method, host, port, addresses[0])
+        if method == "CONNECT":
+            writer.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+        else:
+            kept = [h for h in headers if h and not h.lower().startswith(("proxy-", "connection:", "keep-alive:"))]
+            upstream_writer.write(
+                f"{method} {path} {version}\r\n{''.join(h + chr(13) + chr(10) for h in kept)}"
+                "Connection: close\r\n\r\n".encode("latin-1")
+            )
+        try:
+            await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
+        finally:
+            upstream_writer.close()
+
+
+async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+    try:
+        while data := await source.read(65536):
+            sink.write(data)
+            await sink.drain()
+        if sink.can_write_eof():
+            sink.write_eof()
+    except (ConnectionError, OSError):
+        sink.close()
+
+
+async def _reply(writer: asyncio.StreamWriter, status: int, message: str) -> None:
+    reason = {400: "Bad Request", 403: "Forbidden", 502: "Bad Gateway"}[status]
+    body = (message + "\n").encode()
+    writer.write(
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+        + body
+    )
+    with contextlib.suppress(ConnectionError):
+        await writer.drain()
+
+
+async def listen_in_namespace(pid: int, port: int = PORT) -> socket.socket:
+    """A listening TCP socket inside the network namespace of process ``pid``.
+
+    ``setns`` changes the calling thread only, so it runs in a thread of its own that
+    ends afterwards, whatever happens. It needs CAP_SYS_ADMIN (a root server).
+    """
+    future: asyncio.Future[socket.socket] = asyncio.get_running_loop().create_future()
+    loop = asyncio.get_running_loop()
+
+    def work() -> None:
+        try:
+            result: socket.socket | BaseException = _listen(pid, port)
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting coroutine
+            result = exc
+        loop.call_soon_threadsafe(_settle, future, result)
+
+    threading.Thread(target=work, name=f"netns-{pid}", daemon=True).start()
+    return await future
+
+
+def _settle(future: asyncio.Future[socket.socket], result: socket.socket | BaseException) -> None:
+    if future.cancelled():
+        if isinstance(result, socket.socket):
+            result.close()
+    elif isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
+
+
+def _listen(pid: int, port: int) -> socket.socket:
+    libc = ctypes.CDLL(None, use_errno=True)
+    target = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if libc.setns(target, _CLONE_NEWNET) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, f"setns into the sandbox's network namespace: {os.strerror(code)}")
+        # Only loopback exists in there; the wildcard address avoids racing bwrap bringing it up.
+        return socket.create_server(("0.0.0.0", port), backlog=128)
+    finally:
+        os.close(target)
+        # This thread now lives in the sandbox's namespace; it ends here and is never reused.
