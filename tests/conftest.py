@@ -116,6 +116,7 @@ class LiveServer:
     base_url: str
     database_url: str
     backend: str
+    sandbox_dir: Path | None = None
 
     def new_key(self, workspace: str | None = None) -> str:
         """A key for ``workspace`` (a fresh one when None), made the way `agenthost keys create` does."""
@@ -209,7 +210,7 @@ def server(
     settings = test_settings(data_dir, db_url)
     base_url, uv, thread = serve_in_thread(settings)
     try:
-        yield LiveServer(base_url=base_url, database_url=db_url, backend=backend)
+        yield LiveServer(base_url, db_url, backend, settings.resolved_sandbox_dir())
     finally:
         uv.should_exit = True
         thread.join(timeout=30)

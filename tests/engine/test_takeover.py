@@ -33,7 +33,7 @@ def _running(command: str) -> bool:
 
 
 class Process:
-    def __init__(self, data_dir: Path, port: int):
+    def __init__(self, data_dir: Path, port: int, **settings: str):
         env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTHOST_")}
         env |= {
             "AGENTHOST_DATA_DIR": str(data_dir),
@@ -42,7 +42,7 @@ class Process:
             "AGENTHOST_ENGINE_POLL_SECONDS": "0.2",
             "AGENTHOST_PING_SECONDS": "0.5",
             "AGENTHOST_LOG_LEVEL": "warning",
-        }
+        } | {f"AGENTHOST_{name.upper()}": value for name, value in settings.items()}
         self.url = f"http://127.0.0.1:{port}"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "agenthost", "serve", "--port", str(port)],
