@@ -75,6 +75,14 @@ def build_sandboxes(settings: Settings) -> SandboxBackend:
                 limits,
                 tmp_bytes=settings.sandbox_tmp_mb << 20,
                 trusted_hosts={host.lower(): address for host, address in settings.sandbox_trusted_hosts.items()},
+                mirrors={
+                    manager: url
+                    for manager, url in (
+                        ("pip", settings.sandbox_pip_index_url),
+                        ("npm", settings.sandbox_npm_registry),
+                    )
+                    if url
+                },
             ),
         )
     except BwrapUnavailable as exc:

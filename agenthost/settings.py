@@ -105,6 +105,13 @@ class Settings(BaseSettings):
     sandbox_pids: int = Field(default=1024, gt=0, description="Most processes one sandbox may run (cgroup, rlimit).")
     sandbox_cpus: float = Field(default=1.0, gt=0, description="CPU share of one sandbox, in cores (cgroup quota).")
     sandbox_tmp_mb: int = Field(default=1024, gt=0, description="Size of a sandbox's `/tmp` tmpfs, MiB.")
+    sandbox_pip_index_url: str | None = Field(
+        default=None,
+        description="A pip index (PEP 503) sandboxes use instead of PyPI, for environment packages and the agent.",
+    )
+    sandbox_npm_registry: str | None = Field(
+        default=None, description="An npm registry sandboxes use instead of registry.npmjs.org."
+    )
     sandbox_trusted_hosts: dict[str, str] = Field(
         default_factory=dict,
         description=(

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import anthropic
 import httpx2
@@ -207,7 +208,9 @@ def server(
     backend: str = request.param
     data_dir = tmp_path_factory.mktemp(f"agenthost-{backend}")
     db_url = f"sqlite:///{data_dir / 'agenthost.db'}" if backend == "sqlite" else _pg_database()
-    settings = test_settings(data_dir, db_url)
+    # Environment packages come from a pip index that the fake model's server also serves.
+    index = f"http://allowed.test:{urlsplit(fake.url).port}/pages/simple"
+    settings = test_settings(data_dir, db_url).model_copy(update={"sandbox_pip_index_url": index})
     base_url, uv, thread = serve_in_thread(settings)
     try:
         yield LiveServer(base_url, db_url, backend, settings.resolved_sandbox_dir())

@@ -31,6 +31,8 @@ class Waker(Protocol):
 
     async def forget(self, session_id: str) -> None: ...
 
+    def provision(self, session_id: str) -> None: ...
+
 
 def _target(conn: sa.Connection, session_id: str, event_id: str, field: str) -> Any:
     query = sa.select(events.c.type, events.c.payload).where(events.c.session_id == session_id, events.c.id == event_id)
@@ -129,6 +131,9 @@ async def delete_session(store: Store, engine: Waker | None, workspace_id: str, 
 
 
 def wake_after_create(engine: Waker | None, session: JSON) -> None:
-    """A session created with initial events is born running: tell the engine."""
-    if engine is not None and session["status"] == "running":
+    """A new session's sandbox is provisioned now (in the background); one born running is woken."""
+    if engine is None:
+        return
+    engine.provision(session["id"])
+    if session["status"] == "running":
         engine.wake(session["id"])

@@ -19,13 +19,13 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from agenthost.engine.journal import Journal, Lease, LeaseLost
-from agenthost.engine.loop import Run, RunSettings
+from agenthost.engine.loop import Run, RunSettings, sandbox_spec
 from agenthost.providers.base import ModelProvider
 from agenthost.sandbox.base import SandboxBackend
 from agenthost.schemas.common import now_us
 from agenthost.store.db import Database
 from agenthost.store.notify import Bus
-from agenthost.store.tables import sessions
+from agenthost.store.tables import environments, sessions
 
 log = logging.getLogger("agenthost.engine")
 
@@ -56,7 +56,7 @@ class Engine:
         self._interrupts: dict[str, asyncio.Event] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self._idle_timers: dict[str, asyncio.TimerHandle] = {}
-        self._stopping: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         await self.sandboxes.reconcile(self._existing)
@@ -109,13 +109,35 @@ class Engine:
             self._idle_timers.pop(session_id, None)
             if session_id not in self._runs:
                 task = asyncio.create_task(self.sandboxes.stop(session_id))
-                self._stopping.add(task)
-                task.add_done_callback(self._stopping.discard)
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
 
         previous = self._idle_timers.pop(session_id, None)
         if previous is not None:
             previous.cancel()
         self._idle_timers[session_id] = asyncio.get_running_loop().call_later(self.settings.sandbox_idle_seconds, stop)
+
+    def provision(self, session_id: str) -> None:
+        """Prepare a new session's sandbox (directories, environment packages) without blocking the caller.
+
+        No process starts; a failure is logged here and shows as a session.error at the first tool call.
+        """
+        task = asyncio.create_task(self._provision(session_id), name=f"provision-{session_id}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _provision(self, session_id: str) -> None:
+        query = (
+            sa.select(sessions.c.agent, environments.c.fields)
+            .join(environments, environments.c.id == sessions.c.environment_id)
+            .where(sessions.c.id == session_id)
+        )
+        try:
+            row = await self.db.run_read(lambda conn: conn.execute(query).first())
+            if row is not None:
+                await self.sandboxes.prepare(sandbox_spec(session_id, row.fields.get("config", {}), row.agent))
+        except Exception as exc:  # noqa: BLE001 - the first tool call reports it to the client
+            log.warning("provisioning the sandbox of %s failed: %s", session_id, exc)
 
     async def forget(self, session_id: str) -> None:
         """The session was deleted: remove its sandbox and workspace."""

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from agenthost.engine.journal import Journal, LeaseLost, LogReader, has_queued, take_queued
 from agenthost.engine.transcript import INTERRUPTED, build_messages
 from agenthost.providers.base import ModelError, ModelProvider, ModelRequest, ModelResponse
-from agenthost.sandbox.base import NetworkPolicy, SandboxBackend, SandboxSpec, SandboxUnavailable
+from agenthost.sandbox.base import NetworkPolicy, Packages, SandboxBackend, SandboxSpec, SandboxUnavailable
 from agenthost.schemas.common import JSON
 from agenthost.store.sessions import Logged, append_events
 from agenthost.store.tables import environments, sessions
@@ -78,6 +78,7 @@ class Run:
         self.toolbox = Toolbox({})
         self.spec = SandboxSpec(self.session_id)
         self.sandbox_refusal: str | None = None
+        self.setup_failure: str | None = None
         self.takeover = False
         self.log = LogReader(journal.db, self.session_id)
 
@@ -111,7 +112,7 @@ class Run:
                 .join(environments, environments.c.id == sessions.c.environment_id)
                 .where(sessions.c.id == self.session_id)
             ).one()
-            self._sandbox_spec(environment.get("config", {}).get("networking"), backend)
+            self._sandbox_spec(environment.get("config", {}), backend)
             if row.archived_at is not None or row.status == "terminated":
                 _release(conn, self.session_id, now, pending=False)
                 return None
@@ -141,10 +142,9 @@ class Run:
         self.toolbox = Toolbox(self.agent, private_hosts=self.settings.web_fetch_private_hosts)
         return taken
 
-    def _sandbox_spec(self, networking: JSON | None, backend: str | None) -> None:
+    def _sandbox_spec(self, config: JSON, backend: str | None) -> None:
         """What the session's sandbox must be, from its environment (read at every run: changes apply next time)."""
-        mcp_urls = [server["url"] for server in self.agent.get("mcp_servers", []) if server.get("url")]
-        self.spec = SandboxSpec(self.session_id, NetworkPolicy.from_environment(networking or {}, mcp_urls))
+        self.spec = sandbox_spec(self.session_id, config, self.agent)
         self.sandbox_refusal = (
             None
             if backend in (None, self.sandboxes.name)
@@ -160,6 +160,9 @@ class Run:
             if blocking:
                 return await self._finish({"type": "requires_action", "event_ids": blocking})
         await self._answer_confirmations([e for e in taken if e["type"] == "user.tool_confirmation"])
+        if self.setup_failure is not None:
+            failure, self.setup_failure = self.setup_failure, None
+            return await self._fail("unknown_error", failure, "exhausted")
         calls = 0
         while True:
             if calls >= self.settings.max_model_calls:
@@ -172,6 +175,9 @@ class Run:
                 return await self._finish({"type": "retries_exhausted"}, mode="flush")
             tool_uses, refused = answer
             blocking = await self._tools(tool_uses)
+            if self.setup_failure is not None:  # e.g. a package that does not install: the turn cannot go on
+                failure, self.setup_failure = self.setup_failure, None
+                return await self._fail("unknown_error", failure, "exhausted")
             if blocking:
                 return await self._finish({"type": "requires_action", "event_ids": blocking})
             if refused:
@@ -368,8 +374,9 @@ class Run:
             await sandbox.interrupt()
             raise
         except SandboxUnavailable as exc:
-            log.error("sandbox of %s unavailable: %s", self.session_id, exc)
-            return ToolOutput.text(f"The sandbox could not start: {exc}", is_error=True)
+            await sandbox.close()
+            self.setup_failure = f"The session's sandbox could not be set up: {exc}"
+            return ToolOutput.text(self.setup_failure, is_error=True)
 
     async def _tool_result(self, tool_use_id: str, output: ToolOutput) -> None:
         await self.journal.append(
@@ -461,6 +468,16 @@ class Run:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
         raise Interrupted
+
+
+def sandbox_spec(session_id: str, config: JSON, agent: JSON) -> SandboxSpec:
+    """The sandbox a session of this environment config and agent needs."""
+    mcp_urls = [server["url"] for server in agent.get("mcp_servers", []) if server.get("url")]
+    return SandboxSpec(
+        session_id,
+        NetworkPolicy.from_environment(config.get("networking") or {}, mcp_urls),
+        Packages.from_environment(config.get("packages") or {}),
+    )
 
 
 def _span_end(start_id: str, response: ModelResponse | None, *, is_error: bool) -> JSON:

@@ -54,10 +54,12 @@ class NetworkPolicy:
     unrestricted: bool = True
     allowed_hosts: tuple[str, ...] = ()
     """Under `limited`: exact hostnames and ``*.suffix`` wildcards."""
+    package_managers: bool = False
+    """Under `limited`: the package registries (and the operator's mirrors) are allowed too."""
 
-    def allows(self, host: str) -> bool:
+    def allows(self, host: str, registries: tuple[str, ...] = PACKAGE_REGISTRY_HOSTS) -> bool:
         host = host.lower().rstrip(".")
-        if self.unrestricted:
+        if self.unrestricted or (self.package_managers and host in registries):
             return True
         return any(
             host == entry or (entry.startswith("*.") and host.endswith(entry[1:])) for entry in self.allowed_hosts
@@ -69,11 +71,24 @@ class NetworkPolicy:
         if networking.get("type") != "limited":
             return cls()
         hosts = [host.lower() for host in networking.get("allowed_hosts") or []]
-        if networking.get("allow_package_managers"):
-            hosts.extend(PACKAGE_REGISTRY_HOSTS)
         if networking.get("allow_mcp_servers"):
             hosts.extend(filter(None, (urlsplit(url).hostname for url in mcp_urls)))
-        return cls(unrestricted=False, allowed_hosts=tuple(dict.fromkeys(hosts)))
+        return cls(False, tuple(dict.fromkeys(hosts)), bool(networking.get("allow_package_managers")))
+
+
+@dataclass(frozen=True)
+class Packages:
+    """What an environment installs in its sandboxes, by manager (the ones agenthost can install)."""
+
+    npm: tuple[str, ...] = ()
+    pip: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.npm or self.pip)
+
+    @classmethod
+    def from_environment(cls, packages: dict[str, Any]) -> Packages:
+        return cls(tuple(packages.get("npm") or ()), tuple(packages.get("pip") or ()))
 
 
 @dataclass(frozen=True)
@@ -82,6 +97,7 @@ class SandboxSpec:
 
     session_id: str
     network: NetworkPolicy = field(default_factory=NetworkPolicy)
+    packages: Packages = field(default_factory=Packages)
 
 
 class Sandbox(Protocol):
@@ -119,6 +135,13 @@ class SandboxBackend(Protocol):
 
     async def get(self, spec: SandboxSpec) -> Sandbox:
         """The session's sandbox (its directories created on first use); it starts on first command."""
+        ...
+
+    async def prepare(self, spec: SandboxSpec) -> None:
+        """Provision what a sandbox needs before it runs (directories, packages) without starting one.
+
+        Raises SandboxUnavailable when that fails (a package that does not install).
+        """
         ...
 
     async def stop(self, session_id: str) -> None:

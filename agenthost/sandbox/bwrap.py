@@ -39,12 +39,14 @@ import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from agenthost.sandbox.base import SandboxSpec, SandboxUnavailable
+from agenthost.sandbox.base import PACKAGE_REGISTRY_HOSTS, CommandResult, SandboxSpec, SandboxUnavailable
 from agenthost.sandbox.cgroups import Cgroup, CgroupTree, Limits
 from agenthost.sandbox.cgroups import detect as detect_cgroups
 from agenthost.sandbox.directories import OUTPUTS, UPLOADS, SessionDirs, session_ids_on_disk
 from agenthost.sandbox.egress import PORT, EgressProxy, listen_in_namespace
+from agenthost.sandbox.packages import INSTALL_TIMEOUT, MOUNT, PackageCache, environment_variables
 from agenthost.sandbox.rooted import WORKSPACE
 from agenthost.sandbox.shell import ShellSandbox
 
@@ -63,6 +65,23 @@ class BwrapSettings:
     uid_span: int = 1 << 24
     trusted_hosts: dict[str, str] = field(default_factory=dict)
     """Hostnames the egress proxy sends to a fixed address, exempt from the non-public rule."""
+    mirrors: dict[str, str] = field(default_factory=dict)
+    """Package index URLs by manager (``pip``, ``npm``) used instead of the public registries."""
+
+    def registries(self) -> tuple[str, ...]:
+        """Hosts `allow_package_managers` opens: the public registries and the mirrors."""
+        mirrors = (urlsplit(url).hostname for url in self.mirrors.values())
+        return PACKAGE_REGISTRY_HOSTS + tuple(host.lower() for host in mirrors if host)
+
+    def mirror_variables(self) -> dict[str, str]:
+        env: dict[str, str] = {}
+        if pip := self.mirrors.get("pip"):
+            env["PIP_INDEX_URL"] = pip
+            if urlsplit(pip).scheme == "http":
+                env["PIP_TRUSTED_HOST"] = urlsplit(pip).hostname or ""
+        if npm := self.mirrors.get("npm"):
+            env["NPM_CONFIG_REGISTRY"] = npm
+        return env
 
 
 class BwrapUnavailable(Exception):
@@ -93,16 +112,40 @@ def probe(bwrap: str | None = None) -> str:
 class BwrapSandbox(ShellSandbox):
     """One session's bwrap sandbox with its persistent shell."""
 
-    def __init__(self, backend: BwrapBackend, spec: SandboxSpec, dirs: SessionDirs, uid: int):
+    def __init__(
+        self,
+        backend: BwrapBackend,
+        spec: SandboxSpec,
+        dirs: SessionDirs,
+        uid: int,
+        build_into: Path | None = None,
+    ):
         super().__init__()
         self.backend = backend
         self.spec = spec
         self.dirs = dirs
         self.uid = uid
+        self.build_into = build_into
+        """For a package build: the directory mounted writable at /opt/agenthost."""
         self.files = dirs.files((uid, uid))
         self.child_pid: int | None = None
         self._cgroup: Cgroup | None = None
         self._proxy: EgressProxy | None = None
+
+    def _environment(self) -> dict[str, str]:
+        env = {"PATH": PATH, "HOME": WORKSPACE, "LANG": "C.UTF-8", "TERM": "dumb"}
+        if self.backend.network:
+            proxy = f"http://127.0.0.1:{PORT}"
+            for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+                env[name] = proxy
+            env["NO_PROXY"] = env["no_proxy"] = "localhost,127.0.0.1"
+        env |= self.backend.settings.mirror_variables()
+        if self.build_into is None:
+            extra = environment_variables(self.spec.packages)
+            if prefix := extra.pop("PATH_PREFIX", None):
+                env["PATH"] = f"{prefix}:{PATH}"
+            env |= extra
+        return env
 
     def _argv(self, fds: dict[str, int], info_fd: int, block_fd: int) -> list[str]:
         settings = self.backend.settings
@@ -111,8 +154,12 @@ class BwrapSandbox(ShellSandbox):
             "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net",
             "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
             "--hostname", "sandbox",
-            "--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc", "--ro-bind-try", "/opt", "/opt",
+            "--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc",
         ]  # fmt: skip
+        with contextlib.suppress(FileNotFoundError):  # /opt entry by entry: /opt/agenthost is ours
+            for entry in sorted(os.listdir("/opt")):
+                if entry != "agenthost":
+                    argv += ["--ro-bind-try", f"/opt/{entry}", f"/opt/{entry}"]
         for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
             host = Path("/") / name
             if host.is_symlink():
@@ -126,15 +173,12 @@ class BwrapSandbox(ShellSandbox):
             "--bind-fd", str(fds["outputs"]), OUTPUTS,
             "--ro-bind-fd", str(fds["uploads"]), UPLOADS,
             "--chdir", WORKSPACE, "--clearenv",
-            "--setenv", "PATH", PATH, "--setenv", "HOME", WORKSPACE, "--setenv", "LANG", "C.UTF-8",
-            "--setenv", "TERM", "dumb",
             "--info-fd", str(info_fd), "--block-fd", str(block_fd),
         ]  # fmt: skip
-        if self.backend.network:
-            proxy = f"http://127.0.0.1:{PORT}"
-            for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
-                argv += ["--setenv", name, proxy]
-            argv += ["--setenv", "NO_PROXY", "localhost,127.0.0.1", "--setenv", "no_proxy", "localhost,127.0.0.1"]
+        if "packages" in fds:
+            argv += ["--bind-fd" if self.build_into else "--ro-bind-fd", str(fds["packages"]), MOUNT]
+        for name, value in self._environment().items():
+            argv += ["--setenv", name, value]
         limits = [
             f"ulimit -HSn {settings.open_files}",
             "ulimit -HSc 0",
@@ -145,10 +189,11 @@ class BwrapSandbox(ShellSandbox):
         return argv + ["/bin/bash", "--noprofile", "--norc", "-c", inner]
 
     async def _launch(self) -> asyncio.subprocess.Process:
-        fds = {
-            name: os.open(getattr(self.dirs, name), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-            for name in ("workspace", "outputs", "uploads")
-        }
+        packages = self.build_into or await self.backend.prepare(self.spec)
+        directories = {name: getattr(self.dirs, name) for name in ("workspace", "outputs", "uploads")}
+        if packages is not None:
+            directories["packages"] = packages
+        fds = {name: os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) for name, path in directories.items()}
         info_read, info_write = os.pipe2(os.O_CLOEXEC)
         block_read, block_write = os.pipe2(os.O_CLOEXEC)
         # setpriv rather than subprocess's user=: uvloop's subprocess support has no uid switching.
@@ -181,7 +226,12 @@ class BwrapSandbox(ShellSandbox):
                 self._cgroup = await asyncio.to_thread(tree.create, self.spec.session_id, self.backend.settings.limits)
                 await asyncio.to_thread(self._cgroup.add, self.child_pid)
             if self.backend.network:
-                self._proxy = EgressProxy(self.spec.network, self.backend.settings.trusted_hosts, self.spec.session_id)
+                self._proxy = EgressProxy(
+                    self.spec.network,
+                    self.backend.settings.trusted_hosts,
+                    self.spec.session_id,
+                    self.backend.settings.registries(),
+                )
                 await self._proxy.serve(await listen_in_namespace(self.child_pid))
             os.write(block_write, b"go")
             return process
@@ -240,6 +290,28 @@ class BwrapBackend:
         if self.cgroups is None:
             log.warning("no writable cgroup hierarchy: sandboxes are limited by rlimits only, not memory or cpu")
         self._sandboxes: dict[str, BwrapSandbox] = {}
+        self.packages = PackageCache(root, settings.mirrors)
+
+    async def prepare(self, spec: SandboxSpec) -> Path | None:
+        """The spec's package directory, built first when needed; None when it has no packages."""
+        if not spec.packages:
+            return None
+        return await self.packages.ensure(spec, self._build)
+
+    async def _build(self, spec: SandboxSpec, into: Path, command: str) -> CommandResult:
+        """Run an install command in a throwaway sandbox with ``into`` writable at /opt/agenthost."""
+        uid = self.uid_for(".packages")
+        home = SessionDirs(into.with_name(into.name + ".home"))
+        owner = (uid, uid) if self.switch_user else None
+        await asyncio.to_thread(home.create, owner)
+        if owner is not None:
+            await asyncio.to_thread(os.chown, into, *owner)
+        builder = BwrapSandbox(self, spec, home, uid, build_into=into)
+        try:
+            return await builder.run(command, INSTALL_TIMEOUT)
+        finally:
+            await builder.close()
+            await asyncio.to_thread(home.remove)
 
     def uid_for(self, session_id: str) -> int:
         if not self.switch_user:

@@ -57,6 +57,10 @@ class SessionDirs:
 def session_ids_on_disk(root: Path) -> list[str]:
     """Sessions with files under ``root``."""
     try:
-        return [entry.name for entry in os.scandir(root) if entry.is_dir(follow_symlinks=False)]
+        return [
+            entry.name
+            for entry in os.scandir(root)
+            if entry.name.startswith("sesn_") and entry.is_dir(follow_symlinks=False)
+        ]
     except FileNotFoundError:
         return []

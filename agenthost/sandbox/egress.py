@@ -36,8 +36,9 @@ log = logging.getLogger("agenthost.sandbox.egress")
 class EgressProxy:
     """Serves one sandbox's proxy socket with that sandbox's policy."""
 
-    def __init__(self, policy: NetworkPolicy, trusted: Mapping[str, str], session_id: str):
+    def __init__(self, policy: NetworkPolicy, trusted: Mapping[str, str], session_id: str, registries: tuple[str, ...]):
         self.policy = policy
+        self.registries = registries
         self.trusted = trusted
         self.session_id = session_id
         self._server: asyncio.Server | None = None
@@ -80,7 +81,7 @@ class EgressProxy:
             await _reply(writer, 400, "The sandbox proxy takes CONNECT or absolute http:// requests only.")
             return
         host = host.strip("[]").lower().rstrip(".")
-        if not self.policy.allows(host):
+        if not self.policy.allows(host, self.registries):
             log.info("egress %s: %s %s:%d refused by policy", self.session_id, method, host, port)
             await _reply(writer, 403, f"Blocked by the sandbox network policy: {host} is not an allowed host.")
             return

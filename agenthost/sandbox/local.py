@@ -20,7 +20,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from agenthost.sandbox.base import SandboxSpec
+from agenthost.sandbox.base import SandboxSpec, SandboxUnavailable
 from agenthost.sandbox.directories import SessionDirs, session_ids_on_disk
 from agenthost.sandbox.shell import ShellSandbox
 
@@ -28,12 +28,15 @@ from agenthost.sandbox.shell import ShellSandbox
 class LocalSandbox(ShellSandbox):
     """A workspace directory and a persistent shell in it."""
 
-    def __init__(self, dirs: SessionDirs):
+    def __init__(self, backend: LocalBackend, spec: SandboxSpec, dirs: SessionDirs):
         super().__init__()
+        self.backend = backend
+        self.spec = spec
         self.dirs = dirs
         self.files = dirs.files(None, session_mounts=False)
 
     async def _launch(self) -> asyncio.subprocess.Process:
+        await self.backend.prepare(self.spec)
         workspace = self.dirs.workspace
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -71,11 +74,19 @@ class LocalBackend:
 
     async def get(self, spec: SandboxSpec) -> LocalSandbox:
         sandbox = self._sandboxes.get(spec.session_id)
-        if sandbox is None:
+        if sandbox is None or sandbox.spec != spec:
+            if sandbox is not None:
+                await sandbox.close()
             dirs = SessionDirs(self.root / spec.session_id)
             await asyncio.to_thread(dirs.create, None)
-            sandbox = self._sandboxes[spec.session_id] = LocalSandbox(dirs)
+            sandbox = self._sandboxes[spec.session_id] = LocalSandbox(self, spec, dirs)
         return sandbox
+
+    async def prepare(self, spec: SandboxSpec) -> None:
+        if spec.packages:
+            raise SandboxUnavailable(
+                "the local sandbox backend cannot install environment packages; use the bwrap backend"
+            )
 
     async def stop(self, session_id: str) -> None:
         sandbox = self._sandboxes.pop(session_id, None)

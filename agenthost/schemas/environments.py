@@ -95,6 +95,9 @@ def _flag(value: bool | None, stored: bool | None) -> bool:
     return bool(stored)
 
 
+UNSUPPORTED_MANAGERS = ("apt", "cargo", "gem", "go")  # docs/sandbox.md: sandboxes have no writable system root
+
+
 def _packages(param: Packages | None, current: JSON | None) -> JSON:
     base = current or {"type": "packages", **{m: [] for m in MANAGERS}}
     if param is None:
@@ -124,6 +127,11 @@ def resolve_config(param: CloudConfig | SelfHostedConfig | None, current: JSON |
     networking = _networking(param.networking, current["networking"] if current else None)
     packages = _packages(param.packages, current["packages"] if current else None)
     has_packages = any(packages[m] for m in MANAGERS)
+    for manager in UNSUPPORTED_MANAGERS:
+        if packages[manager]:
+            raise InvalidRequest(
+                f"config.packages.{manager}: agenthost cannot install {manager} packages yet (pip and npm it can)"
+            )
     if networking["type"] == "limited" and has_packages and not networking["allow_package_managers"]:
         raise InvalidRequest(
             "config.networking.allow_package_managers: must be true when packages are given under limited networking"

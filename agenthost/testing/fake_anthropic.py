@@ -195,8 +195,10 @@ class FakeAnthropic:
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.url = ""
-        self.pages: dict[str, tuple[str, str]] = {}
-        """Documents served at ``GET /pages/<name>`` as (content type, body), for web_fetch tests."""
+        self.pages: dict[str, tuple[str, str | bytes]] = {}
+        """Documents served at ``GET /pages/<name>`` (name may contain slashes) as (content type, body)."""
+        self.page_hits: list[str] = []
+        """Names of the pages requested, in order, found or not."""
 
     def script(self, key: str, *replies: Reply) -> None:
         """Queue replies for requests whose system prompt starts with the line ``key``."""
@@ -242,6 +244,7 @@ class FakeAnthropic:
 
     async def _page(self, request: Request) -> Response:
         name = request.path_params["name"]
+        self.page_hits.append(name)
         if name == "moved":
             return Response(status_code=302, headers={"location": "/pages/doc"})
         if name not in self.pages:
@@ -253,7 +256,7 @@ class FakeAnthropic:
         app = Starlette(
             routes=[
                 Route("/v1/messages", self._messages, methods=["POST"]),
-                Route("/pages/{name}", self._page, methods=["GET"]),
+                Route("/pages/{name:path}", self._page, methods=["GET"]),
             ]
         )
         # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets made with it, and without

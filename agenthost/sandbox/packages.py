@@ -1,0 +1,118 @@
+"""Environment packages, installed once per environment and shared read-only (issue #4 point 6).
+
+An environment's ``packages`` are installed in a build sandbox (same isolation, same
+network policy as the environment's sessions) into ``<root>/.packages/<key>/``, where the
+key hashes the package lists and the mirrors: pip packages into a virtualenv
+(``/opt/agenthost/python``), npm packages into ``/opt/agenthost/node``, managers in
+alphabetical order. Every session of an environment with the same lists then mounts that
+directory read-only at ``/opt/agenthost``, with the virtualenv and ``node_modules/.bin``
+first on ``PATH``: the second session starts as fast as one without packages. A failed
+install raises SandboxUnavailable naming the manager, the packages and pip's or npm's
+last words; nothing is cached, so the next turn tries again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import shlex
+import shutil
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from agenthost.sandbox.base import CommandResult, Packages, SandboxSpec, SandboxUnavailable
+
+MOUNT = "/opt/agenthost"
+PYTHON = f"{MOUNT}/python"
+NODE = f"{MOUNT}/node"
+INSTALL_TIMEOUT = 900.0
+_DONE = ".complete"
+
+
+def environment_variables(packages: Packages) -> dict[str, str]:
+    """What a session's shell needs to find the installed packages first."""
+    env: dict[str, str] = {}
+    path: list[str] = []
+    if packages.pip:
+        path.append(f"{PYTHON}/bin")
+        env["VIRTUAL_ENV"] = PYTHON
+    if packages.npm:
+        path.append(f"{NODE}/node_modules/.bin")
+        env["NODE_PATH"] = f"{NODE}/node_modules"
+    if path:
+        env["PATH_PREFIX"] = ":".join(path)
+    return env
+
+
+def install_steps(packages: Packages) -> list[tuple[str, tuple[str, ...], str]]:
+    """(manager, packages, shell command) in alphabetical manager order."""
+    steps = []
+    if packages.npm:
+        names = " ".join(shlex.quote(name) for name in packages.npm)
+        steps.append(
+            ("npm", packages.npm, f"npm install --prefix {NODE} --no-audit --no-fund --no-update-notifier {names}")
+        )
+    if packages.pip:
+        names = " ".join(shlex.quote(name) for name in packages.pip)
+        steps.append(
+            (
+                "pip",
+                packages.pip,
+                f"python3 -m venv {PYTHON} && {PYTHON}/bin/pip install --no-input --disable-pip-version-check "
+                f"--no-cache-dir --quiet {names}",
+            )
+        )
+    return steps
+
+
+# Runs one command in a build sandbox whose /opt/agenthost is the given writable directory.
+Builder = Callable[[SandboxSpec, Path, str], Awaitable[CommandResult]]
+
+
+class PackageCache:
+    """Built package directories under ``<root>/.packages``, one per distinct set of packages."""
+
+    def __init__(self, root: Path, mirrors: dict[str, str]):
+        self.root = root / ".packages"
+        self.mirrors = mirrors
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def key(self, packages: Packages) -> str:
+        document = {"npm": packages.npm, "pip": packages.pip, "mirrors": self.mirrors}
+        return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:20]
+
+    async def ensure(self, spec: SandboxSpec, build: Builder) -> Path:
+        """The directory holding the spec's packages, built now if no earlier session built it."""
+        key = self.key(spec.packages)
+        target = self.root / key
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            if (target / _DONE).exists():
+                return target
+            staging = self.root / f"{key}.{os.getpid()}.building"
+            await asyncio.to_thread(_fresh_dir, staging)
+            try:
+                for manager, names, command in install_steps(spec.packages):
+                    result = await build(spec, staging, f"umask 022 && {command}")
+                    if result.exit_code != 0:
+                        last = "\n".join(result.output.strip().splitlines()[-15:])
+                        why = "timed out" if result.timed_out else f"exit code {result.exit_code}"
+                        raise SandboxUnavailable(
+                            f"installing {manager} packages {', '.join(names)} failed ({why}): {last}"
+                        )
+                (staging / _DONE).write_text(json.dumps({"npm": spec.packages.npm, "pip": spec.packages.pip}))
+                try:
+                    staging.rename(target)
+                except OSError:  # another server process finished first: use theirs
+                    await asyncio.to_thread(shutil.rmtree, staging, True)
+            except BaseException:
+                await asyncio.to_thread(shutil.rmtree, staging, True)
+                raise
+            return target
+
+
+def _fresh_dir(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o711)
+    path.mkdir(mode=0o755)
