@@ -79,6 +79,7 @@ def main() -> None:
         raise SystemExit("wrk is needed: apt-get install wrk")
 
     with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp).chmod(0o711)  # sandbox uids pass through it to <data_dir>/sandboxes
         port = free_port()
         proc = start_server(Path(tmp), port, args.database_url)
         base = f"http://127.0.0.1:{port}"

@@ -223,6 +223,7 @@ def main() -> None:
     args = parser.parse_args()
     fake = FakeAnthropic().start()
     with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp).chmod(0o711)  # sandbox uids pass through it to <data_dir>/sandboxes
         proc, url = start_server(Path(tmp), fake.url)
         try:
             client = anthropic.Anthropic(base_url=url, api_key=KEY, max_retries=0)

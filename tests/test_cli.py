@@ -22,6 +22,7 @@ KEY = re.compile(r"sk-ah-[A-Za-z0-9_-]{20,}")
 def _env(data_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTHOST_")}
     env["AGENTHOST_DATA_DIR"] = str(data_dir)
+    env["AGENTHOST_SANDBOX_DIR"] = str(data_dir / "sandboxes")  # no tools run here: never left behind
     return env
 
 

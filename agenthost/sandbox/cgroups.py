@@ -92,12 +92,13 @@ class CgroupTree:
         self.root = root
         self.v2 = v2
 
-    def _parents(self) -> list[Path]:
+    def parents(self) -> list[Path]:
+        """The directories holding agenthost's groups: one per v1 controller, or one v2 directory."""
         return [self.root / PARENT] if self.v2 else [self.root / controller / PARENT for controller in _V1]
 
     def create(self, session_id: str, limits: Limits) -> Cgroup:
         name = f"{os.getpid()}.{session_id}"
-        paths = tuple(parent / name for parent in self._parents())
+        paths = tuple(parent / name for parent in self.parents())
         for path in paths:
             path.mkdir(exist_ok=True)
         group = Cgroup(paths, self.v2)
@@ -119,7 +120,7 @@ class CgroupTree:
     def leftovers(self) -> list[Cgroup]:
         """Groups whose server process is gone (a crash or SIGKILL left them)."""
         found: dict[str, list[Path]] = {}
-        for parent in self._parents():
+        for parent in self.parents():
             with contextlib.suppress(FileNotFoundError):
                 for entry in parent.iterdir():
                     if entry.is_dir():
@@ -158,7 +159,7 @@ def detect(root: Path = Path("/sys/fs/cgroup")) -> CgroupTree | None:
         return None
     tree = CgroupTree(root, v2)
     try:
-        for parent in tree._parents():
+        for parent in tree.parents():
             parent.mkdir(exist_ok=True)
         if v2:
             wanted = {"memory", "pids", "cpu"}

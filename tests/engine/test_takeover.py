@@ -7,10 +7,13 @@ PostgreSQL, is issue #5.)
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +37,10 @@ def _running(command: str) -> bool:
 
 class Process:
     def __init__(self, data_dir: Path, port: int, **settings: str):
+        # pytest's temp dirs are private, so sandboxes go where their uids can reach (the same for a restart).
+        default = Path(tempfile.gettempdir()) / f"agenthost-sbx-{hashlib.sha1(bytes(data_dir)).hexdigest()[:12]}"
+        self.sandbox_dir = Path(settings.setdefault("sandbox_dir", str(default)))
+        self.sandbox_dir.mkdir(mode=0o711, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTHOST_")}
         env |= {
             "AGENTHOST_DATA_DIR": str(data_dir),
@@ -76,6 +83,7 @@ def processes() -> Iterator[list[Process]]:
     yield started
     for process in started:
         process.stop()
+        shutil.rmtree(process.sandbox_dir, ignore_errors=True)
 
 
 def test_a_killed_server_s_turn_is_finished_by_the_next_one(

@@ -7,11 +7,13 @@ longer exist, and deletes a session's files with the session.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import anthropic
 
+from agenthost.sandbox.cgroups import detect as detect_cgroups
 from agenthost.testing.fake_anthropic import FakeAnthropic, Text, ToolUse
 from tests.conftest import Script, needs_bwrap, sandbox_dir, wait_until
 from tests.engine.conftest import Recorder, assert_stream_equals_list, types
@@ -64,9 +66,15 @@ def test_files_survive_a_restart_and_go_with_the_session(
 
         orphan = sandboxes / "sesn_orphan0000000000000000000" / "workspace"
         orphan.mkdir(parents=True)  # files of a session the store does not know
+        tree = detect_cgroups() if os.geteuid() == 0 else None
+        # The cgroups of a server that died (no pid is 4294967: pid_max is at most 2^22).
+        leftovers = [parent / "4294967.sesn_orphan" for parent in tree.parents()] if tree else []
+        for path in leftovers:
+            path.mkdir()
         processes.append(second := Process(tmp_path, port, sandbox_dir=str(sandboxes)))
         assert second.url == first.url
         assert not orphan.parent.exists()  # reconciled at start
+        assert not any(path.exists() for path in leftovers)
         recorder = Recorder(client, session.id)
         try:
             client.beta.sessions.events.send(session.id, events=[say("read")])
