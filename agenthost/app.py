@@ -23,8 +23,9 @@ from agenthost.errors import Unavailable
 from agenthost.providers.anthropic import AnthropicProvider
 from agenthost.providers.base import ModelProvider
 from agenthost.sandbox.base import SandboxBackend
-from agenthost.sandbox.bwrap import BwrapBackend, BwrapSettings, BwrapUnavailable
+from agenthost.sandbox.bwrap import BwrapBackend, BwrapUnavailable
 from agenthost.sandbox.cgroups import Limits
+from agenthost.sandbox.host import SandboxConfig
 from agenthost.sandbox.local import LocalBackend
 from agenthost.settings import Settings
 from agenthost.store.keys import DEFAULT_WORKSPACE
@@ -71,7 +72,7 @@ def build_sandboxes(settings: Settings) -> SandboxBackend:
     try:
         return BwrapBackend(
             root,
-            BwrapSettings(
+            SandboxConfig(
                 limits,
                 tmp_bytes=settings.sandbox_tmp_mb << 20,
                 trusted_hosts={host.lower(): address for host, address in settings.sandbox_trusted_hosts.items()},

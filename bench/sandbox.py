@@ -24,8 +24,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agenthost.sandbox.base import NetworkPolicy, SandboxBackend, SandboxSpec  # noqa: E402
-from agenthost.sandbox.bwrap import BwrapBackend, BwrapSettings, BwrapUnavailable  # noqa: E402
+from agenthost.sandbox.bwrap import BwrapBackend, BwrapUnavailable
 from agenthost.sandbox.cgroups import Limits  # noqa: E402
+from agenthost.sandbox.host import SandboxConfig  # noqa: E402
 from agenthost.sandbox.local import LocalBackend  # noqa: E402
 
 
@@ -74,7 +75,7 @@ async def main() -> None:
     print(f"{os.cpu_count()} cpus, euid {os.geteuid()}, {sys.version.split()[0]}")
     try:
         try:
-            bwrap = BwrapBackend(root / "bwrap", BwrapSettings(Limits(1 << 30, 256, 1.0)))
+            bwrap = BwrapBackend(root / "bwrap", SandboxConfig(Limits(1 << 30, 256, 1.0)))
             (root / "bwrap").mkdir(mode=0o711)
             await measure("bwrap", bwrap, args.starts, args.commands)
             await bwrap.close()

@@ -30,58 +30,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import os
 import shutil
 import signal
 import subprocess
-import zlib
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
-from agenthost.sandbox.base import PACKAGE_REGISTRY_HOSTS, CommandResult, SandboxSpec, SandboxUnavailable
-from agenthost.sandbox.cgroups import Cgroup, CgroupTree, Limits
+from agenthost.sandbox.base import SandboxSpec, SandboxUnavailable
+from agenthost.sandbox.cgroups import Cgroup, CgroupTree
 from agenthost.sandbox.cgroups import detect as detect_cgroups
-from agenthost.sandbox.directories import OUTPUTS, UPLOADS, SessionDirs, session_ids_on_disk
-from agenthost.sandbox.egress import PORT, EgressProxy, listen_in_namespace
-from agenthost.sandbox.packages import INSTALL_TIMEOUT, MOUNT, PackageCache, environment_variables
+from agenthost.sandbox.directories import OUTPUTS, UPLOADS, SessionDirs
+from agenthost.sandbox.host import PATH, HostBackend, HostSandbox, SandboxConfig, log
+from agenthost.sandbox.packages import MOUNT
 from agenthost.sandbox.rooted import WORKSPACE
-from agenthost.sandbox.shell import ShellSandbox
 
-log = logging.getLogger("agenthost.sandbox")
-PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _START_TIMEOUT = 15.0
-
-
-@dataclass(frozen=True)
-class BwrapSettings:
-    limits: Limits
-    tmp_bytes: int = 1 << 30
-    open_files: int = 4096
-    file_bytes: int = 10 << 30
-    uid_base: int = 1_000_000_000
-    uid_span: int = 1 << 24
-    trusted_hosts: dict[str, str] = field(default_factory=dict)
-    """Hostnames the egress proxy sends to a fixed address, exempt from the non-public rule."""
-    mirrors: dict[str, str] = field(default_factory=dict)
-    """Package index URLs by manager (``pip``, ``npm``) used instead of the public registries."""
-
-    def registries(self) -> tuple[str, ...]:
-        """Hosts `allow_package_managers` opens: the public registries and the mirrors."""
-        mirrors = (urlsplit(url).hostname for url in self.mirrors.values())
-        return PACKAGE_REGISTRY_HOSTS + tuple(host.lower() for host in mirrors if host)
-
-    def mirror_variables(self) -> dict[str, str]:
-        env: dict[str, str] = {}
-        if pip := self.mirrors.get("pip"):
-            env["PIP_INDEX_URL"] = pip
-            if urlsplit(pip).scheme == "http":
-                env["PIP_TRUSTED_HOST"] = urlsplit(pip).hostname or ""
-        if npm := self.mirrors.get("npm"):
-            env["NPM_CONFIG_REGISTRY"] = npm
-        return env
 
 
 class BwrapUnavailable(Exception):
@@ -109,46 +72,15 @@ def probe(bwrap: str | None = None) -> str:
     return binary
 
 
-class BwrapSandbox(ShellSandbox):
+class BwrapSandbox(HostSandbox):
     """One session's bwrap sandbox with its persistent shell."""
 
-    def __init__(
-        self,
-        backend: BwrapBackend,
-        spec: SandboxSpec,
-        dirs: SessionDirs,
-        uid: int,
-        build_into: Path | None = None,
-    ):
-        super().__init__()
-        self.backend = backend
-        self.spec = spec
-        self.dirs = dirs
-        self.uid = uid
-        self.build_into = build_into
-        """For a package build: the directory mounted writable at /opt/agenthost."""
-        self.files = dirs.files((uid, uid))
-        self.child_pid: int | None = None
-        self._cgroup: Cgroup | None = None
-        self._proxy: EgressProxy | None = None
-
-    def _environment(self) -> dict[str, str]:
-        env = {"PATH": PATH, "HOME": WORKSPACE, "LANG": "C.UTF-8", "TERM": "dumb"}
-        if self.backend.network:
-            proxy = f"http://127.0.0.1:{PORT}"
-            for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
-                env[name] = proxy
-            env["NO_PROXY"] = env["no_proxy"] = "localhost,127.0.0.1"
-        env |= self.backend.settings.mirror_variables()
-        if self.build_into is None:
-            extra = environment_variables(self.spec.packages)
-            if prefix := extra.pop("PATH_PREFIX", None):
-                env["PATH"] = f"{prefix}:{PATH}"
-            env |= extra
-        return env
+    backend: BwrapBackend
+    child_pid: int | None = None
+    _cgroup: Cgroup | None = None
 
     def _argv(self, fds: dict[str, int], info_fd: int, block_fd: int) -> list[str]:
-        settings = self.backend.settings
+        config = self.backend.config
         argv = [
             self.backend.bwrap,
             "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net",
@@ -168,7 +100,7 @@ class BwrapSandbox(ShellSandbox):
                 argv += ["--ro-bind", str(host), f"/{name}"]
         argv += [
             "--proc", "/proc", "--dev", "/dev",
-            "--size", str(settings.tmp_bytes), "--tmpfs", "/tmp",
+            "--size", str(config.tmp_bytes), "--tmpfs", "/tmp",
             "--bind-fd", str(fds["workspace"]), WORKSPACE,
             "--bind-fd", str(fds["outputs"]), OUTPUTS,
             "--ro-bind-fd", str(fds["uploads"]), UPLOADS,
@@ -177,19 +109,12 @@ class BwrapSandbox(ShellSandbox):
         ]  # fmt: skip
         if "packages" in fds:
             argv += ["--bind-fd" if self.build_into else "--ro-bind-fd", str(fds["packages"]), MOUNT]
-        for name, value in self._environment().items():
+        for name, value in self.environment().items():
             argv += ["--setenv", name, value]
-        limits = [
-            f"ulimit -HSn {settings.open_files}",
-            "ulimit -HSc 0",
-            f"ulimit -HSf {settings.file_bytes // 1024}",
-            f"ulimit -HSu {self.backend.settings.limits.pids}",
-        ]
-        inner = "; ".join(f"{line} 2>/dev/null" for line in limits) + "; exec /bin/bash --noprofile --norc"
-        return argv + ["/bin/bash", "--noprofile", "--norc", "-c", inner]
+        return argv + config.shell()
 
     async def _launch(self) -> asyncio.subprocess.Process:
-        packages = self.build_into or await self.backend.prepare(self.spec)
+        packages = await self.packages()
         directories = {name: getattr(self.dirs, name) for name in ("workspace", "outputs", "uploads")}
         if packages is not None:
             directories["packages"] = packages
@@ -223,16 +148,10 @@ class BwrapSandbox(ShellSandbox):
             self.child_pid = int(info["child-pid"])
             if self.backend.cgroups is not None:
                 tree = self.backend.cgroups
-                self._cgroup = await asyncio.to_thread(tree.create, self.spec.session_id, self.backend.settings.limits)
+                self._cgroup = await asyncio.to_thread(tree.create, self.spec.session_id, self.backend.config.limits)
                 await asyncio.to_thread(self._cgroup.add, self.child_pid)
             if self.backend.network:
-                self._proxy = EgressProxy(
-                    self.spec.network,
-                    self.backend.settings.trusted_hosts,
-                    self.spec.session_id,
-                    self.backend.settings.registries(),
-                )
-                await self._proxy.serve(await listen_in_namespace(self.child_pid))
+                await self.open_proxy(self.child_pid)
             os.write(block_write, b"go")
             return process
         except BaseException:
@@ -258,9 +177,7 @@ class BwrapSandbox(ShellSandbox):
         cgroup, self._cgroup = self._cgroup, None
         if cgroup is not None:
             await asyncio.to_thread(cgroup.remove)
-        proxy, self._proxy = self._proxy, None
-        if proxy is not None:
-            await proxy.close()
+        await self.close_proxy()
         self.child_pid = None
 
 
@@ -273,80 +190,26 @@ def _read_json(fd: int) -> dict[str, object] | None:
     return None
 
 
-class BwrapBackend:
+class BwrapBackend(HostBackend):
     """Makes bubblewrap sandboxes under ``root`` (see the module docstring)."""
 
     name = "bwrap"
 
-    def __init__(self, root: Path, settings: BwrapSettings, bwrap: str | None = None):
-        self.root = root
-        self.settings = settings
+    def __init__(self, root: Path, config: SandboxConfig, bwrap: str | None = None):
+        root_server = os.geteuid() == 0
+        # The proxy socket in a sandbox's network namespace needs CAP_SYS_ADMIN: root only.
+        super().__init__(root, config, switch_user=root_server, network=root_server)
         self.bwrap = probe(bwrap)
-        self.switch_user = os.geteuid() == 0
-        self.network = self.switch_user  # the in-namespace proxy socket needs CAP_SYS_ADMIN
-        self.cgroups: CgroupTree | None = detect_cgroups() if self.switch_user else None
+        self.cgroups: CgroupTree | None = detect_cgroups() if root_server else None
         if not self.network:
             log.warning("not running as root: sandboxes get no network (the egress proxy needs CAP_SYS_ADMIN)")
         if self.cgroups is None:
             log.warning("no writable cgroup hierarchy: sandboxes are limited by rlimits only, not memory or cpu")
-        self._sandboxes: dict[str, BwrapSandbox] = {}
-        self.packages = PackageCache(root, settings.mirrors)
 
-    async def prepare(self, spec: SandboxSpec) -> Path | None:
-        """The spec's package directory, built first when needed; None when it has no packages."""
-        if not spec.packages:
-            return None
-        return await self.packages.ensure(spec, self._build)
+    def _make(self, spec: SandboxSpec, dirs: SessionDirs, uid: int, build_into: Path | None = None) -> BwrapSandbox:
+        return BwrapSandbox(self, spec, dirs, uid, build_into)
 
-    async def _build(self, spec: SandboxSpec, into: Path, command: str) -> CommandResult:
-        """Run an install command in a throwaway sandbox with ``into`` writable at /opt/agenthost."""
-        uid = self.uid_for(".packages")
-        home = SessionDirs(into.with_name(into.name + ".home"))
-        owner = (uid, uid) if self.switch_user else None
-        await asyncio.to_thread(home.create, owner)
-        if owner is not None:
-            await asyncio.to_thread(os.chown, into, *owner)
-        builder = BwrapSandbox(self, spec, home, uid, build_into=into)
-        try:
-            return await builder.run(command, INSTALL_TIMEOUT)
-        finally:
-            await builder.close()
-            await asyncio.to_thread(home.remove)
-
-    def uid_for(self, session_id: str) -> int:
-        if not self.switch_user:
-            return os.getuid()
-        return self.settings.uid_base + zlib.crc32(session_id.encode()) % self.settings.uid_span
-
-    async def get(self, spec: SandboxSpec) -> BwrapSandbox:
-        sandbox = self._sandboxes.get(spec.session_id)
-        if sandbox is None or sandbox.spec != spec:
-            if sandbox is not None:
-                await sandbox.close()
-            dirs, uid = SessionDirs(self.root / spec.session_id), self.uid_for(spec.session_id)
-            await asyncio.to_thread(dirs.create, (uid, uid) if self.switch_user else None)
-            sandbox = self._sandboxes[spec.session_id] = BwrapSandbox(self, spec, dirs, uid)
-        return sandbox
-
-    async def stop(self, session_id: str) -> None:
-        sandbox = self._sandboxes.pop(session_id, None)
-        if sandbox is not None:
-            await sandbox.close()
-
-    async def destroy(self, session_id: str) -> None:
-        await self.stop(session_id)
-        await asyncio.to_thread(SessionDirs(self.root / session_id).remove)
-
-    async def reconcile(self, existing: Callable[[list[str]], Awaitable[set[str]]]) -> None:
+    async def _reconcile_processes(self) -> None:
         if self.cgroups is not None:
             for group in await asyncio.to_thread(self.cgroups.leftovers):
                 await asyncio.to_thread(group.remove)
-        on_disk = await asyncio.to_thread(session_ids_on_disk, self.root)  # before the sessions are read
-        live = await existing(on_disk)
-        for session_id in on_disk:
-            if session_id not in live:
-                await asyncio.to_thread(SessionDirs(self.root / session_id).remove)
-
-    async def close(self) -> None:
-        for session_id in list(self._sandboxes):
-            await self.stop(session_id)
