@@ -25,6 +25,7 @@ from agenthost.providers.base import ModelProvider
 from agenthost.sandbox.base import SandboxBackend
 from agenthost.sandbox.bwrap import BwrapBackend, BwrapUnavailable
 from agenthost.sandbox.cgroups import Limits
+from agenthost.sandbox.docker import DockerBackend, DockerUnavailable
 from agenthost.sandbox.host import SandboxConfig
 from agenthost.sandbox.local import LocalBackend
 from agenthost.settings import Settings
@@ -68,25 +69,23 @@ def build_sandboxes(settings: Settings) -> SandboxBackend:
     if settings.sandbox == "local":
         log.warning("AGENTHOST_SANDBOX=local: tools run with NO isolation, as the server's own user")
         return LocalBackend(root)
-    limits = Limits(settings.sandbox_memory_mb << 20, settings.sandbox_pids, settings.sandbox_cpus)
+    config = SandboxConfig(
+        Limits(settings.sandbox_memory_mb << 20, settings.sandbox_pids, settings.sandbox_cpus),
+        tmp_bytes=settings.sandbox_tmp_mb << 20,
+        trusted_hosts={host.lower(): address for host, address in settings.sandbox_trusted_hosts.items()},
+        mirrors={
+            manager: url
+            for manager, url in (("pip", settings.sandbox_pip_index_url), ("npm", settings.sandbox_npm_registry))
+            if url
+        },
+    )
     try:
-        return BwrapBackend(
-            root,
-            SandboxConfig(
-                limits,
-                tmp_bytes=settings.sandbox_tmp_mb << 20,
-                trusted_hosts={host.lower(): address for host, address in settings.sandbox_trusted_hosts.items()},
-                mirrors={
-                    manager: url
-                    for manager, url in (
-                        ("pip", settings.sandbox_pip_index_url),
-                        ("npm", settings.sandbox_npm_registry),
-                    )
-                    if url
-                },
-            ),
-        )
-    except BwrapUnavailable as exc:
+        if settings.sandbox == "docker":
+            return DockerBackend(
+                root, config, image=settings.sandbox_docker_image, docker_host=settings.sandbox_docker_host
+            )
+        return BwrapBackend(root, config)
+    except (BwrapUnavailable, DockerUnavailable) as exc:
         raise SystemExit(f"agenthost: {exc}") from None
 
 

@@ -85,13 +85,24 @@ class Settings(BaseSettings):
         gt=0,
         description="How long a session's sandbox processes live after its last turn; the workspace stays on disk.",
     )
-    sandbox: Literal["bwrap", "local"] = Field(
+    sandbox: Literal["bwrap", "docker", "local"] = Field(
         default="bwrap",
         description=(
             "Tool sandbox backend. `bwrap` (bubblewrap, the default) isolates each session: its own uid, "
-            "namespaces, read-only system, cgroup limits, egress proxy. `local` is UNSAFE: commands run as the "
-            "server's user with no isolation; choose it only on a trusted machine without bubblewrap."
+            "namespaces, read-only system, cgroup limits, egress proxy. `docker`: a hardened container per "
+            "session. `local` is UNSAFE: commands run as the server's user with no isolation; choose it only on "
+            "a trusted machine without bubblewrap."
         ),
+    )
+    sandbox_docker_image: str | None = Field(
+        default=None,
+        description=(
+            "Image of the docker backend's containers (needs /bin/bash and sleep). Default: an empty image with the "
+            "host's /usr, /etc and /opt mounted read-only, as bubblewrap sandboxes see them."
+        ),
+    )
+    sandbox_docker_host: str | None = Field(
+        default=None, description="Docker engine of the docker backend (`unix:///…` or `tcp://…`); default the CLI's."
     )
     sandbox_dir: Path | None = Field(
         default=None,
@@ -131,7 +142,7 @@ class Settings(BaseSettings):
             return self.sandbox_dir.expanduser()
         data_dir = self.resolved_data_dir().absolute()
         default = data_dir / "sandboxes"
-        if self.sandbox != "bwrap" or all(_traversable(path) for path in (data_dir, *data_dir.parents)):
+        if self.sandbox == "local" or all(_traversable(path) for path in (data_dir, *data_dir.parents)):
             return default
         digest = hashlib.sha256(str(data_dir).encode()).hexdigest()[:12]
         return Path("/var/lib/agenthost/sandboxes") / digest

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from agenthost.sandbox.base import NetworkPolicy, SandboxBackend, SandboxSpec  # noqa: E402
 from agenthost.sandbox.bwrap import BwrapBackend, BwrapUnavailable
 from agenthost.sandbox.cgroups import Limits  # noqa: E402
+from agenthost.sandbox.docker import DockerBackend  # noqa: E402
 from agenthost.sandbox.host import SandboxConfig  # noqa: E402
 from agenthost.sandbox.local import LocalBackend  # noqa: E402
 
@@ -69,6 +70,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--starts", type=int, default=50)
     parser.add_argument("--commands", type=int, default=1000)
+    parser.add_argument("--docker-host", help="a Docker engine to measure the docker backend on (unix://...)")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="agenthost-bench-"))
     root.chmod(0o711)
@@ -84,7 +86,15 @@ async def main() -> None:
         local = LocalBackend(root / "local")
         await measure("local", local, args.starts, args.commands)
         await local.close()
-        print("docker not measured: the Docker backend is not built yet")
+        if args.docker_host:
+            docker = DockerBackend(
+                root / "docker", SandboxConfig(Limits(1 << 30, 256, 1.0)), image=None, docker_host=args.docker_host
+            )
+            (root / "docker").mkdir(mode=0o711)
+            await measure("docker", docker, args.starts, args.commands)
+            await docker.close()
+        else:
+            print("docker not measured: pass --docker-host")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -128,12 +128,13 @@ class CgroupTree:
         stale = []
         for name, paths in found.items():
             owner = name.partition(".")[0]
-            if owner.isdigit() and not _alive(int(owner)):
+            if owner.isdigit() and not process_alive(int(owner)):
                 stale.append(Cgroup(tuple(paths), self.v2))
         return stale
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (on this host)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

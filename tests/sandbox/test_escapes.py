@@ -235,7 +235,7 @@ def test_limits_end_the_command_not_the_server(
     assert client.beta.sessions.retrieve(session.id).status == "idle"
 
 
-def _sleepers(marker: str) -> list[str]:
+def sleepers(marker: str) -> list[str]:
     found = []
     for proc in Path("/proc").glob("[0-9]*"):
         try:
@@ -254,7 +254,7 @@ def test_interrupt_kills_processes_that_left_the_shell(
     session, recorder = start(client, script, environment, recorders, tools=[TOOLSET])
     client.beta.sessions.events.send(session.id, events=[say("start")])
     recorder.wait(lambda events: "agent.tool_use" in types(events))
-    wait_until(lambda: len(_sleepers(marker)) == 2)
+    wait_until(lambda: len(sleepers(marker)) == 2)
     client.beta.sessions.events.send(session.id, events=[{"type": "user.interrupt"}])
     listed = assert_stream_equals_list(recorder.idles(), client, session.id)
     assert types(listed) == [
@@ -269,4 +269,4 @@ def test_interrupt_kills_processes_that_left_the_shell(
     ]
     result = listed[5]
     assert result.is_error and result.content[0].text == "Interrupted by the user."
-    wait_until(lambda: not _sleepers(marker))  # setsid and nohup children went with the sandbox
+    wait_until(lambda: not sleepers(marker))  # setsid and nohup children went with the sandbox
