@@ -71,7 +71,7 @@ class Engine:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
-        runs = list(self._runs.values())
+        runs = [*self._runs.values(), *self._background]
         for task in runs:
             task.cancel()
         await asyncio.gather(*runs, return_exceptions=True)

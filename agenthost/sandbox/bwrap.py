@@ -6,7 +6,7 @@ and §4 measured the choices):
 * **identity**: it runs as the session's own unprivileged host uid (a root server never
   starts bwrap as root; a non-root server runs it as itself), in a user namespace with
   no capabilities;
-* **filesystem**: a fresh root with ``/usr``, ``/etc`` and ``/opt`` read-only,
+* **filesystem**: a fresh root with ``/usr`` and ``/etc`` read-only,
   ``/workspace`` and ``/mnt/session/outputs`` writable, ``/mnt/session/uploads``
   read-only, a size-limited tmpfs ``/tmp``, its own ``/proc`` and ``/dev``; the host's
   other directories, and other sessions', are not there at all. Directories are passed
@@ -77,6 +77,8 @@ class BwrapSandbox(HostSandbox):
 
     backend: BwrapBackend
     child_pid: int | None = None
+    _pidfd: int | None = None
+    """The namespace's first process, held by pidfd: a recycled pid is never signalled."""
     _cgroup: Cgroup | None = None
 
     def _argv(self, fds: dict[str, int], info_fd: int, block_fd: int) -> list[str]:
@@ -84,14 +86,10 @@ class BwrapSandbox(HostSandbox):
         argv = [
             self.backend.bwrap,
             "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net",
-            "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+            "--unshare-cgroup-try", "--disable-userns", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
             "--hostname", "sandbox",
             "--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc",
         ]  # fmt: skip
-        with contextlib.suppress(FileNotFoundError):  # /opt entry by entry: /opt/agenthost is ours
-            for entry in sorted(os.listdir("/opt")):
-                if entry != "agenthost":
-                    argv += ["--ro-bind-try", f"/opt/{entry}", f"/opt/{entry}"]
         for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
             host = Path("/") / name
             if host.is_symlink():
@@ -140,25 +138,30 @@ class BwrapSandbox(HostSandbox):
                 os.close(fd)
             fds.clear()
             info_write = block_read = -1
-            info = await asyncio.wait_for(asyncio.to_thread(_read_json, info_read), _START_TIMEOUT)
+            info = await asyncio.wait_for(_read_info(info_read), _START_TIMEOUT)
             if info is None:
                 assert process.stdout is not None
                 error = (await asyncio.wait_for(process.stdout.read(), 5)).decode(errors="replace").strip()
                 raise SandboxUnavailable(f"bubblewrap failed to start the sandbox: {error or 'no output'}")
-            self.child_pid = int(info["child-pid"])
+            self._hold(int(info["child-pid"]))
             if self.backend.cgroups is not None:
-                tree = self.backend.cgroups
-                self._cgroup = await asyncio.to_thread(tree.create, self.spec.session_id, self.backend.config.limits)
-                await asyncio.to_thread(self._cgroup.add, self.child_pid)
+                tree, limits = self.backend.cgroups, self.backend.config.limits
+                self._cgroup = await asyncio.to_thread(tree.create, self.spec.session_id, limits)
+                await asyncio.to_thread(self._cgroup.add, int(info["child-pid"]))
             if self.backend.network:
-                await self.open_proxy(self.child_pid)
+                await self.open_proxy(int(info["child-pid"]))
             os.write(block_write, b"go")
             return process
         except BaseException:
             if process is not None:
+                if self._pidfd is None:  # cancelled or failed before the pid was read: it is in the pipe by now
+                    with contextlib.suppress(TimeoutError, OSError, KeyError, TypeError, ValueError):
+                        info = await asyncio.wait_for(_read_info(info_read), 2)
+                        if info is not None:
+                            self._hold(int(info["child-pid"]))
                 await self._teardown(process)
-                with contextlib.suppress(ProcessLookupError):
-                    await process.wait()
+                with contextlib.suppress(ProcessLookupError, TimeoutError):
+                    await asyncio.wait_for(process.wait(), 5)
             raise
         finally:
             for fd in (*fds.values(), info_read, info_write, block_read, block_write):
@@ -166,12 +169,19 @@ class BwrapSandbox(HostSandbox):
                     with contextlib.suppress(OSError):
                         os.close(fd)
 
+    def _hold(self, pid: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self._pidfd = os.pidfd_open(pid)
+            self.child_pid = pid
+
     async def _teardown(self, shell: asyncio.subprocess.Process) -> None:
         # SIGKILL to the namespace's first process ends every process in it; bwrap itself follows.
-        # (A child still waiting on --block-fd has no parent-death signal yet: kill it by pid.)
-        if self.child_pid is not None:
+        # (A child still waiting on --block-fd has no parent-death signal yet: it is killed directly.)
+        pidfd, self._pidfd = self._pidfd, None
+        if pidfd is not None:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(self.child_pid, signal.SIGKILL)
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            os.close(pidfd)
         with contextlib.suppress(ProcessLookupError):
             shell.send_signal(signal.SIGKILL)
         cgroup, self._cgroup = self._cgroup, None
@@ -181,13 +191,32 @@ class BwrapSandbox(HostSandbox):
         self.child_pid = None
 
 
-def _read_json(fd: int) -> dict[str, object] | None:
+async def _read_info(fd: int) -> dict[str, object] | None:
+    """bwrap's --info-fd JSON (None when bwrap closed it without writing: it failed), read without a thread."""
+    loop = asyncio.get_running_loop()
+    os.set_blocking(fd, False)
     data = b""
-    while chunk := os.read(fd, 4096):
+    while True:
+        ready: asyncio.Future[None] = loop.create_future()
+        loop.add_reader(fd, _settle, ready)
+        try:
+            await ready
+        finally:
+            loop.remove_reader(fd)
+        try:
+            chunk = os.read(fd, 4096)
+        except BlockingIOError:
+            continue
+        if not chunk:
+            return None
         data += chunk
         with contextlib.suppress(json.JSONDecodeError):
             return json.loads(data)
-    return None
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class BwrapBackend(HostBackend):

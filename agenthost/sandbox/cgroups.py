@@ -1,6 +1,6 @@
 """Per-sandbox resource limits through cgroups, v1 or v2 (layer 1; issue #4 point 3).
 
-Each sandbox gets its own group, ``agenthost/<server pid>.<session id>``, in the memory,
+Each sandbox gets its own group, ``agenthost/<server pid>.<session id>.<launch>``, in the memory,
 pids and cpu controllers (v1: one hierarchy each; v2: one unified group), limited before
 the sandbox runs anything: a memory hog is OOM-killed inside its group and a fork bomb
 hits ``pids.max``, and neither touches the server. The server pid in the name lets a
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import time
 from dataclasses import dataclass
@@ -97,7 +98,7 @@ class CgroupTree:
         return [self.root / PARENT] if self.v2 else [self.root / controller / PARENT for controller in _V1]
 
     def create(self, session_id: str, limits: Limits) -> Cgroup:
-        name = f"{os.getpid()}.{session_id}"
+        name = f"{os.getpid()}.{session_id}.{secrets.token_hex(4)}"  # one per launch: a stop never hits its successor
         paths = tuple(parent / name for parent in self.parents())
         for path in paths:
             path.mkdir(exist_ok=True)

@@ -9,7 +9,7 @@ session.
 from __future__ import annotations
 
 import os
-import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,13 +45,19 @@ class SessionDirs:
                 path.chmod(0o700)
 
     def remove(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
+        remove_tree(self.root)
 
     def files(self, owner: tuple[int, int] | None, *, session_mounts: bool = True) -> RootedFiles:
         mounts = [Mount(WORKSPACE, self.workspace)]
         if session_mounts:
             mounts += [Mount(OUTPUTS, self.outputs), Mount(UPLOADS, self.uploads, writable=False)]
         return RootedFiles(mounts, owner)
+
+
+def remove_tree(path: Path) -> None:
+    """Delete a directory tree the agent shaped: ``rm`` walks any depth (shutil.rmtree recurses in Python)."""
+    if path.exists() or path.is_symlink():
+        subprocess.run(["rm", "-rf", "--one-file-system", "--", str(path)], capture_output=True, check=False)
 
 
 def session_ids_on_disk(root: Path) -> list[str]:

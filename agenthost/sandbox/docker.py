@@ -15,8 +15,8 @@ container's pid), which needs a root server and a local engine; with a remote en
 sandboxes have no network. The Docker socket is never mounted into a container.
 
 Without ``sandbox_docker_image``, the image is a skeleton made here (no registry pull:
-just the mount points and the ``/bin``-style links) and the host's ``/usr``, ``/etc`` and
-``/opt`` are mounted read-only, the same view as the bubblewrap backend. With an image,
+just the mount points and the ``/bin``-style links) and the host's ``/usr`` and ``/etc``
+are mounted read-only, the same view as the bubblewrap backend. With an image,
 its own root is used, read-only; it needs ``/bin/bash`` and ``sleep``.
 """
 
@@ -114,10 +114,6 @@ class DockerSandbox(HostSandbox):
             argv += ["--volume", f"{packages}:{MOUNT}:{'rw' if self.build_into else 'ro'}"]
         if self.backend.image is None:
             argv += ["--volume", "/usr:/usr:ro", "--volume", "/etc:/etc:ro"]
-            with contextlib.suppress(FileNotFoundError):
-                for entry in sorted(os.listdir("/opt")):
-                    if entry != "agenthost":
-                        argv += ["--volume", f"/opt/{entry}:/opt/{entry}:ro"]
         for key, value in self.environment().items():
             argv += ["--env", f"{key}={value}"]
         return [*argv, self.backend.image or SKELETON_IMAGE, "sleep", "infinity"]

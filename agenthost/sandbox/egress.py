@@ -28,6 +28,7 @@ from agenthost.sandbox.addresses import AddressRefused, public_addresses
 from agenthost.sandbox.base import NetworkPolicy
 
 PORT = 3128
+MAX_CONNECTIONS = 128  # per sandbox: past it new connections are closed at once
 _CLONE_NEWNET = 0x40000000
 _HEAD_LIMIT = 64 * 1024
 log = logging.getLogger("agenthost.sandbox.egress")
@@ -48,15 +49,20 @@ class EgressProxy:
         self._server = await asyncio.start_server(self._handle, sock=sock, limit=_HEAD_LIMIT)
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-        for task in list(self._tasks):
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        if len(self._tasks) >= MAX_CONNECTIONS:
+            writer.close()
+            return
         self._tasks.add(task)
         try:
             await self._proxy(reader, writer)
@@ -67,7 +73,7 @@ class EgressProxy:
             writer.close()
 
     async def _proxy(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
         request_line, *headers = head.decode("latin-1").split("\r\n")
         method, target, version = request_line.split(" ", 2)
         if method == "CONNECT":

@@ -66,9 +66,11 @@ class SandboxConfig:
             f"ulimit -HSn {self.open_files}",
             "ulimit -HSc 0",
             f"ulimit -HSf {self.file_bytes // 1024}",
-            f"ulimit -HSu {self.limits.pids}",
+            f"ulimit -HSu {2 * self.limits.pids}",  # a backstop: the cgroup's pids.max stops a bomb first
         ]
-        inner = "; ".join(f"{line} 2>/dev/null" for line in limits) + "; exec /bin/bash --noprofile --norc"
+        # stderr joins stdout inside the sandbox, so the two stay in order whatever carries them (docker exec
+        # relays them as separate streams).
+        inner = "; ".join(f"{line} 2>/dev/null" for line in limits) + "; exec /bin/bash --noprofile --norc 2>&1"
         return ["/bin/bash", "--noprofile", "--norc", "-c", inner]
 
 
@@ -188,11 +190,15 @@ class HostBackend:
 
     async def reconcile(self, existing: Callable[[list[str]], Awaitable[set[str]]]) -> None:
         await self._reconcile_processes()
+        await asyncio.to_thread(self.packages.clean)
         on_disk = await asyncio.to_thread(session_ids_on_disk, self.root)  # before the sessions are read
         live = await existing(on_disk)
         for session_id in on_disk:
             if session_id not in live:
-                await asyncio.to_thread(SessionDirs(self.root / session_id).remove)
+                try:
+                    await asyncio.to_thread(SessionDirs(self.root / session_id).remove)
+                except OSError as exc:  # one unremovable directory must not keep the server from starting
+                    log.warning("could not remove the files of deleted session %s: %s", session_id, exc)
 
     async def close(self) -> None:
         for session_id in list(self._sandboxes):

@@ -14,21 +14,22 @@ last words; nothing is cached, so the next turn tries again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
 import shlex
-import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from agenthost.sandbox.base import CommandResult, Packages, SandboxSpec, SandboxUnavailable
+from agenthost.sandbox.cgroups import process_alive
+from agenthost.sandbox.directories import remove_tree
 
 MOUNT = "/opt/agenthost"
 PYTHON = f"{MOUNT}/python"
 NODE = f"{MOUNT}/node"
 INSTALL_TIMEOUT = 900.0
-_DONE = ".complete"
 
 
 def environment_variables(packages: Packages) -> dict[str, str]:
@@ -84,11 +85,15 @@ class PackageCache:
         return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:20]
 
     async def ensure(self, spec: SandboxSpec, build: Builder) -> Path:
-        """The directory holding the spec's packages, built now if no earlier session built it."""
+        """The directory holding the spec's packages, built now if no earlier session built it.
+
+        The build sandbox owns what it writes, so the server never writes inside it: the
+        marker saying a build finished is a root-owned file beside the directory.
+        """
         key = self.key(spec.packages)
-        target = self.root / key
+        target, marker = self.root / key, self.root / f"{key}.complete"
         async with self._locks.setdefault(key, asyncio.Lock()):
-            if (target / _DONE).exists():
+            if marker.exists():
                 return target
             staging = self.root / f"{key}.{os.getpid()}.building"
             await asyncio.to_thread(_fresh_dir, staging)
@@ -101,18 +106,34 @@ class PackageCache:
                         raise SandboxUnavailable(
                             f"installing {manager} packages {', '.join(names)} failed ({why}): {last}"
                         )
-                (staging / _DONE).write_text(json.dumps({"npm": spec.packages.npm, "pip": spec.packages.pip}))
-                try:
-                    staging.rename(target)
-                except OSError:  # another server process finished first: use theirs
-                    await asyncio.to_thread(shutil.rmtree, staging, True)
-            except BaseException:
-                await asyncio.to_thread(shutil.rmtree, staging, True)
-                raise
+                await asyncio.to_thread(_publish, staging, target, marker, spec.packages)
+            finally:
+                await asyncio.to_thread(remove_tree, staging)  # gone already when it was published
             return target
+
+    def clean(self) -> None:
+        """Remove builds that a server which is gone left half-done."""
+        with contextlib.suppress(FileNotFoundError):
+            for entry in self.root.iterdir():
+                parts = entry.name.split(".")
+                if len(parts) >= 3 and parts[2].startswith("building") and not process_alive(int(parts[1])):
+                    remove_tree(entry)
+
+
+def _publish(staging: Path, target: Path, marker: Path, packages: Packages) -> None:
+    if marker.exists():  # another server process finished the same build first
+        return
+    remove_tree(target)  # a build that was published without its marker (a crash between the two)
+    staging.rename(target)
+    summary = json.dumps({"npm": packages.npm, "pip": packages.pip}).encode()
+    fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, summary)
+    finally:
+        os.close(fd)
 
 
 def _fresh_dir(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
+    remove_tree(path)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o711)
     path.mkdir(mode=0o755)

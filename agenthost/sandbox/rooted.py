@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 WORKSPACE = "/workspace"
+MAX_DEPTH = 64  # directory levels glob and grep descend
 _SYS_OPENAT2 = 437  # the same number on every architecture
 _RESOLVE_NO_MAGICLINKS = 0x02
 _RESOLVE_IN_ROOT = 0x10
@@ -54,7 +55,7 @@ def _openat2(root_fd: int, relative: str, flags: int, mode: int = 0o600) -> int:
         if fd >= 0:
             return fd
         code = ctypes.get_errno()
-        if code not in (errno.ENOSYS, errno.EPERM):  # EPERM: a seccomp filter that does not know openat2
+        if code != errno.ENOSYS:
             raise OSError(code, os.strerror(code), relative)
         _openat2_missing = True
     return _open_nofollow(root_fd, relative, flags, mode)
@@ -235,15 +236,7 @@ class RootedFiles:
         except OSError as exc:
             raise FileAccessError(f"{path}: {exc.strerror}") from None
         try:
-            for top, _dirs, files, dir_fd in os.fwalk(".", dir_fd=fd):
-                base = where.display + ("" if top == "." else "/" + top[2:])
-                for name in sorted(files):
-                    try:
-                        info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-                    except OSError:
-                        continue
-                    if stat.S_ISREG(info.st_mode):
-                        yield f"{base}/{name}", info, dir_fd, name
+            yield from _walk(fd, where.display)
         finally:
             os.close(fd)
 
@@ -262,6 +255,39 @@ class RootedFiles:
                 return handle.read(limit)
         finally:
             os.close(fd)
+
+
+def _walk(top: int, display: str) -> Iterator[tuple[str, os.stat_result, int, str]]:
+    """Regular files below the directory ``top``, breadth first, without recursion or following symlinks.
+
+    Directories deeper than MAX_DEPTH are not entered (an agent can nest thousands).
+    """
+    pending: list[tuple[int, str, int]] = [(os.dup(top), display, 0)]
+    try:
+        while pending:
+            dir_fd, shown, depth = pending.pop(0)
+            try:
+                with os.scandir(dir_fd) as entries:
+                    listed = sorted(entries, key=lambda entry: entry.name)
+                for entry in listed:
+                    try:
+                        info = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    if stat.S_ISREG(info.st_mode):
+                        yield f"{shown}/{entry.name}", info, dir_fd, entry.name
+                    elif stat.S_ISDIR(info.st_mode) and depth < MAX_DEPTH:
+                        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+                        try:
+                            child = os.open(entry.name, flags, dir_fd=dir_fd)
+                        except OSError:
+                            continue
+                        pending.append((child, f"{shown}/{entry.name}", depth + 1))
+            finally:
+                os.close(dir_fd)
+    finally:
+        for dir_fd, _, _ in pending:
+            os.close(dir_fd)
 
 
 def glob_regex(pattern: str) -> re.Pattern[str]:
@@ -294,4 +320,7 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
         else:
             out.append(re.escape(char))
         index += 1
-    return re.compile("".join(out) + r"\Z")
+    try:
+        return re.compile("".join(out) + r"\Z")
+    except re.error as exc:
+        raise FileAccessError(f"`pattern` is not a valid glob: {exc}") from None

@@ -7,6 +7,7 @@ serving. Sandboxes are the same on both stores, so these run on SQLite only.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,8 @@ try:
         print(response.status, response.read().decode().strip())
 except urllib.error.HTTPError as exc:
     print(exc.code, exc.read().decode().strip())
+except urllib.error.URLError as exc:
+    print("failed URLError", exc.reason)
 except Exception as exc:
     print("failed", type(exc).__name__)
 """
@@ -185,7 +188,7 @@ def test_the_network_goes_only_where_the_policy_says(
     )
     assert results[1] == (False, "200 hello through the proxy")
     assert results[2] == (False, "403 Blocked by the sandbox network policy: other.test is not an allowed host.")
-    assert results[3] == (False, "failed URLError")  # the CONNECT tunnel was refused with a 403
+    assert results[3] == (False, "failed URLError Tunnel connection failed: 403 Forbidden")
     assert results[4] == (False, "failed ConnectionRefusedError")  # loopback is the sandbox's own: nothing there
 
     unrestricted = client.beta.environments.create(name=f"open-{secrets.token_hex(4)}")
@@ -206,7 +209,8 @@ def test_the_network_goes_only_where_the_policy_says(
     )
     assert results[1] == (False, "200 hello through the proxy")
     refused = "403 Blocked by the sandbox network policy: {} resolves to the non-public address {}."
-    assert results[2] == (False, "failed URLError")  # NO_PROXY: straight to the sandbox's own loopback, refused
+    # NO_PROXY: straight to the sandbox's own loopback, where nothing listens.
+    assert results[2] == (False, "failed URLError [Errno 111] Connection refused")
     assert results[3] == (False, refused.format("127.0.0.1", "127.0.0.1"))
     assert results[4][1].startswith("403 Blocked by the sandbox network policy: localhost resolves to the non-public")
     assert results[5] == (False, refused.format("169.254.169.254", "169.254.169.254"))
@@ -216,23 +220,68 @@ def test_the_network_goes_only_where_the_policy_says(
 def test_limits_end_the_command_not_the_server(
     client: anthropic.Anthropic, script: Script, environment: Any, recorders: list[Recorder]
 ) -> None:
+    script(
+        ToolUse("bash", {"command": "python3 -c 'b = bytearray(1 << 30); print(\"allocated\")'"}),
+        ToolUse("bash", {"command": ":(){ :|:& };: ; sleep 30", "timeout_ms": 8000}),
+        ToolUse("bash", {"command": "echo alive"}),
+        Text("done"),
+    )
+    session, recorder = start(client, script, environment, recorders, tools=[TOOLSET])
+    client.beta.sessions.events.send(session.id, events=[say("try")])
+    recorder.wait(lambda events: types(events).count("agent.tool_use") == 2)
+
+    def bomb_stopped() -> bool:  # the sandbox's pids cgroup refused forks while the bomb ran
+        groups = [*Path("/sys/fs/cgroup/pids/agenthost").glob(f"*.{session.id}.*")]
+        groups += Path("/sys/fs/cgroup/agenthost").glob(f"*.{session.id}.*")  # cgroup v2
+        for events in (group / "pids.events" for group in groups):
+            with contextlib.suppress(OSError):
+                return int(events.read_text().split()[1]) > 0
+        return False
+
+    wait_until(bomb_stopped, timeout=8)
+    listed = assert_stream_equals_list(recorder.idles(), client, session.id)
+    per_call = ["span.model_request_start", "agent.tool_use", "span.model_request_end", "agent.tool_result"]
+    assert types(listed) == [
+        "user.message",
+        "session.status_running",
+        *per_call * 3,
+        "span.model_request_start",
+        "agent.message",
+        "span.model_request_end",
+        "session.usage",
+        "session.status_idle",
+    ]
+    results = [(e.is_error, e.content[0].text) for e in listed if e.type == "agent.tool_result"]
+    assert results[0][0] and "Killed" in results[0][1] and results[0][1].endswith("\n[exit code 137]")
+    assert "allocated" not in results[0][1].splitlines()  # (the bash message quotes the command)
+    assert results[1] == (True, "Command timed out after 8000 ms and was killed.")
+    assert results[2] == (False, "alive")  # a fresh sandbox, same files
+    assert client.beta.sessions.retrieve(session.id).status == "idle"
+
+
+def test_a_deep_tree_is_searched_to_a_depth_and_deleted_whole(
+    client: anthropic.Anthropic, script: Script, environment: Any, recorders: list[Recorder], server: LiveServer
+) -> None:
+    assert server.sandbox_dir is not None
+    deep = "for i in $(seq 1100); do mkdir d && cd d; done; echo deep > f.txt; cd /workspace; echo top > g.txt"
     session, results = run_tools(
         client,
         script,
         environment,
         recorders,
         [
-            bash("python3 -c 'b = bytearray(1 << 30); print(\"allocated\")'"),
-            bash(":(){ :|:& };:; sleep 10; echo survived", timeout_ms=4000),
-            bash("echo alive"),
+            bash(deep),
+            ("glob", {"pattern": "**/*.txt"}),
+            ("grep", {"pattern": "deep|top"}),
+            ("glob", {"pattern": "[z-a]"}),
         ],
     )
-    assert results[0][0] and "Killed" in results[0][1] and results[0][1].endswith("\n[exit code 137]")
-    assert "allocated" not in results[0][1].splitlines()  # (the bash message quotes the command)
-    # pids.max stops the bomb; the command fails or times out, and its sandbox is torn down.
-    assert results[1][0] is True and "survived" not in results[1][1]
-    assert results[2] == (False, "alive")  # a fresh sandbox, same files
-    assert client.beta.sessions.retrieve(session.id).status == "idle"
+    assert results[0] == (False, "")
+    assert results[1] == (False, "/workspace/g.txt")  # f.txt is 1100 levels down, past MAX_DEPTH
+    assert results[2] == (False, "/workspace/g.txt:1:top")
+    assert results[3][0] and "not a valid glob" in results[3][1]
+    client.beta.sessions.delete(session.id)
+    wait_until(lambda: not (server.sandbox_dir / session.id).exists())
 
 
 def sleepers(marker: str) -> list[str]:

@@ -1,0 +1,86 @@
+"""The bubblewrap backend driven directly, for what no session can time: a start cancelled
+half-way, and a package build that plants traps for the server (security review findings).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agenthost.sandbox.base import CommandResult, NetworkPolicy, Packages, SandboxSpec
+from agenthost.sandbox.bwrap import BwrapBackend
+from agenthost.sandbox.cgroups import Limits
+from agenthost.sandbox.directories import remove_tree
+from agenthost.sandbox.host import SandboxConfig
+from tests.conftest import needs_bwrap, needs_root, run_async, sandbox_dir, wait_until
+
+pytestmark = [needs_bwrap, needs_root]
+
+
+@pytest.fixture
+def root() -> Iterator[Path]:
+    path = sandbox_dir()
+    yield path
+    remove_tree(path)
+
+
+def _processes_of(uid: int) -> list[int]:
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if proc.stat().st_uid == uid:
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_a_start_cancelled_at_any_point_leaves_nothing_running(root: Path) -> None:
+    async def scenario() -> int:
+        backend = BwrapBackend(root, SandboxConfig(Limits(256 << 20, 64, 1.0)))
+        spec = SandboxSpec("sesn_cancelled0000000000000000", NetworkPolicy())
+        sandbox = await backend.get(spec)
+        for delay in (0, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016):
+            task = asyncio.create_task(sandbox.run("echo started", 10))
+            await asyncio.sleep(delay)
+            task.cancel()
+            await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 10)  # never hangs
+        result = await sandbox.run("echo still usable", 10)
+        assert result.output.strip() == "still usable"
+        await backend.close()
+        return backend.uid_for(spec.session_id)
+
+    uid = run_async(scenario())
+    wait_until(lambda: not _processes_of(uid), timeout=10)  # killed ones are reaped within moments
+
+
+def test_a_package_build_cannot_make_the_server_write_through_its_files(root: Path, tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("untouched")
+    victim.chmod(0o600)
+
+    async def scenario() -> Path:
+        backend = BwrapBackend(root, SandboxConfig(Limits(256 << 20, 64, 1.0)))
+        spec = SandboxSpec("sesn_builder000000000000000000", NetworkPolicy(), Packages(pip=("anything",)))
+
+        async def hostile(spec: SandboxSpec, into: Path, command: str) -> CommandResult:
+            # What an install script could do: plant symlinks and FIFOs where a server might write.
+            planted = (
+                f"ln -s {victim} /opt/agenthost/.complete; mkfifo /opt/agenthost/fifo; echo built > /opt/agenthost/ok"
+            )
+            return await backend._build(spec, into, planted)
+
+        built = await asyncio.wait_for(backend.packages.ensure(spec, hostile), 60)
+        await backend.close()
+        return built
+
+    built = run_async(scenario())
+    assert victim.read_text() == "untouched"
+    assert (built / "ok").read_text() == "built\n"
+    marker = built.with_name(built.name + ".complete")
+    assert stat.S_ISREG(os.lstat(marker).st_mode) and os.lstat(marker).st_uid == 0
