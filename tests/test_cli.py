@@ -83,21 +83,23 @@ def test_serve_creates_one_key_on_first_start_only(served: Served, tmp_path: Pat
         client = anthropic.Anthropic(
             base_url=again.url, api_key=keys[0], _strict_response_validation=True, max_retries=0
         )
-        agent = client.beta.agents.create(model="claude-opus-4-7", name="cli")
-        assert client.beta.agents.retrieve(agent.id).name == "cli"
+        with client:
+            agent = client.beta.agents.create(model="claude-opus-4-7", name="cli")
+            assert client.beta.agents.retrieve(agent.id).name == "cli"
     finally:
         second_log = again.stop()
     assert KEY.findall(second_log) == []  # the key is printed once, never again
     assert (tmp_path / "data" / "agenthost.db").exists()
 
 
-def test_keys_create_list_revoke(served: Served, tmp_path: Path) -> None:
+def test_keys_create_list_revoke(served: Served, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     data_dir = tmp_path / "data"
     created = _cli(data_dir, "keys", "create", "--workspace", "team-b")
     assert created.returncode == 0, created.stderr
     key = created.stdout.strip()
     assert KEY.fullmatch(key)
     client = anthropic.Anthropic(base_url=served.url, api_key=key, _strict_response_validation=True, max_retries=0)
+    request.addfinalizer(client.close)
     assert list(client.beta.agents.list()) == []
     listed = _cli(data_dir, "keys", "list")
     assert listed.returncode == 0 and "team-b" in listed.stdout and key[-4:] in listed.stdout
@@ -145,7 +147,8 @@ def test_configured_api_key_means_no_generated_key(tmp_path: Path) -> None:
             _strict_response_validation=True,
             max_retries=0,
         )
-        assert list(client.beta.environments.list()) == []
+        with client:
+            assert list(client.beta.environments.list()) == []
     finally:
         proc.terminate()
         output, _ = proc.communicate(timeout=30)

@@ -46,7 +46,11 @@ class EgressProxy:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def serve(self, sock: socket.socket) -> None:
-        self._server = await asyncio.start_server(self._handle, sock=sock, limit=_HEAD_LIMIT)
+        try:
+            self._server = await asyncio.start_server(self._handle, sock=sock, limit=_HEAD_LIMIT)
+        except BaseException:
+            sock.close()
+            raise
 
     async def close(self) -> None:
         server, self._server = self._server, None
@@ -157,7 +161,12 @@ async def listen_in_namespace(pid: int, port: int = PORT) -> socket.socket:
         loop.call_soon_threadsafe(_settle, future, result)
 
     threading.Thread(target=work, name=f"netns-{pid}", daemon=True).start()
-    return await future
+    try:
+        return await future
+    except asyncio.CancelledError:  # cancelled just after the socket arrived: nobody else will close it
+        if future.done() and not future.cancelled() and future.exception() is None:
+            future.result().close()
+        raise
 
 
 def _settle(future: asyncio.Future[socket.socket], result: socket.socket | BaseException) -> None:

@@ -87,13 +87,18 @@ def processes() -> Iterator[list[Process]]:
 
 
 def test_a_killed_server_s_turn_is_finished_by_the_next_one(
-    fake: FakeAnthropic, script: Script, tmp_path: Path, processes: list[Process]
+    fake: FakeAnthropic,
+    script: Script,
+    tmp_path: Path,
+    processes: list[Process],
+    request: pytest.FixtureRequest,
 ) -> None:
     assert os.environ["ANTHROPIC_BASE_URL"] == fake.url  # the server processes reach the fake model
     script(ToolUse("bash", {"command": "sleep 29.3"}), Text("Recovered."))
     port = _free_port()
     processes.append(first := Process(tmp_path, port))
     client = anthropic.Anthropic(base_url=first.url, api_key=KEY, max_retries=0, _strict_response_validation=True)
+    request.addfinalizer(client.close)
     env = client.beta.environments.create(name="crash")
     agent = client.beta.agents.create(model="claude-opus-4-7", name="a", system=script.system, tools=[TOOLSET])
     session = client.beta.sessions.create(agent=agent.id, environment_id=env.id)

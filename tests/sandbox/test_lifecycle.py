@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import anthropic
+import pytest
 
 from agenthost.sandbox.cgroups import detect as detect_cgroups
 from agenthost.testing.fake_anthropic import FakeAnthropic, Text, ToolUse
@@ -39,7 +40,11 @@ TURN = [
 
 
 def test_files_survive_a_restart_and_go_with_the_session(
-    fake: FakeAnthropic, script: Script, tmp_path: Path, processes: list[Process]
+    fake: FakeAnthropic,
+    script: Script,
+    tmp_path: Path,
+    processes: list[Process],
+    request: pytest.FixtureRequest,
 ) -> None:
     sandboxes = sandbox_dir()
     try:
@@ -52,6 +57,7 @@ def test_files_survive_a_restart_and_go_with_the_session(
         port = _free_port()
         processes.append(first := Process(tmp_path, port, sandbox_dir=str(sandboxes)))
         client = anthropic.Anthropic(base_url=first.url, api_key=KEY, max_retries=0, _strict_response_validation=True)
+        request.addfinalizer(client.close)
         env = client.beta.environments.create(name="restart")
         agent = client.beta.agents.create(model="claude-opus-4-7", name="a", system=script.system, tools=[TOOLSET])
         session = client.beta.sessions.create(agent=agent.id, environment_id=env.id)
