@@ -160,3 +160,19 @@ def test_help_lists_the_commands() -> None:
     assert result.returncode == 0
     for command in ("serve", "keys", "db"):
         assert command in result.stdout
+
+
+def test_serve_refuses_to_start_without_bubblewrap_and_says_how_to_fix_it(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"  # a PATH with everything serve needs but bwrap
+    bin_dir.mkdir()
+    env = _env(tmp_path / "data") | {"PATH": str(bin_dir)}
+    result = subprocess.run(
+        [sys.executable, "-m", "agenthost", "serve", "--port", str(_free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "bubblewrap is not installed" in result.stderr and "apt-get install bubblewrap" in result.stderr
+    assert "AGENTHOST_SANDBOX=local" in result.stderr  # the unsafe way out is named, never taken silently
