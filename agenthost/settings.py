@@ -98,7 +98,7 @@ class Settings(BaseSettings):
         default=None,
         description=(
             "Image of the docker backend's containers (needs /bin/bash and sleep). Default: an empty image with the "
-            "host's /usr, /etc and /opt mounted read-only, as bubblewrap sandboxes see them."
+            "host's /usr and /etc mounted read-only, as bubblewrap sandboxes see them."
         ),
     )
     sandbox_docker_host: str | None = Field(
