@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from starlette.responses import StreamingResponse
+from starlette.responses import Response, StreamingResponse
 
 from agenthost.api.deps import Workspace, store
+from agenthost.api.idempotency import idempotent
 from agenthost.api.pagination import created_bounds, limit_param, page_body, page_request
 from agenthost.api.responses import JSONBytes, json_response
 from agenthost.api.sse import PING, error_frame, frame
@@ -42,10 +43,13 @@ async def list_events(
 
 
 @router.post("")
-async def send(request: Request, session_id: str, body: SendEvents, workspace_id: Workspace) -> JSONBytes:
-    payloads = send_payloads(body.events)
-    echoed = await send_events(store(request), request.app.state.engine, workspace_id, session_id, payloads)
-    return json_response({"data": echoed})
+async def send(request: Request, session_id: str, body: SendEvents, workspace_id: Workspace) -> Response:
+    async def work() -> JSONBytes:
+        payloads = send_payloads(body.events)
+        echoed = await send_events(store(request), request.app.state.engine, workspace_id, session_id, payloads)
+        return json_response({"data": echoed})
+
+    return await idempotent(request, workspace_id, work)
 
 
 @router.get("/stream")

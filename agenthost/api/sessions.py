@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
+from starlette.responses import Response
 
 import agenthost.engine.commands as commands
 from agenthost.api.deps import Workspace, store
+from agenthost.api.idempotency import idempotent
 from agenthost.api.pagination import created_bounds, limit_param, page_body, page_request
 from agenthost.api.responses import JSONBytes, json_response
 from agenthost.errors import InvalidRequest
@@ -29,7 +31,11 @@ Status = Literal["rescheduling", "running", "idle", "terminated"]
 
 
 @router.post("")
-async def create_session(request: Request, body: SessionCreate, workspace_id: Workspace) -> JSONBytes:
+async def create_session(request: Request, body: SessionCreate, workspace_id: Workspace) -> Response:
+    return await idempotent(request, workspace_id, lambda: _create_session(request, body, workspace_id))
+
+
+async def _create_session(request: Request, body: SessionCreate, workspace_id: str) -> JSONBytes:
     body.check_unsupported()
     initial = initial_event_payloads(body.initial_events)
     ref = body.agent

@@ -5,6 +5,7 @@ from __future__ import annotations
 from agenthost.store.agents import Agents
 from agenthost.store.db import Database
 from agenthost.store.environments import Environments
+from agenthost.store.idempotency import Idempotency
 from agenthost.store.keys import Keys
 from agenthost.store.notify import Bus
 from agenthost.store.sessions import Sessions
@@ -20,6 +21,7 @@ class Store:
         self.environments = Environments(self.db)
         self.bus = Bus()
         self.sessions = Sessions(self.db, self.bus)
+        self.idempotency = Idempotency(self.db)
 
     async def open(self) -> None:
         """Migrate the schema to the newest revision."""

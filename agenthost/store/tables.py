@@ -115,3 +115,17 @@ events = sa.Table(
     # Migration 0002: queued input dropped when a turn's retries were exhausted; never shown to the model.
     sa.Column("flushed", sa.Boolean, nullable=False, server_default=sa.false()),
 )
+
+# Migration 0004: answers to requests sent with an Idempotency-Key, kept for a day. A row with no
+# status is a request still being worked on.
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("workspace_id", sa.String(64), primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("status", sa.Integer, nullable=True),
+    sa.Column("body", sa.Text, nullable=True),
+    sa.Column("created_at", Micros, nullable=False),
+    sa.Index("ix_idempotency_keys_created_at", "created_at"),
+)
