@@ -25,6 +25,7 @@ from agenthost.sandbox.base import SandboxBackend
 from agenthost.schemas.common import now_us
 from agenthost.store.db import Database
 from agenthost.store.notify import Bus
+from agenthost.store.sessions import Logged, append_events
 from agenthost.store.tables import environments, sessions
 
 log = logging.getLogger("agenthost.engine")
@@ -194,7 +195,10 @@ class Engine:
         expires = now + int(self.settings.lease_seconds * 1_000_000)
         owner = self.owner
 
+        published: list[Logged] = []
+
         def claim(conn: sa.Connection) -> int | None:
+            published.clear()
             result = conn.execute(
                 sessions.update()
                 .where(
@@ -203,11 +207,20 @@ class Engine:
                     sa.or_(sessions.c.lease_owner.is_(None), sessions.c.lease_expires_at < now),
                 )
                 .values(lease_owner=owner, lease_generation=sessions.c.lease_generation + 1, lease_expires_at=expires)
-                .returning(sessions.c.lease_generation)
+                .returning(sessions.c.lease_generation, sessions.c.status, sessions.c.running_since)
             ).first()
-            return None if result is None else int(result[0])
+            if result is None:
+                return None
+            if result.status == "running" and result.running_since is not None:
+                # The run that had this turn died with it (its lease expired): the session is rescheduled,
+                # in the same transaction, and the run that starts now takes the turn over.
+                conn.execute(sessions.update().where(sessions.c.id == session_id).values(status="rescheduling"))
+                rescheduled = [{"type": "session.status_rescheduled"}]
+                published.extend(append_events(conn, session_id, rescheduled, processed=True, now=now))
+            return int(result.lease_generation)
 
         generation = await self.db.run_write(claim)
+        self.bus.publish(session_id, published)
         return None if generation is None else Lease(session_id, owner, generation)
 
     async def _run(self, lease: Lease) -> None:

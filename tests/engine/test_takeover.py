@@ -1,8 +1,8 @@
 """A server killed mid-turn: the restarted engine takes the turn over and finishes it (DESIGN invariant 4).
 
 Real processes: `agenthost serve` is started, SIGKILLed while a bash call runs, and started
-again on the same SQLite file. (The full crash-recovery suite, with `rescheduling` and
-PostgreSQL, is issue #5.)
+again on the same SQLite file: the session is rescheduled, then the turn goes on. (The full
+crash-recovery suite on PostgreSQL is issue #5.)
 """
 
 from __future__ import annotations
@@ -124,6 +124,7 @@ def test_a_killed_server_s_turn_is_finished_by_the_next_one(
         "span.model_request_start",
         "agent.tool_use",
         "span.model_request_end",
+        "session.status_rescheduled",  # the lease expired: rescheduled, then taken over
         "session.status_running",
         "agent.tool_result",
         "span.model_request_start",
@@ -132,7 +133,7 @@ def test_a_killed_server_s_turn_is_finished_by_the_next_one(
         "session.usage",
         "session.status_idle",
     ]
-    result: Any = listed[6]
+    result: Any = listed[7]
     assert result.type == "agent.tool_result" and result.is_error is True
     assert "was not run again" in result.content[0].text
     assert listed[-1].type == "session.status_idle" and listed[-1].stop_reason.type == "end_turn"
