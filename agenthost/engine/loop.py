@@ -38,6 +38,7 @@ from agenthost.tools.registry import Toolbox
 T = TypeVar("T")
 log = logging.getLogger("agenthost.engine")
 WORK = ("user.message", "system.message", "user.tool_confirmation")
+READ_ONLY_TOOLS = frozenset({"read", "glob", "grep"})  # safe to run again after a crash
 
 
 @dataclass(frozen=True)
@@ -191,8 +192,9 @@ class Run:
         """Close what a run that stopped mid-turn left open; return the calls that still need the client.
 
         A built-in call that was running (allowed, or confirmed) gets an explicit error result: it may
-        or may not have completed, and is never run again. Custom calls and unconfirmed ``ask`` calls
-        were waiting on the client and wait again.
+        or may not have completed, and is never run again, unless it only reads (``read``, ``glob``,
+        ``grep``): those are run (again). Custom calls and unconfirmed ``ask`` calls were waiting on
+        the client and wait again.
         """
         log = await self.log.read()
         answered = {
@@ -208,6 +210,8 @@ class Run:
             asks = event.get("evaluated_permission") == "ask" and event["id"] not in confirmed
             if event["type"] == "agent.custom_tool_use" or asks:
                 blocking.append(event["id"])
+            elif event["name"] in READ_ONLY_TOOLS and event.get("evaluated_permission") != "deny":
+                await self._tool_result(event["id"], await self._run_tool(event))
             else:
                 await self._tool_result(
                     event["id"],

@@ -94,7 +94,10 @@ def test_a_killed_server_s_turn_is_finished_by_the_next_one(
     request: pytest.FixtureRequest,
 ) -> None:
     assert os.environ["ANTHROPIC_BASE_URL"] == fake.url  # the server processes reach the fake model
-    script(ToolUse("bash", {"command": "sleep 29.3"}), Text("Recovered."))
+    script(
+        ToolUse("bash", {"command": "echo before > a.txt && sleep 29.3"}, more=[("read", {"file_path": "a.txt"})]),
+        Text("Recovered."),
+    )
     port = _free_port()
     processes.append(first := Process(tmp_path, port))
     client = anthropic.Anthropic(base_url=first.url, api_key=KEY, max_retries=0, _strict_response_validation=True)
@@ -123,9 +126,11 @@ def test_a_killed_server_s_turn_is_finished_by_the_next_one(
         "session.status_running",
         "span.model_request_start",
         "agent.tool_use",
+        "agent.tool_use",
         "span.model_request_end",
         "session.status_rescheduled",  # the lease expired: rescheduled, then taken over
         "session.status_running",
+        "agent.tool_result",
         "agent.tool_result",
         "span.model_request_start",
         "agent.message",
@@ -133,8 +138,11 @@ def test_a_killed_server_s_turn_is_finished_by_the_next_one(
         "session.usage",
         "session.status_idle",
     ]
-    result: Any = listed[7]
+    result: Any = listed[8]
     assert result.type == "agent.tool_result" and result.is_error is True
-    assert "was not run again" in result.content[0].text
+    assert "was not run again" in result.content[0].text  # bash may have had effects: never re-run
+    reread: Any = listed[9]
+    assert reread.tool_use_id == listed[4].id and reread.is_error is False
+    assert reread.content[0].text == "     1\tbefore"  # a read-only call is simply run
     assert listed[-1].type == "session.status_idle" and listed[-1].stop_reason.type == "end_turn"
     assert client.beta.sessions.retrieve(session.id).status == "idle"
