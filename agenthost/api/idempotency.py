@@ -6,6 +6,8 @@ second session or a second copy of its events. The key belongs to the workspace;
 it for a different request is a 400, and a retry that arrives while the first request is
 still being worked on is a 409 the client may retry. Answers are kept for 24 hours; only
 successful answers are kept (a refused request changed nothing, so it may simply run again).
+The answer is stored after the work's own transaction: a server that dies between the two
+leaves a claim that frees itself after a minute, and a retry then does the work again.
 """
 
 from __future__ import annotations
@@ -51,8 +53,9 @@ async def idempotent(request: Request, workspace_id: str, work: Callable[[], Awa
         )
     try:
         response = await work()
-    except BaseException:
-        await keys.release(workspace_id, key)
+    except Exception:  # refused (4xx): nothing was done, so the key is free again
+        await keys.release(workspace_id, key, claim.token)
         raise
-    await keys.complete(workspace_id, key, response.status_code, bytes(response.body).decode())
+    # Cancelled (client gone, shutdown): the work may have committed, so the claim stays and goes stale.
+    await keys.complete(workspace_id, key, claim.token, response.status_code, bytes(response.body).decode())
     return response

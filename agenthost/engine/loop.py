@@ -202,16 +202,28 @@ class Run:
             for e in log
             if e["type"] in ("agent.tool_result", "user.custom_tool_result", "user.tool_result")
         }
-        confirmed = {e["tool_use_id"] for e in log if e["type"] == "user.tool_confirmation"}
+        confirmations = {e["tool_use_id"]: e for e in log if e["type"] == "user.tool_confirmation"}
+        open_calls = [
+            e for e in log if e["type"] in ("agent.tool_use", "agent.custom_tool_use") and e["id"] not in answered
+        ]
         blocking: list[str] = []
-        for event in log:
-            if event["type"] not in ("agent.tool_use", "agent.custom_tool_use") or event["id"] in answered:
-                continue
-            asks = event.get("evaluated_permission") == "ask" and event["id"] not in confirmed
-            if event["type"] == "agent.custom_tool_use" or asks:
+        for index, event in enumerate(open_calls):
+            confirmation = confirmations.get(event["id"])
+            permission = event.get("evaluated_permission")
+            if event["type"] == "agent.custom_tool_use" or (permission == "ask" and confirmation is None):
                 blocking.append(event["id"])
-            elif event["name"] in READ_ONLY_TOOLS and event.get("evaluated_permission") != "deny":
-                await self._tool_result(event["id"], await self._run_tool(event))
+            elif permission == "deny" or (confirmation is not None and confirmation["result"] != "allow"):
+                await self._tool_result(event["id"], _refusal(event, confirmation))
+            elif event["name"] in READ_ONLY_TOOLS:
+                try:
+                    output = await self._run_tool(event)
+                except Interrupted:
+                    await self._tool_result(event["id"], ToolOutput.text("Interrupted by the user.", is_error=True))
+                    for later in open_calls[index + 1 :]:
+                        if later["type"] == "agent.tool_use":
+                            await self._tool_result(later["id"], ToolOutput.text(INTERRUPTED, is_error=True))
+                    raise
+                await self._tool_result(event["id"], output)
             else:
                 await self._tool_result(
                     event["id"],
@@ -238,10 +250,7 @@ class Run:
                         await self._tool_result(later["id"], ToolOutput.text(INTERRUPTED, is_error=True))
                     raise
             else:
-                text = f"Permission to use {tool_use['name']} was denied by the user."
-                if confirmation.get("deny_message"):
-                    text += f" Reason: {confirmation['deny_message']}"
-                output = ToolOutput.text(text, is_error=True)
+                output = _refusal(tool_use, confirmation)
             await self._tool_result(tool_use["id"], output)
 
     # -- step 3: the model -----------------------------------------------------------------------
@@ -352,10 +361,7 @@ class Run:
                 blocking.append(tool_use["id"])
                 continue
             if tool_use.get("evaluated_permission") == "deny":
-                await self._tool_result(
-                    tool_use["id"],
-                    ToolOutput.text(f"Tool {tool_use['name']} is not enabled for this agent.", is_error=True),
-                )
+                await self._tool_result(tool_use["id"], _refusal(tool_use, None))
                 continue
             try:
                 output = await self._run_tool(tool_use)
@@ -472,6 +478,16 @@ class Run:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
         raise Interrupted
+
+
+def _refusal(tool_use: JSON, confirmation: JSON | None) -> ToolOutput:
+    """The result of a call its policy or the user refused."""
+    if confirmation is None:
+        return ToolOutput.text(f"Tool {tool_use['name']} is not enabled for this agent.", is_error=True)
+    text = f"Permission to use {tool_use['name']} was denied by the user."
+    if confirmation.get("deny_message"):
+        text += f" Reason: {confirmation['deny_message']}"
+    return ToolOutput.text(text, is_error=True)
 
 
 def sandbox_spec(session_id: str, config: JSON, agent: JSON) -> SandboxSpec:

@@ -1,10 +1,10 @@
 """Per-sandbox resource limits through cgroups, v1 or v2 (layer 1; issue #4 point 3).
 
-Each sandbox gets its own group, ``agenthost/<server pid>.<session id>.<launch>``, in the memory,
+Each sandbox gets its own group, ``agenthost/<server>.<session id>.<launch>``, in the memory,
 pids and cpu controllers (v1: one hierarchy each; v2: one unified group), limited before
 the sandbox runs anything: a memory hog is OOM-killed inside its group and a fork bomb
-hits ``pids.max``, and neither touches the server. The server pid in the name lets a
-restarted server tell its predecessor's leftovers from a live neighbour's.
+hits ``pids.max``, and neither touches the server. The server's pid and start time in the
+name let a restarted server tell its predecessor's leftovers from a live neighbour's.
 
 Where the hierarchy is not writable (a server that is not root, a container without a
 delegated cgroup) :func:`detect` returns None and the sandbox relies on rlimits and its
@@ -98,7 +98,8 @@ class CgroupTree:
         return [self.root / PARENT] if self.v2 else [self.root / controller / PARENT for controller in _V1]
 
     def create(self, session_id: str, limits: Limits) -> Cgroup:
-        name = f"{os.getpid()}.{session_id}.{secrets.token_hex(4)}"  # one per launch: a stop never hits its successor
+        # One group per launch: the teardown of a stopped sandbox never hits its successor's group.
+        name = f"{server_identity()}.{session_id}.{secrets.token_hex(4)}"
         paths = tuple(parent / name for parent in self.parents())
         for path in paths:
             path.mkdir(exist_ok=True)
@@ -128,10 +129,34 @@ class CgroupTree:
                         found.setdefault(entry.name, []).append(entry)
         stale = []
         for name, paths in found.items():
-            owner = name.partition(".")[0]
-            if owner.isdigit() and not process_alive(int(owner)):
+            if not identity_alive(name.partition(".")[0]):
                 stale.append(Cgroup(tuple(paths), self.v2))
         return stale
+
+
+def _start_time(pid: int) -> str | None:
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat_line.rpartition(")")[2].split()[19]  # field 22, starttime (the name may hold spaces)
+
+
+def server_identity() -> str:
+    """This process as ``<pid>-<start time>``: unlike a bare pid, never the same for a restarted server
+    (a server in a container is pid 1 every time)."""
+    pid = os.getpid()
+    return f"{pid}-{_start_time(pid) or 0}"
+
+
+def identity_alive(identity: str) -> bool:
+    """Whether the process a :func:`server_identity` (or a bare pid) names still runs on this host."""
+    pid_text, _, started = identity.partition("-")
+    if not pid_text.isdigit():
+        return True  # not ours to judge
+    if not process_alive(int(pid_text)):
+        return False
+    return not started or _start_time(int(pid_text)) == started
 
 
 def process_alive(pid: int) -> bool:

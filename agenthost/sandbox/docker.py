@@ -32,7 +32,7 @@ import tarfile
 from pathlib import Path
 
 from agenthost.sandbox.base import SandboxSpec, SandboxUnavailable
-from agenthost.sandbox.cgroups import process_alive
+from agenthost.sandbox.cgroups import identity_alive, server_identity
 from agenthost.sandbox.directories import OUTPUTS, UPLOADS, SessionDirs
 from agenthost.sandbox.host import HostBackend, HostSandbox, SandboxConfig, log
 from agenthost.sandbox.packages import MOUNT
@@ -96,7 +96,7 @@ class DockerSandbox(HostSandbox):
         argv = [
             "run", "--detach", "--name", name,
             "--label", f"agenthost.sandboxes={self.backend.root}",
-            "--label", f"agenthost.server={os.getpid()}",
+            "--label", f"agenthost.server={server_identity()}",
             "--network", "none", "--hostname", "sandbox",
             "--read-only", "--tmpfs", f"/tmp:rw,exec,size={config.tmp_bytes},mode=1777",
             "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
@@ -120,7 +120,9 @@ class DockerSandbox(HostSandbox):
 
     async def _launch(self) -> asyncio.subprocess.Process:
         packages = await self.packages()
-        name = f"agenthost-{self.spec.session_id}" + (f"-build-{os.urandom(4).hex()}" if self.build_into else "")
+        # Names are fixed per session (or per build directory): a leftover of a launch that was cut off is
+        # found and removed by the next one.
+        name = f"agenthost-{self.build_into.name if self.build_into else self.spec.session_id}"
         await self.backend.docker("rm", "--force", name, check=False)  # a leftover of this session
         self.container = name
         try:
@@ -151,7 +153,8 @@ class DockerSandbox(HostSandbox):
     async def _remove(self) -> None:
         name, self.container = self.container, None
         if name is not None:
-            await self.backend.docker("rm", "--force", name, check=False)
+            # Not cancellable: a teardown cut short would leave the container running.
+            await asyncio.shield(self.backend.docker("rm", "--force", name, check=False, timeout=60))
         await self.close_proxy()
 
 
@@ -180,12 +183,24 @@ class DockerBackend(HostBackend):
             if made.returncode != 0:
                 raise DockerUnavailable(f"cannot create the {SKELETON_IMAGE} image: {made.stderr.decode().strip()}")
 
-    async def docker(self, *args: str, check: bool = True) -> str:
-        """Run a docker CLI command; SandboxUnavailable with its message when it fails and ``check``."""
+    async def docker(self, *args: str, check: bool = True, timeout: float = 120.0) -> str:
+        """Run a docker CLI command; SandboxUnavailable with its message when it fails and ``check``.
+
+        A command that outlives ``timeout`` (a stuck engine) or whose caller is cancelled is killed.
+        """
         process = await asyncio.create_subprocess_exec(
             *self.cli, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
         )
-        out, err = await process.communicate()
+        try:
+            out, err = await asyncio.wait_for(process.communicate(), timeout)
+        except BaseException as exc:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                await process.wait()
+            if isinstance(exc, TimeoutError):
+                raise SandboxUnavailable(f"docker {args[0]} did not answer within {timeout:.0f} s") from None
+            raise
         if check and process.returncode != 0:
             raise SandboxUnavailable(f"docker {args[0]} failed: {err.decode(errors='replace').strip()}")
         return out.decode()
@@ -202,5 +217,5 @@ class DockerBackend(HostBackend):
         )  # fmt: skip
         for line in listing.splitlines():
             name, _, server = line.partition(" ")
-            if server.isdigit() and not process_alive(int(server)):
+            if server and not identity_alive(server):
                 await self.docker("rm", "--force", name, check=False)

@@ -33,11 +33,23 @@ _SYS_OPENAT2 = 437  # the same number on every architecture
 _RESOLVE_NO_MAGICLINKS = 0x02
 _RESOLVE_IN_ROOT = 0x10
 _libc = ctypes.CDLL(None, use_errno=True)
-_openat2_missing = False
+
+
+def _probe_openat2() -> bool:
+    """Whether openat2 works here: kernels before 5.6 answer ENOSYS, some seccomp profiles EPERM."""
+    how = _OpenHow(os.O_PATH | os.O_CLOEXEC, 0, 0)
+    fd = _libc.syscall(_SYS_OPENAT2, -100, b"/", ctypes.byref(how), ctypes.sizeof(how))  # -100: AT_FDCWD
+    if fd >= 0:
+        os.close(fd)
+        return True
+    return False
 
 
 class _OpenHow(ctypes.Structure):
     _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+_OPENAT2 = _probe_openat2()
 
 
 class FileAccessError(Exception):
@@ -46,19 +58,15 @@ class FileAccessError(Exception):
 
 def _openat2(root_fd: int, relative: str, flags: int, mode: int = 0o600) -> int:
     """Open ``relative`` beneath ``root_fd`` as if that directory were ``/``."""
-    global _openat2_missing
-    if not _openat2_missing:
-        how = _OpenHow(
-            flags | os.O_CLOEXEC, mode if flags & os.O_CREAT else 0, _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS
-        )
-        fd = _libc.syscall(_SYS_OPENAT2, root_fd, (relative or ".").encode(), ctypes.byref(how), ctypes.sizeof(how))
-        if fd >= 0:
-            return fd
+    if not _OPENAT2:
+        return _open_nofollow(root_fd, relative, flags, mode)
+    resolve = _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS
+    how = _OpenHow(flags | os.O_CLOEXEC, mode if flags & os.O_CREAT else 0, resolve)
+    fd = _libc.syscall(_SYS_OPENAT2, root_fd, (relative or ".").encode(), ctypes.byref(how), ctypes.sizeof(how))
+    if fd < 0:
         code = ctypes.get_errno()
-        if code != errno.ENOSYS:
-            raise OSError(code, os.strerror(code), relative)
-        _openat2_missing = True
-    return _open_nofollow(root_fd, relative, flags, mode)
+        raise OSError(code, os.strerror(code), relative)
+    return fd
 
 
 def _open_nofollow(root_fd: int, relative: str, flags: int, mode: int) -> int:
@@ -258,35 +266,45 @@ class RootedFiles:
 
 
 def _walk(top: int, display: str) -> Iterator[tuple[str, os.stat_result, int, str]]:
-    """Regular files below the directory ``top``, breadth first, without recursion or following symlinks.
+    """Regular files below the directory ``top``, depth first, without recursion or following symlinks.
 
-    Directories deeper than MAX_DEPTH are not entered (an agent can nest thousands).
+    At most MAX_DEPTH + 1 directories are open at once (an agent can make thousands of siblings),
+    and directories deeper than MAX_DEPTH are not entered (or thousands of levels).
     """
-    pending: list[tuple[int, str, int]] = [(os.dup(top), display, 0)]
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    stack: list[tuple[int, str, Iterator[os.DirEntry[str]]]] = []
+
+    def enter(dir_fd: int, shown: str) -> None:
+        try:
+            with os.scandir(dir_fd) as entries:
+                listed = sorted(entries, key=lambda entry: entry.name)
+        except OSError:
+            listed = []
+        stack.append((dir_fd, shown, iter(listed)))
+
+    enter(os.dup(top), display)
     try:
-        while pending:
-            dir_fd, shown, depth = pending.pop(0)
-            try:
-                with os.scandir(dir_fd) as entries:
-                    listed = sorted(entries, key=lambda entry: entry.name)
-                for entry in listed:
-                    try:
-                        info = entry.stat(follow_symlinks=False)
-                    except OSError:
-                        continue
-                    if stat.S_ISREG(info.st_mode):
-                        yield f"{shown}/{entry.name}", info, dir_fd, entry.name
-                    elif stat.S_ISDIR(info.st_mode) and depth < MAX_DEPTH:
-                        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-                        try:
-                            child = os.open(entry.name, flags, dir_fd=dir_fd)
-                        except OSError:
-                            continue
-                        pending.append((child, f"{shown}/{entry.name}", depth + 1))
-            finally:
+        while stack:
+            dir_fd, shown, entries = stack[-1]
+            entry = next(entries, None)
+            if entry is None:
                 os.close(dir_fd)
+                stack.pop()
+                continue
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if stat.S_ISREG(info.st_mode):
+                yield f"{shown}/{entry.name}", info, dir_fd, entry.name
+            elif stat.S_ISDIR(info.st_mode) and len(stack) <= MAX_DEPTH:
+                try:
+                    child = os.open(entry.name, flags, dir_fd=dir_fd)
+                except OSError:
+                    continue
+                enter(child, f"{shown}/{entry.name}")
     finally:
-        for dir_fd, _, _ in pending:
+        for dir_fd, _, _ in stack:
             os.close(dir_fd)
 
 

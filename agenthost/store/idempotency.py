@@ -29,6 +29,8 @@ class Claim:
     state: str  # "new" | "replay" | "mismatch" | "in_progress"
     status: int | None = None
     body: str | None = None
+    token: int = 0
+    """For a ``new`` claim: its timestamp, which only the claimant's complete/release match."""
 
 
 class Idempotency:
@@ -49,23 +51,36 @@ class Idempotency:
                         conn.execute(table.insert().values(**values))
                 except IntegrityError:  # another request with this key claimed it a moment ago
                     return Claim("in_progress")
-                return Claim("new")
+                return Claim("new", token=now)
             if row.fingerprint != fingerprint:
                 return Claim("mismatch")
             if row.status is not None:
                 return Claim("replay", row.status, row.body)
-            if row.created_at < now - STALE_US:  # its server died before answering: take it over
-                conn.execute(table.update().where(where).values(created_at=now))
-                return Claim("new")
+            if row.created_at < now - STALE_US:  # its server died before answering: take it over, once
+                taken = conn.execute(
+                    table.update()
+                    .where(where, table.c.created_at == row.created_at, table.c.status.is_(None))
+                    .values(created_at=now)
+                ).rowcount
+                return Claim("new", token=now) if taken == 1 else Claim("in_progress")
             return Claim("in_progress")
 
         return await self.db.run_write(claim)
 
-    async def complete(self, workspace_id: str, key: str, status: int, body: str) -> None:
-        where = sa.and_(table.c.workspace_id == workspace_id, table.c.key == key)
-        await self.db.run_write(lambda conn: conn.execute(table.update().where(where).values(status=status, body=body)))
+    def _mine(self, workspace_id: str, key: str, token: int) -> sa.ColumnElement[bool]:
+        return sa.and_(
+            table.c.workspace_id == workspace_id,
+            table.c.key == key,
+            table.c.created_at == token,
+            table.c.status.is_(None),
+        )
 
-    async def release(self, workspace_id: str, key: str) -> None:
-        """The request failed: a retry with the key does the work again."""
-        where = sa.and_(table.c.workspace_id == workspace_id, table.c.key == key, table.c.status.is_(None))
-        await self.db.run_write(lambda conn: conn.execute(table.delete().where(where)))
+    async def complete(self, workspace_id: str, key: str, token: int, status: int, body: str) -> None:
+        """Store the answer, unless the claim was taken over meanwhile (then the newer claimant answers)."""
+        mine = self._mine(workspace_id, key, token)
+        await self.db.run_write(lambda conn: conn.execute(table.update().where(mine).values(status=status, body=body)))
+
+    async def release(self, workspace_id: str, key: str, token: int) -> None:
+        """The request was refused: a retry with the key does the work again."""
+        mine = self._mine(workspace_id, key, token)
+        await self.db.run_write(lambda conn: conn.execute(table.delete().where(mine)))

@@ -104,3 +104,43 @@ def test_concurrent_retries_make_one_session(
         assert answer.headers["x-should-retry"] == "true"
         assert_error(answer, 409, "invalid_request_error", "still being processed")
     assert [s.id for s in client.beta.sessions.list()] == list(created)
+
+
+def test_a_stale_claim_is_taken_over_by_exactly_one_retry(server: Any) -> None:
+    """A claim whose server died (no answer after STALE_US) goes to one of many concurrent retries."""
+    import asyncio
+
+    import sqlalchemy as sa
+
+    from agenthost.settings import Settings
+    from agenthost.store.idempotency import STALE_US
+    from agenthost.store.sql import Store
+    from agenthost.store.tables import idempotency_keys
+    from tests.conftest import run_async
+
+    key = f"stale-{uuid.uuid4().hex}"
+
+    async def scenario() -> list[str]:
+        store = Store(Settings(database_url=server.database_url).resolved_database_url())
+        try:
+            first = await store.idempotency.claim("ws-stale", key, "f" * 64)
+            assert first.state == "new"
+            aged = idempotency_keys.update().where(idempotency_keys.c.key == key)
+            await store.db.run_write(
+                lambda conn: conn.execute(aged.values(created_at=idempotency_keys.c.created_at - STALE_US - 1))
+            )
+            claims = await asyncio.gather(*(store.idempotency.claim("ws-stale", key, "f" * 64) for _ in range(8)))
+            winner = next(c for c in claims if c.state == "new")
+            # The dead request's late answer is not stored over the new claimant's.
+            await store.idempotency.complete("ws-stale", key, first.token, 200, '{"late": true}')
+            await store.idempotency.complete("ws-stale", key, winner.token, 200, '{"winner": true}')
+            replay = await store.idempotency.claim("ws-stale", key, "f" * 64)
+            assert replay.state == "replay" and replay.body == '{"winner": true}'
+            count = sa.select(sa.func.count()).select_from(idempotency_keys).where(idempotency_keys.c.key == key)
+            assert await store.db.run_read(lambda conn: conn.execute(count).scalar_one()) == 1
+            return [c.state for c in claims]
+        finally:
+            await store.close()
+
+    states = run_async(scenario())
+    assert states.count("new") == 1 and states.count("in_progress") == 7
