@@ -146,3 +146,58 @@ def test_a_killed_server_s_turn_is_finished_by_the_next_one(
     assert reread.content[0].text == "     1\tbefore"  # a read-only call is simply run
     assert listed[-1].type == "session.status_idle" and listed[-1].stop_reason.type == "end_turn"
     assert client.beta.sessions.retrieve(session.id).status == "idle"
+
+
+def test_a_call_the_user_denied_is_never_run_by_the_takeover(
+    fake: FakeAnthropic,
+    script: Script,
+    tmp_path: Path,
+    processes: list[Process],
+    request: pytest.FixtureRequest,
+) -> None:
+    """The server dies while the user's allowed call runs; the read-only call they denied stays denied."""
+    ask_all = {
+        "type": "agent_toolset_20260401",
+        "configs": [
+            {"name": "bash", "permission_policy": {"type": "always_ask"}},
+            {"name": "read", "permission_policy": {"type": "always_ask"}},
+        ],
+    }
+    script(
+        ToolUse("bash", {"command": "sleep 28.7"}, more=[("read", {"file_path": "/etc/hostname"})]),
+        Text("Understood."),
+    )
+    port = _free_port()
+    processes.append(first := Process(tmp_path, port))
+    client = anthropic.Anthropic(base_url=first.url, api_key=KEY, max_retries=0, _strict_response_validation=True)
+    request.addfinalizer(client.close)
+    env = client.beta.environments.create(name="crash")
+    agent = client.beta.agents.create(model="claude-opus-4-7", name="a", system=script.system, tools=[ask_all])
+    session = client.beta.sessions.create(agent=agent.id, environment_id=env.id)
+    recorder = Recorder(client, session.id)
+    client.beta.sessions.events.send(session.id, events=[say("look")])
+    paused = recorder.idles()
+    bash_call, read_call = [e for e in paused if e.type == "agent.tool_use"]
+    confirm = [
+        {"type": "user.tool_confirmation", "tool_use_id": bash_call.id, "result": "allow"},
+        {"type": "user.tool_confirmation", "tool_use_id": read_call.id, "result": "deny", "deny_message": "no"},
+    ]
+    client.beta.sessions.events.send(session.id, events=confirm)
+    wait_until(lambda: _running("sleep 28.7"))
+    before = recorder.wait(lambda evs: types(evs).count("session.status_running") >= 2)
+    first.kill()
+    recorder.close(wait=False)
+    processes.append(Process(tmp_path, port))
+    resumed = Recorder(client, session.id, extra_headers={"Last-Event-ID": before[-1].id})
+    try:
+        after = resumed.idles()
+    finally:
+        resumed.close()
+        subprocess.run(["pkill", "-f", "sleep 28.7"], check=False)  # the local backend leaves an orphan
+    listed = assert_stream_equals_list(before + after, client, session.id)
+    results = {e.tool_use_id: e for e in listed if e.type == "agent.tool_result"}
+    assert "was not run again" in results[bash_call.id].content[0].text
+    denied = results[read_call.id]
+    assert denied.is_error is True
+    assert denied.content[0].text == "Permission to use read was denied by the user. Reason: no"
+    assert listed[-1].type == "session.status_idle" and listed[-1].stop_reason.type == "end_turn"
