@@ -98,6 +98,7 @@ def build_engine(settings: Settings, store: Store, provider: ModelProvider | Non
         retry_max_seconds=settings.retry_max_seconds,
         max_model_calls=settings.max_model_calls,
         web_fetch_private_hosts=frozenset(host.lower() for host in settings.web_fetch_private_hosts),
+        grep_timeout_seconds=settings.grep_timeout_seconds,
     )
     return Engine(
         store.db,

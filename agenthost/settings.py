@@ -80,6 +80,9 @@ class Settings(BaseSettings):
             '(JSON list, e.g. `["wiki.internal"]`). Every other non-public address is refused.'
         ),
     )
+    grep_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="How long the grep tool may search (in its own process) before it is stopped."
+    )
     sandbox_idle_seconds: float = Field(
         default=300.0,
         gt=0,

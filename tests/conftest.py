@@ -189,6 +189,7 @@ def test_settings(data_dir: Path, db_url: str) -> Settings:
         retry_base_seconds=0.05,
         retry_max_seconds=0.2,
         web_fetch_private_hosts=["127.0.0.1"],
+        grep_timeout_seconds=3.0,
         sandbox="bwrap" if BWRAP_PROBLEM is None else "local",
         sandbox_dir=sandbox_dir(),
         sandbox_memory_mb=512,

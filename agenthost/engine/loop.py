@@ -51,6 +51,7 @@ class RunSettings:
     retry_max_seconds: float = 30.0
     max_model_calls: int = 100
     web_fetch_private_hosts: frozenset[str] = frozenset()
+    grep_timeout_seconds: float = 30.0
 
 
 class Interrupted(Exception):
@@ -140,7 +141,11 @@ class Run:
 
         self.interrupt.clear()
         taken = await self.journal.transact(work)
-        self.toolbox = Toolbox(self.agent, private_hosts=self.settings.web_fetch_private_hosts)
+        self.toolbox = Toolbox(
+            self.agent,
+            private_hosts=self.settings.web_fetch_private_hosts,
+            grep_timeout=self.settings.grep_timeout_seconds,
+        )
         return taken
 
     def _sandbox_spec(self, config: JSON, backend: str | None) -> None:

@@ -9,12 +9,15 @@ symlinks out of them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import re
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from agenthost.sandbox.base import Sandbox
-from agenthost.sandbox.rooted import WORKSPACE, FileAccessError, glob_regex
+from agenthost.sandbox.rooted import WORKSPACE, FileAccessError, RootedFiles, glob_regex
 from agenthost.tools.base import ToolInputError, ToolOutput, optional, require, spill
 
 READ_LIMIT = 256 * 1024
@@ -22,6 +25,7 @@ READ_HARD_LIMIT = 16 * 1024 * 1024
 GLOB_LIMIT = 200
 GREP_LINE_LIMIT = 2_000
 GREP_OUTPUT_LIMIT = 100 * 1024
+GREP_TIMEOUT = 30.0  # seconds a grep may search before it is stopped
 T = TypeVar("T")
 
 SCHEMAS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -156,34 +160,63 @@ async def glob(sandbox: Sandbox, tool_input: dict[str, Any]) -> ToolOutput:
     return ToolOutput.text("\n".join(shown for _mtime, shown in found))
 
 
-async def grep(sandbox: Sandbox, tool_input: dict[str, Any]) -> ToolOutput:
+async def grep(sandbox: Sandbox, tool_input: dict[str, Any], timeout: float = GREP_TIMEOUT) -> ToolOutput:
+    """Search in a separate process: the agent picks the pattern, and a catastrophic one
+    (``(x+x+)+y``) would otherwise hold the server's interpreter for as long as it backtracks."""
+    pattern = require(tool_input, "pattern", str)
     try:
-        regex = re.compile(require(tool_input, "pattern", str))
+        re.compile(pattern)
     except re.error as exc:
         raise ToolInputError(f"`pattern` is not a valid regular expression: {exc}") from None
     base = optional(tool_input, "path", str, WORKSPACE)
-    files = sandbox.files
+    mounts = [[mount.path, str(mount.host), mount.writable] for mount in sandbox.files.mounts]
+    request = json.dumps({"mounts": mounts, "base": base, "pattern": pattern}).encode()
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "agenthost.tools.grep_worker",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(worker.communicate(request), timeout)
+    except BaseException as exc:
+        with contextlib.suppress(ProcessLookupError):
+            worker.kill()
+        with contextlib.suppress(ProcessLookupError):
+            await worker.wait()
+        if isinstance(exc, TimeoutError):
+            raise ToolInputError(
+                f"grep was stopped after {timeout:g} s: simplify the pattern or narrow `path`"
+            ) from None
+        raise
+    if worker.returncode != 0:
+        raise ToolInputError(f"grep failed: {err.decode(errors='replace').strip()[-500:]}")
+    answer = json.loads(out)
+    if "error" in answer:
+        raise ToolInputError(answer["error"])
+    return ToolOutput.text(answer["text"] or "No matches found.")
 
-    def search() -> str:
-        lines: list[str] = []
-        size = 0
-        for shown, _info, dir_fd, name in files.walk(base):
-            data = files.read_at(dir_fd, name, READ_HARD_LIMIT)
-            if data is None:
-                continue
-            try:
-                text = data.decode()
-            except UnicodeDecodeError:
-                continue
-            for number, line in enumerate(text.splitlines(), 1):
-                if regex.search(line):
-                    entry = f"{shown}:{number}:{line[:GREP_LINE_LIMIT]}"
-                    size += len(entry) + 1
-                    if size > GREP_OUTPUT_LIMIT:
-                        lines.append("[output truncated]")
-                        return "\n".join(lines)
-                    lines.append(entry)
-        return "\n".join(lines)
 
-    found = await _call(search)
-    return ToolOutput.text(found or "No matches found.")
+def search(files: RootedFiles, base: str, regex: re.Pattern[str]) -> str:
+    """``path:line:text`` for every matching line of the text files under ``base`` (grep_worker runs it)."""
+    lines: list[str] = []
+    size = 0
+    for shown, _info, dir_fd, name in files.walk(base):
+        data = files.read_at(dir_fd, name, READ_HARD_LIMIT)
+        if data is None:
+            continue
+        try:
+            text = data.decode()
+        except UnicodeDecodeError:
+            continue
+        for number, line in enumerate(text.splitlines(), 1):
+            if regex.search(line):
+                entry = f"{shown}:{number}:{line[:GREP_LINE_LIMIT]}"
+                size += len(entry) + 1
+                if size > GREP_OUTPUT_LIMIT:
+                    lines.append("[output truncated]")
+                    return "\n".join(lines)
+                lines.append(entry)
+    return "\n".join(lines)

@@ -39,8 +39,15 @@ class ToolSpec:
 class Toolbox:
     """The tools of one session's agent snapshot."""
 
-    def __init__(self, agent: dict[str, Any], *, private_hosts: frozenset[str] = frozenset()):
+    def __init__(
+        self,
+        agent: dict[str, Any],
+        *,
+        private_hosts: frozenset[str] = frozenset(),
+        grep_timeout: float = files.GREP_TIMEOUT,
+    ):
         self.definitions: list[dict[str, Any]] = []
+        self._grep_timeout = grep_timeout
         self._specs: dict[str, ToolSpec] = {}
         self._configs: dict[str, dict[str, Any]] = {}
         self._private_hosts = private_hosts
@@ -77,6 +84,8 @@ class Toolbox:
         try:
             if name == "web_fetch":
                 return await web_fetch.run(tool_input, self._configs[name], self._private_hosts)
+            if name == "grep":
+                return await files.grep(sandbox, tool_input, self._grep_timeout)
             return await BUILTIN[name][2](sandbox, tool_input)
         except (ToolInputError, FileAccessError) as exc:
             return ToolOutput.text(str(exc), is_error=True)

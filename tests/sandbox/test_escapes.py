@@ -259,6 +259,25 @@ def test_limits_end_the_command_not_the_server(
     assert client.beta.sessions.retrieve(session.id).status == "idle"
 
 
+def test_a_pattern_that_backtracks_forever_is_stopped_and_the_server_keeps_serving(
+    client: anthropic.Anthropic, script: Script, environment: Any, recorders: list[Recorder]
+) -> None:
+    script(
+        ToolUse("write", {"file_path": "x.txt", "content": "x" * 40 + "\n"}),
+        ToolUse("grep", {"pattern": "(x+x+)+y"}),
+        Text("done"),
+    )
+    session, recorder = start(client, script, environment, recorders, tools=[TOOLSET])
+    client.beta.sessions.events.send(session.id, events=[say("search")])
+    recorder.wait(lambda events: types(events).count("agent.tool_use") == 2)
+    # While the search backtracks in its own process, the server answers as usual.
+    assert client.beta.sessions.retrieve(session.id).status == "running"
+    assert client.beta.environments.retrieve(environment.id).id == environment.id
+    listed = assert_stream_equals_list(recorder.idles(), client, session.id)
+    results = [(e.is_error, e.content[0].text) for e in listed if e.type == "agent.tool_result"]
+    assert results[1] == (True, "grep was stopped after 3 s: simplify the pattern or narrow `path`")
+
+
 def test_a_deep_tree_is_searched_to_a_depth_and_deleted_whole(
     client: anthropic.Anthropic, script: Script, environment: Any, recorders: list[Recorder], server: LiveServer
 ) -> None:
