@@ -73,6 +73,18 @@ def wait_until(condition: Callable[[], bool], timeout: float = 10.0, interval: f
         time.sleep(interval)
 
 
+def sleepers(marker: str) -> list[str]:
+    """Host pids of ``sleep <marker>`` processes (a marker no other test uses), wherever they run."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if proc.joinpath("cmdline").read_bytes().split(b"\0")[:2] == [b"sleep", marker.encode()]:
+                found.append(proc.name)
+        except OSError:
+            continue
+    return found
+
+
 def _pg_database() -> str:
     """Create a fresh PostgreSQL database for this run and return its URL; skip (or fail) when unreachable."""
     import asyncpg

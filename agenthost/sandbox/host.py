@@ -100,9 +100,8 @@ class HostSandbox(ShellSandbox):
             env["NO_PROXY"] = env["no_proxy"] = "localhost,127.0.0.1"
         env |= self.backend.config.mirror_variables()
         if self.build_into is None:
-            extra = environment_variables(self.spec.packages)
-            if prefix := extra.pop("PATH_PREFIX", None):
-                env["PATH"] = f"{prefix}:{PATH}"
+            path, extra = environment_variables(self.spec.packages)
+            env["PATH"] = ":".join([*path, PATH])
             env |= extra
         return env
 

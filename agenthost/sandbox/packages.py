@@ -32,19 +32,17 @@ NODE = f"{MOUNT}/node"
 INSTALL_TIMEOUT = 900.0
 
 
-def environment_variables(packages: Packages) -> dict[str, str]:
-    """What a session's shell needs to find the installed packages first."""
-    env: dict[str, str] = {}
+def environment_variables(packages: Packages) -> tuple[list[str], dict[str, str]]:
+    """What a session's shell needs to find the installed packages first: PATH entries, other variables."""
     path: list[str] = []
+    env: dict[str, str] = {}
     if packages.pip:
         path.append(f"{PYTHON}/bin")
         env["VIRTUAL_ENV"] = PYTHON
     if packages.npm:
         path.append(f"{NODE}/node_modules/.bin")
         env["NODE_PATH"] = f"{NODE}/node_modules"
-    if path:
-        env["PATH_PREFIX"] = ":".join(path)
-    return env
+    return path, env
 
 
 def install_steps(packages: Packages) -> list[tuple[str, tuple[str, ...], str]]:

@@ -16,6 +16,8 @@ class Recorder:
     """Reads a session's event stream in a thread. The stream is open when the constructor returns."""
 
     def __init__(self, client: anthropic.Anthropic, session_id: str, **kwargs: Any):
+        self.client = client
+        self.session_id = session_id
         self.stream = client.beta.sessions.events.stream(session_id, **kwargs)
         self.events: list[Any] = []
         self.error: BaseException | None = None
@@ -54,6 +56,22 @@ def recorders() -> Iterator[list[Recorder]]:
         recorder.close(wait=False)
     for recorder in opened:
         recorder.ended.wait(5)
+
+
+# The events of a turn with one built-in tool call and a final answer, in order.
+ONE_TOOL_TURN = [
+    "user.message",
+    "session.status_running",
+    "span.model_request_start",
+    "agent.tool_use",
+    "span.model_request_end",
+    "agent.tool_result",
+    "span.model_request_start",
+    "agent.message",
+    "span.model_request_end",
+    "session.usage",
+    "session.status_idle",
+]
 
 
 def types(events: list[Any]) -> list[str]:

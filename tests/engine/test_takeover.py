@@ -86,6 +86,33 @@ def processes() -> Iterator[list[Process]]:
         shutil.rmtree(process.sandbox_dir, ignore_errors=True)
 
 
+def _start_session(
+    tmp_path: Path, processes: list[Process], request: pytest.FixtureRequest, script: Script, tools: Any
+) -> tuple[Process, anthropic.Anthropic, Any, Recorder]:
+    """A server process, a client of it, and a session of a scripted agent with ``tools``, recorded."""
+    processes.append(first := Process(tmp_path, _free_port()))
+    client = anthropic.Anthropic(base_url=first.url, api_key=KEY, max_retries=0, _strict_response_validation=True)
+    request.addfinalizer(client.close)
+    env = client.beta.environments.create(name="crash")
+    agent = client.beta.agents.create(model="claude-opus-4-7", name="a", system=script.system, tools=[tools])
+    session = client.beta.sessions.create(agent=agent.id, environment_id=env.id)
+    return first, client, session, Recorder(client, session.id)
+
+
+def _restart_and_resume(
+    tmp_path: Path, first: Process, processes: list[Process], recorder: Recorder, last_seen: str, command: str
+) -> list[Any]:
+    """Start the next server on the killed one's data and port; stream from ``last_seen`` to the idle."""
+    recorder.close(wait=False)
+    processes.append(Process(tmp_path, int(first.url.rpartition(":")[2])))
+    resumed = Recorder(recorder.client, recorder.session_id, extra_headers={"Last-Event-ID": last_seen})
+    try:
+        return resumed.idles()
+    finally:
+        resumed.close()
+        subprocess.run(["pkill", "-f", command], check=False)  # the local backend leaves an orphan
+
+
 def test_a_killed_server_s_turn_is_finished_by_the_next_one(
     fake: FakeAnthropic,
     script: Script,
@@ -98,28 +125,14 @@ def test_a_killed_server_s_turn_is_finished_by_the_next_one(
         ToolUse("bash", {"command": "echo before > a.txt && sleep 29.3"}, more=[("read", {"file_path": "a.txt"})]),
         Text("Recovered."),
     )
-    port = _free_port()
-    processes.append(first := Process(tmp_path, port))
-    client = anthropic.Anthropic(base_url=first.url, api_key=KEY, max_retries=0, _strict_response_validation=True)
-    request.addfinalizer(client.close)
-    env = client.beta.environments.create(name="crash")
-    agent = client.beta.agents.create(model="claude-opus-4-7", name="a", system=script.system, tools=[TOOLSET])
-    session = client.beta.sessions.create(agent=agent.id, environment_id=env.id)
-    recorder = Recorder(client, session.id)
+    first, client, session, recorder = _start_session(tmp_path, processes, request, script, TOOLSET)
     client.beta.sessions.events.send(session.id, events=[say("sleep a while")])
     before = recorder.wait(lambda evs: "agent.tool_use" in types(evs))
     wait_until(lambda: _running("sleep 29.3"))
     first.kill()
     if BWRAP_PROBLEM is None:  # --die-with-parent: a SIGKILLed server leaves no sandbox process behind
         wait_until(lambda: not _running("sleep 29.3"))
-    recorder.close(wait=False)
-    processes.append(Process(tmp_path, port))
-    resumed = Recorder(client, session.id, extra_headers={"Last-Event-ID": before[-1].id})
-    try:
-        after = resumed.idles()
-    finally:
-        resumed.close()
-        subprocess.run(["pkill", "-f", "sleep 29.3"], check=False)  # the local backend leaves an orphan
+    after = _restart_and_resume(tmp_path, first, processes, recorder, before[-1].id, "sleep 29.3")
     listed = assert_stream_equals_list(before + after, client, session.id)
     assert types(listed) == [
         "user.message",
@@ -167,14 +180,7 @@ def test_a_call_the_user_denied_is_never_run_by_the_takeover(
         ToolUse("bash", {"command": "sleep 28.7"}, more=[("read", {"file_path": "/etc/hostname"})]),
         Text("Understood."),
     )
-    port = _free_port()
-    processes.append(first := Process(tmp_path, port))
-    client = anthropic.Anthropic(base_url=first.url, api_key=KEY, max_retries=0, _strict_response_validation=True)
-    request.addfinalizer(client.close)
-    env = client.beta.environments.create(name="crash")
-    agent = client.beta.agents.create(model="claude-opus-4-7", name="a", system=script.system, tools=[ask_all])
-    session = client.beta.sessions.create(agent=agent.id, environment_id=env.id)
-    recorder = Recorder(client, session.id)
+    first, client, session, recorder = _start_session(tmp_path, processes, request, script, ask_all)
     client.beta.sessions.events.send(session.id, events=[say("look")])
     paused = recorder.idles()
     bash_call, read_call = [e for e in paused if e.type == "agent.tool_use"]
@@ -186,14 +192,7 @@ def test_a_call_the_user_denied_is_never_run_by_the_takeover(
     wait_until(lambda: _running("sleep 28.7"))
     before = recorder.wait(lambda evs: types(evs).count("session.status_running") >= 2)
     first.kill()
-    recorder.close(wait=False)
-    processes.append(Process(tmp_path, port))
-    resumed = Recorder(client, session.id, extra_headers={"Last-Event-ID": before[-1].id})
-    try:
-        after = resumed.idles()
-    finally:
-        resumed.close()
-        subprocess.run(["pkill", "-f", "sleep 28.7"], check=False)  # the local backend leaves an orphan
+    after = _restart_and_resume(tmp_path, first, processes, recorder, before[-1].id, "sleep 28.7")
     listed = assert_stream_equals_list(before + after, client, session.id)
     results = {e.tool_use_id: e for e in listed if e.type == "agent.tool_result"}
     assert "was not run again" in results[bash_call.id].content[0].text

@@ -8,7 +8,7 @@ from typing import Any
 import anthropic
 
 from agenthost.testing.fake_anthropic import Text, ToolUse
-from tests.conftest import Script
+from tests.conftest import Script, sleepers, wait_until
 from tests.engine.conftest import Recorder, assert_stream_equals_list
 from tests.engine.test_turns import TOOLSET, say, start
 
@@ -153,22 +153,7 @@ def test_web_fetch_domain_lists(
 def test_an_idle_session_keeps_no_processes_but_keeps_its_files(
     client: anthropic.Anthropic, script: Script, environment: Any, recorders: list[Recorder]
 ) -> None:
-    from pathlib import Path
-
-    from tests.conftest import wait_until
-
     marker = f"{1000 + secrets.randbelow(10**6)}.5"  # a sleep no other test starts
-
-    def sleepers() -> list[str]:
-        found = []
-        for proc in Path("/proc").glob("[0-9]*"):
-            try:
-                if proc.joinpath("cmdline").read_bytes().split(b"\0")[:2] == [b"sleep", marker.encode()]:
-                    found.append(proc.name)
-            except OSError:
-                continue
-        return found
-
     script(
         ToolUse("bash", {"command": f"echo kept > file.txt; sleep {marker} & echo started"}),
         Text("started"),
@@ -178,8 +163,8 @@ def test_an_idle_session_keeps_no_processes_but_keeps_its_files(
     session, recorder = start(client, script, environment, recorders, tools=[TOOLSET])
     client.beta.sessions.events.send(session.id, events=[say("start")])
     assert _results(recorder.idles()) == [(False, "started")]
-    assert sleepers()  # the sandbox runs while the session is active...
-    wait_until(lambda: not sleepers(), timeout=15)  # ...and stops after sandbox_idle_seconds (1 s in tests)
+    assert sleepers(marker)  # the sandbox runs while the session is active...
+    wait_until(lambda: not sleepers(marker), timeout=15)  # ...and stops after sandbox_idle_seconds (1 s in tests)
     client.beta.sessions.events.send(session.id, events=[say("again")])
     results = _results(recorder.idles(2))
     assert results[-1] == (False, "kept")

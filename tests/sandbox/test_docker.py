@@ -22,12 +22,10 @@ from urllib.parse import urlsplit
 import anthropic
 import pytest
 
-from agenthost.testing.fake_anthropic import FakeAnthropic, ToolUse
+from agenthost.testing.fake_anthropic import FakeAnthropic
 from tests.conftest import LiveServer, Script, sandbox_dir, sdk, serve_in_thread, test_settings, wait_until
-from tests.engine.conftest import Recorder, assert_stream_equals_list, types
-from tests.engine.test_actions import PAUSE
-from tests.engine.test_turns import TOOLSET, say, start
-from tests.sandbox.test_escapes import FETCH, bash, run_tools, sleepers
+from tests.engine.conftest import Recorder
+from tests.sandbox.test_escapes import FETCH, bash, interrupt_kills_processes_that_left_the_shell, run_tools
 
 REQUIRE_DOCKER = os.environ.get("AGENTHOST_REQUIRE_DOCKER") == "1"
 
@@ -167,23 +165,4 @@ def test_interrupt_removes_every_process_of_the_container(
     docker_client: anthropic.Anthropic, script: Script, recorders: list[Recorder]
 ) -> None:
     environment = docker_client.beta.environments.create(name=f"env-{secrets.token_hex(4)}")
-    marker = f"{3000 + secrets.randbelow(10**6)}.5"
-    script(ToolUse("bash", {"command": f"setsid sleep {marker} & sleep 60"}))
-    session, recorder = start(docker_client, script, environment, recorders, tools=[TOOLSET])
-    docker_client.beta.sessions.events.send(session.id, events=[say("start")])
-    recorder.wait(lambda events: "agent.tool_use" in types(events))
-    wait_until(lambda: len(sleepers(marker)) == 1)
-    docker_client.beta.sessions.events.send(session.id, events=[{"type": "user.interrupt"}])
-    listed = assert_stream_equals_list(recorder.idles(), docker_client, session.id)
-    assert types(listed) == [
-        "user.message",
-        "session.status_running",
-        "span.model_request_start",
-        "agent.tool_use",
-        "span.model_request_end",
-        "agent.tool_result",
-        "user.interrupt",
-        *PAUSE,
-    ]
-    assert listed[5].content[0].text == "Interrupted by the user."
-    wait_until(lambda: not sleepers(marker))
+    interrupt_kills_processes_that_left_the_shell(docker_client, script, environment, recorders, ["setsid"])

@@ -17,7 +17,7 @@ import anthropic
 import pytest
 
 from agenthost.testing.fake_anthropic import FakeAnthropic, Text, ToolUse
-from tests.conftest import LiveServer, Script, needs_bwrap, needs_root, wait_until
+from tests.conftest import LiveServer, Script, needs_bwrap, needs_root, sleepers, wait_until
 from tests.engine.conftest import Recorder, assert_stream_equals_list, types
 from tests.engine.test_actions import PAUSE
 from tests.engine.test_turns import TOOLSET, say, start
@@ -303,26 +303,18 @@ def test_a_deep_tree_is_searched_to_a_depth_and_deleted_whole(
     wait_until(lambda: not (server.sandbox_dir / session.id).exists())
 
 
-def sleepers(marker: str) -> list[str]:
-    found = []
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            if proc.joinpath("cmdline").read_bytes().split(b"\0")[:2] == [b"sleep", marker.encode()]:
-                found.append(proc.name)
-        except OSError:
-            continue
-    return found
-
-
-def test_interrupt_kills_processes_that_left_the_shell(
-    client: anthropic.Anthropic, script: Script, environment: Any, recorders: list[Recorder]
+def interrupt_kills_processes_that_left_the_shell(
+    client: anthropic.Anthropic, script: Script, environment: Any, recorders: list[Recorder], detached: list[str]
 ) -> None:
+    """Interrupt a bash call that started ``sleep``s through each of ``detached`` (setsid, nohup):
+    the exact interrupt sequence, and none of them outlives the sandbox."""
     marker = f"{2000 + secrets.randbelow(10**6)}.5"
-    script(ToolUse("bash", {"command": f"setsid sleep {marker} & nohup sleep {marker} & sleep 60"}))
+    command = " & ".join(f"{how} sleep {marker}" for how in detached) + " & sleep 60"
+    script(ToolUse("bash", {"command": command}))
     session, recorder = start(client, script, environment, recorders, tools=[TOOLSET])
     client.beta.sessions.events.send(session.id, events=[say("start")])
     recorder.wait(lambda events: "agent.tool_use" in types(events))
-    wait_until(lambda: len(sleepers(marker)) == 2)
+    wait_until(lambda: len(sleepers(marker)) == len(detached))
     client.beta.sessions.events.send(session.id, events=[{"type": "user.interrupt"}])
     listed = assert_stream_equals_list(recorder.idles(), client, session.id)
     assert types(listed) == [
@@ -337,4 +329,10 @@ def test_interrupt_kills_processes_that_left_the_shell(
     ]
     result = listed[5]
     assert result.is_error and result.content[0].text == "Interrupted by the user."
-    wait_until(lambda: not sleepers(marker))  # setsid and nohup children went with the sandbox
+    wait_until(lambda: not sleepers(marker))  # the detached children went with the sandbox
+
+
+def test_interrupt_kills_processes_that_left_the_shell(
+    client: anthropic.Anthropic, script: Script, environment: Any, recorders: list[Recorder]
+) -> None:
+    interrupt_kills_processes_that_left_the_shell(client, script, environment, recorders, ["setsid", "nohup"])

@@ -17,26 +17,12 @@ import pytest
 from agenthost.sandbox.cgroups import detect as detect_cgroups
 from agenthost.testing.fake_anthropic import FakeAnthropic, Text, ToolUse
 from tests.conftest import Script, needs_bwrap, sandbox_dir, wait_until
-from tests.engine.conftest import Recorder, assert_stream_equals_list, types
+from tests.engine.conftest import ONE_TOOL_TURN, Recorder, assert_stream_equals_list, types
 from tests.engine.test_takeover import KEY, Process
 from tests.engine.test_turns import TOOLSET, say
 from tests.test_cli import _free_port
 
 pytestmark = needs_bwrap
-
-TURN = [
-    "user.message",
-    "session.status_running",
-    "span.model_request_start",
-    "agent.tool_use",
-    "span.model_request_end",
-    "agent.tool_result",
-    "span.model_request_start",
-    "agent.message",
-    "span.model_request_end",
-    "session.usage",
-    "session.status_idle",
-]
 
 
 def test_files_survive_a_restart_and_go_with_the_session(
@@ -67,7 +53,7 @@ def test_files_survive_a_restart_and_go_with_the_session(
             first_turn = assert_stream_equals_list(recorder.idles(), client, session.id)
         finally:
             recorder.close()
-        assert types(first_turn) == TURN
+        assert types(first_turn) == ONE_TOOL_TURN
         first.stop()
 
         orphan = sandboxes / "sesn_orphan0000000000000000000" / "workspace"
@@ -87,7 +73,7 @@ def test_files_survive_a_restart_and_go_with_the_session(
             both = assert_stream_equals_list(first_turn + recorder.idles(), client, session.id)
         finally:
             recorder.close()
-        assert types(both) == TURN * 2
+        assert types(both) == ONE_TOOL_TURN * 2
         result = both[-6]
         assert result.type == "agent.tool_result" and result.is_error is False
         assert result.content[0].text == "persisted\ndone"

@@ -20,7 +20,7 @@ import pytest
 
 from agenthost.testing.fake_anthropic import FakeAnthropic, Text, ToolUse
 from tests.conftest import Script, assert_error, needs_bwrap, needs_root, wait_until
-from tests.engine.conftest import Recorder, assert_stream_equals_list, types
+from tests.engine.conftest import ONE_TOOL_TURN, Recorder, assert_stream_equals_list, types
 from tests.engine.test_turns import TOOLSET, say
 
 pytestmark = [needs_bwrap, needs_root, pytest.mark.parametrize("server", ["sqlite"], indirect=True)]
@@ -69,21 +69,6 @@ def run(client: anthropic.Anthropic, script: Script, environment: Any) -> list[A
         recorder.close()
 
 
-TURN = [
-    "user.message",
-    "session.status_running",
-    "span.model_request_start",
-    "agent.tool_use",
-    "span.model_request_end",
-    "agent.tool_result",
-    "span.model_request_start",
-    "agent.message",
-    "span.model_request_end",
-    "session.usage",
-    "session.status_idle",
-]
-
-
 def test_packages_install_once_and_every_session_sees_them(
     client: anthropic.Anthropic, script: Script, fake: FakeAnthropic, index: str
 ) -> None:
@@ -106,7 +91,7 @@ def test_packages_install_once_and_every_session_sees_them(
     downloads = fake.page_hits.count(f"files/{module}-1.0-py3-none-any.whl")
     for _ in range(2):
         listed = run(client, script, environment)
-        assert types(listed) == TURN
+        assert types(listed) == ONE_TOOL_TURN
         result = listed[5]
         assert result.is_error is True  # the shared packages are read-only
         assert result.content[0].text.startswith("42\n/opt/agenthost/python/bin/python3\n")
