@@ -64,7 +64,7 @@ async def stream(
         raise NotSupported("event_deltas[]", "live previews (event_start/event_delta)")
     sessions = store(request).sessions
     await sessions.get(workspace_id, session_id)  # 404 as JSON before the stream starts
-    subscription = store(request).bus.subscribe(session_id)
+    subscription = await store(request).bus.subscribe(session_id)
     try:
         backlog = await sessions.events_after(workspace_id, session_id, last_event_id) if last_event_id else []
     except BaseException:
@@ -73,7 +73,7 @@ async def stream(
     ping_seconds: float = request.app.state.settings.ping_seconds
 
     async def frames() -> AsyncIterator[bytes]:
-        sent = {(event["id"], event["processed_at"]) for _, event in backlog}
+        replayed = backlog[-1][0] if backlog else 0  # showings up to this number came from the log
         try:
             if backlog:
                 yield b"".join(frame(event) for _, event in backlog)
@@ -81,7 +81,7 @@ async def stream(
                 chunk: list[bytes] = []
                 deleted = False
                 for item in subscription.drain():
-                    if (item.event["id"], item.event["processed_at"]) in sent:
+                    if item.number <= replayed:
                         continue  # already replayed from the log (resume raced with a publish)
                     if item.encoded is None:
                         item.encoded = frame(item.event)

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from agenthost.errors import Conflict, InvalidRequest, NotFound
 from agenthost.schemas.common import JSON, now_us
 from agenthost.store.environments import environment_row
+from agenthost.store.notify import announce
 from agenthost.store.sessions import Logged, append_events, session_row
 from agenthost.store.sql import Store
 from agenthost.store.tables import events, sessions
@@ -111,6 +112,10 @@ async def send_events(
             if idle and work:
                 values["status"] = "running"
         conn.execute(sessions.update().where(sessions.c.id == session_id).values(**values))
+        if interrupt:
+            announce(conn, "i", session_id)
+        if work or interrupt:
+            announce(conn, "w", session_id)
         return logged, work, interrupt
 
     logged, work, interrupt = await store.db.run_write(write)

@@ -15,8 +15,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
-from agenthost.schemas.common import JSON, now_us, ts
-from agenthost.schemas.events import event_json
+from agenthost.schemas.common import JSON, now_us
 from agenthost.store.db import Database
 from agenthost.store.notify import Bus
 from agenthost.store.sessions import Logged, append_events
@@ -89,48 +88,6 @@ class Journal:
             return [event for _, event in logged]
 
         return await self.transact(work)
-
-
-def take_queued(
-    conn: sa.Connection,
-    session_id: str,
-    now: int,
-    published: list[Logged],
-    types: tuple[str, ...] | None = None,
-    *,
-    flush: bool = False,
-) -> list[JSON]:
-    """Mark queued user events processed and re-emit them with their timestamp (BEHAVIOUR §1.7).
-
-    ``types`` limits which kinds are taken (an interrupt takes only interrupts: messages queued
-    behind it become the next turn). ``flush`` drops them: processed, but never shown to the model
-    (BEHAVIOUR §1.8, retries exhausted).
-    """
-    query = (
-        sa.select(events.c.seq, events.c.id, events.c.payload)
-        .where(events.c.session_id == session_id, events.c.processed_at.is_(None))
-        .order_by(events.c.seq)
-    )
-    if types is not None:
-        query = query.where(events.c.type.in_(types))
-    rows = conn.execute(query).all()
-    if not rows:
-        return []
-    conn.execute(
-        events.update()
-        .where(events.c.session_id == session_id, events.c.seq.in_([r.seq for r in rows]))
-        .values(processed_at=now, flushed=flush)
-    )
-    taken = [event_json(r.id, r.payload, ts(now)) for r in rows]
-    published.extend((r.seq, event) for r, event in zip(rows, taken, strict=True))
-    return taken
-
-
-def has_queued(conn: sa.Connection, session_id: str, types: tuple[str, ...] | None = None) -> bool:
-    query = sa.select(events.c.seq).where(events.c.session_id == session_id, events.c.processed_at.is_(None))
-    if types is not None:
-        query = query.where(events.c.type.in_(types))
-    return conn.execute(query.limit(1)).first() is not None
 
 
 class LogReader:

@@ -25,12 +25,12 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
-from agenthost.engine.journal import Journal, LeaseLost, LogReader, has_queued, take_queued
+from agenthost.engine.journal import Journal, LeaseLost, LogReader
 from agenthost.engine.transcript import INTERRUPTED, build_messages
 from agenthost.providers.base import ModelError, ModelProvider, ModelRequest, ModelResponse
 from agenthost.sandbox.base import NetworkPolicy, Packages, SandboxBackend, SandboxSpec, SandboxUnavailable
 from agenthost.schemas.common import JSON
-from agenthost.store.sessions import Logged, append_events
+from agenthost.store.sessions import Logged, append_events, has_queued, take_queued
 from agenthost.store.tables import environments, sessions
 from agenthost.tools.base import ToolOutput
 from agenthost.tools.registry import Toolbox

@@ -1,55 +1,176 @@
-"""The in-process bus (layer 1): tells stream subscribers about committed events.
+"""The bus (layer 1): tells stream subscribers about committed events, in one process or many.
 
-One :class:`Feed` per session with subscribers holds the events published since the
-oldest subscriber joined, in publish order, and one ``asyncio.Event`` that wakes every
-subscriber at once. A publish costs one append and one wake-up however many clients
-watch the session; each subscriber keeps only its position in the feed. Events are
-published after their transaction committed (persist, then notify), so anything a
-subscriber receives is already in ``events.list``.
+Every showing of an event has an emission number (``store.sessions.Logged``), allocated in
+the transaction that shows it, in commit order and without gaps. One :class:`Feed` per
+session with subscribers in this process holds what was shown since its oldest subscriber
+joined, up to its *watermark* (the newest number it holds), and one ``asyncio.Event`` that
+wakes every subscriber at once: a publish costs one append and one wake-up however many
+clients watch the session.
 
-Across processes (PostgreSQL ``LISTEN/NOTIFY``) the same feed will be filled from the
-log by sequence number; within one process the appender hands the events over directly.
+Feeds are filled two ways, both after commit (persist, then notify):
+
+- **Directly**: the process that committed hands its events over (``publish``). Numbers that
+  follow the watermark are appended as they are.
+- **From the log**: when numbers skip ahead (another process wrote in between), when
+  PostgreSQL ``NOTIFY`` says another process showed something (``on_notification``; the
+  notification carries only the session and a number), or when a periodic check finds a
+  session further on than its feed (``heal``), the feed reads the log's showings after its
+  watermark. A lost or late notification costs latency, never an event.
+
+Notifications are sent inside the writing transaction (``announce``), so PostgreSQL delivers
+them exactly when the write commits, and never for a write that rolled back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import secrets
+import sys
 import weakref
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agenthost.schemas.common import JSON
+import sqlalchemy as sa
+
+from agenthost.ids import new_id
+from agenthost.schemas.common import JSON, now_us, ts
+from agenthost.schemas.events import event_json
+from agenthost.store.db import Database
+from agenthost.store.tables import events, sessions
+
+log = logging.getLogger("agenthost.bus")
 
 FEED_SIZE = 10_000
+CATCH_UP_ROWS = 2_000
+CHANNEL = "agenthost"
+ORIGIN = secrets.token_hex(6)
+"""This process, in its notifications: it skips its own, having published those events directly."""
+
+Shown = tuple[int, JSON]
+"""One showing of an event: its emission number and its wire form (``store.sessions.Logged``)."""
+
+
+# -- notifications between processes ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """What one process tells the others. ``kind``: ``e`` events shown up to ``number``; ``w`` the
+    session has input for an engine; ``i`` an interrupt was queued; ``d`` the session was deleted."""
+
+    kind: str
+    session_id: str
+    number: int = 0
+    origin: str = ORIGIN
+
+    @classmethod
+    def parse(cls, payload: str) -> Notification | None:
+        parts = payload.split(" ")
+        if len(parts) != 4 or not parts[2].isdigit():
+            return None
+        return cls(parts[0], parts[1], int(parts[2]), parts[3])
+
+    def encode(self) -> str:
+        return f"{self.kind} {self.session_id} {self.number} {self.origin}"
+
+
+def announce(conn: sa.Connection, kind: str, session_id: str, number: int = 0) -> None:
+    """Notify the other processes when the caller's transaction commits (PostgreSQL; one process on SQLite)."""
+    if conn.dialect.name == "postgresql":
+        payload = Notification(kind, session_id, number).encode()
+        conn.execute(sa.select(sa.func.pg_notify(CHANNEL, payload)))
+
+
+# -- reading showings back from the log -----------------------------------------------------------
+
+
+def emissions_after(conn: sa.Connection, session_id: str, watermark: int, limit: int = CATCH_UP_ROWS) -> list[Shown]:
+    """The session's showings numbered ``watermark + 1`` to ``watermark + limit``, in order, rebuilt from the log.
+
+    A queued event later taken was shown twice: as queued (``emit_first``, no ``processed_at``) and
+    as processed (``emit_last``); each showing in the range is rebuilt. Numbers have no gaps, so the
+    range holds at most ``limit`` showings.
+    """
+    high = watermark + limit
+    query = sa.select(
+        events.c.id, events.c.payload, events.c.processed_at, events.c.emit_first, events.c.emit_last
+    ).where(events.c.session_id == session_id, events.c.emit_last > watermark, events.c.emit_first <= high)
+    shown: list[Shown] = []
+    for row in conn.execute(query):
+        if watermark < row.emit_first < row.emit_last:
+            shown.append((row.emit_first, event_json(row.id, row.payload, None)))
+        if row.emit_last <= high:
+            shown.append((row.emit_last, event_json(row.id, row.payload, ts(row.processed_at))))
+    shown.sort(key=lambda item: item[0])
+    return shown
+
+
+# -- feeds and subscriptions ----------------------------------------------------------------------
 
 
 @dataclass(slots=True)
 class Published:
-    """One published event, shared by every subscriber of its session.
+    """One showing in a feed, shared by every subscriber of its session.
 
     ``encoded`` lets the first subscriber that frames the event keep the bytes for the others,
     so an event is serialised once however many streams carry it.
     """
 
-    seq: int
+    number: int
     event: JSON
     encoded: bytes | None = None
 
 
 @dataclass
 class Feed:
-    """Recently published events of one session, shared by its subscribers."""
+    """Recently shown events of one session, shared by its subscribers in this process."""
 
     items: deque[Published] = field(default_factory=lambda: deque(maxlen=FEED_SIZE))
     first_position: int = 0
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     subscribers: int = 0
     closed: bool = False
+    watermark: int | None = None  # None until the feed read where the session's showings stand
+    early: list[Shown] = field(default_factory=list)  # handed over before the watermark was known
+    behind: bool = False  # the log holds showings past the watermark: read them
+    reading: asyncio.Task[None] | None = None
 
     @property
     def end(self) -> int:
         return self.first_position + len(self.items)
+
+    def offer(self, shown: list[Shown]) -> None:
+        """Append the showings that follow the watermark; mark the feed behind when numbers skip ahead."""
+        if self.closed:
+            return
+        if self.watermark is None:
+            self.early.extend(shown)
+            return
+        added = False
+        for number, event in shown:
+            if number <= self.watermark:
+                continue  # already here (read from the log before it was handed over)
+            if number != self.watermark + 1:
+                self.behind = True
+                break
+            if len(self.items) == self.items.maxlen:
+                self.first_position += 1
+            self.items.append(Published(number, event))
+            self.watermark = number
+            added = True
+        if added:
+            self._wake()
+
+    def close(self) -> None:
+        self.closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        self.changed.set()
+        self.changed = asyncio.Event()
 
 
 class FeedOverrun(Exception):
@@ -57,52 +178,134 @@ class FeedOverrun(Exception):
 
 
 class Bus:
-    """Publish/subscribe of committed session events within one process."""
+    """Publish/subscribe of committed session events for the streams of this process."""
 
-    def __init__(self) -> None:
+    def __init__(self, db: Database):
+        self._db = db
         self._feeds: dict[str, Feed] = {}
 
-    def publish(self, session_id: str, events: list[tuple[int, JSON]]) -> None:
-        """Hand committed events (with their sequence numbers) to the session's subscribers, if any."""
+    # publishing
+
+    def publish(self, session_id: str, shown: list[Shown]) -> None:
+        """Hand over events this process just committed (with their emission numbers)."""
         feed = self._feeds.get(session_id)
-        if feed is None or not events:
+        if feed is None or not shown:
             return
-        for seq, event in events:
-            if len(feed.items) == feed.items.maxlen:
-                feed.first_position += 1
-            feed.items.append(Published(seq, event))
-        feed.changed.set()
-        feed.changed = asyncio.Event()
+        feed.offer(shown)
+        self._read_if_behind(session_id, feed)
 
-    def close(self, session_id: str) -> None:
-        """End every subscription of a session (it was deleted)."""
-        feed = self._feeds.get(session_id)
-        if feed is not None:
-            feed.closed = True
-            feed.changed.set()
-
-    def subscribe(self, session_id: str) -> Subscription:
-        """Start receiving the session's events published from this call on; close it when done."""
+    def deleted(self, session_id: str) -> None:
+        """The session was deleted: every stream gets ``session.deleted`` (never persisted) and ends."""
         feed = self._feeds.get(session_id)
         if feed is None or feed.closed:
+            return
+        gone = {"id": new_id("sevt"), "type": "session.deleted", "processed_at": ts(now_us())}
+        feed.items.append(Published(sys.maxsize, gone))
+        feed.close()
+
+    def on_notification(self, note: Notification) -> None:
+        """Another process committed something for ``note.session_id``."""
+        if note.origin == ORIGIN:
+            return
+        feed = self._feeds.get(note.session_id)
+        if feed is None:
+            return
+        if note.kind == "d":
+            self.deleted(note.session_id)
+        elif note.kind == "e" and (feed.watermark is None or note.number > feed.watermark):
+            feed.behind = True
+            self._read_if_behind(note.session_id, feed)
+
+    def resync(self) -> None:
+        """Notifications may have been lost (the listener reconnected): check every feed against the log."""
+        for session_id, feed in self._feeds.items():
+            feed.behind = True
+            self._read_if_behind(session_id, feed)
+
+    async def heal(self) -> None:
+        """Compare every feed with its session's newest showing; read what a lost notification left out."""
+        watched = [(sid, feed) for sid, feed in self._feeds.items() if feed.watermark is not None]
+        for start in range(0, len(watched), 500):
+            chunk = dict(watched[start : start + 500])
+            query = sa.select(sessions.c.id, sessions.c.last_emit).where(sessions.c.id.in_(list(chunk)))
+            newest = dict(await self._db.run_read(lambda conn, query=query: conn.execute(query).all()))
+            for session_id, feed in chunk.items():
+                if session_id not in newest:
+                    self.deleted(session_id)
+                elif feed.watermark is not None and newest[session_id] > feed.watermark:
+                    feed.behind = True
+                    self._read_if_behind(session_id, feed)
+
+    # subscribing
+
+    async def subscribe(self, session_id: str) -> Subscription:
+        """Start receiving the session's showings from now on; close the subscription when done."""
+        feed = self._feeds.get(session_id)
+        fresh = feed is None or feed.closed
+        if fresh:
             feed = self._feeds[session_id] = Feed()
+        assert feed is not None
         feed.subscribers += 1
-        subscription = Subscription(self, session_id, feed)
+        subscription = Subscription(session_id, feed)
         # A stream dropped before its generator ever ran never reaches its own `finally`: leave on collection.
         subscription._finalizer = weakref.finalize(subscription, self._leave, session_id, feed)
+        if fresh:
+            try:
+                newest = await self._db.run_read(
+                    lambda conn: conn.execute(
+                        sa.select(sessions.c.last_emit).where(sessions.c.id == session_id)
+                    ).scalar()
+                )
+            except BaseException:
+                subscription.close()
+                raise
+            if newest is None:
+                self.deleted(session_id)
+            elif feed.watermark is None:
+                feed.watermark = int(newest)
+                early, feed.early = feed.early, []
+                feed.offer(sorted(early, key=lambda item: item[0]))
+                self._read_if_behind(session_id, feed)
         return subscription
 
     def _leave(self, session_id: str, feed: Feed) -> None:
         feed.subscribers -= 1
         if feed.subscribers == 0 and self._feeds.get(session_id) is feed:
             del self._feeds[session_id]
+            if feed.reading is not None:
+                feed.reading.cancel()
+
+    # catching up from the log
+
+    def _read_if_behind(self, session_id: str, feed: Feed) -> None:
+        if feed.behind and feed.watermark is not None and feed.reading is None and not feed.closed:
+            feed.reading = asyncio.create_task(self._read_log(session_id, feed), name=f"feed-{session_id}")
+
+    async def _read_log(self, session_id: str, feed: Feed) -> None:
+        try:
+            while feed.behind and not feed.closed and feed.watermark is not None:
+                feed.behind = False
+                watermark = feed.watermark
+                try:
+                    shown = await self._db.run_read(
+                        lambda conn, after=watermark: emissions_after(conn, session_id, after)
+                    )
+                except Exception:
+                    log.exception("reading the log of %s for its streams failed; retrying", session_id)
+                    feed.behind = True
+                    await asyncio.sleep(1.0)
+                    continue
+                feed.offer(shown)
+                if len(shown) >= CATCH_UP_ROWS:
+                    feed.behind = True
+        finally:
+            feed.reading = None
 
 
 class Subscription:
     """One subscriber's position in a session feed: ``drain`` what is there, ``wait`` for more."""
 
-    def __init__(self, bus: Bus, session_id: str, feed: Feed):
-        self._bus = bus
+    def __init__(self, session_id: str, feed: Feed):
         self._session_id = session_id
         self._feed = feed
         self._position = feed.end
@@ -110,7 +313,7 @@ class Subscription:
         self._finalizer: weakref.finalize[Any, Any]
 
     def drain(self) -> list[Published]:
-        """Every event published since the last drain, in publish order."""
+        """Every showing since the last drain, in order."""
         feed = self._feed
         if self._position < feed.first_position:
             raise FeedOverrun(self._session_id)
@@ -120,17 +323,20 @@ class Subscription:
         return items
 
     async def wait(self) -> None:
-        """Return when something was published (or the feed closed); no task is created per wait."""
+        """Return when something was shown (or the feed closed); no task is created per wait."""
         feed = self._feed
         if self._position >= feed.end and not feed.closed and self._open:
             await feed.changed.wait()
 
     @property
     def ended(self) -> bool:
-        """True when the session was deleted and every published event was read."""
+        """True when the session was deleted and every shown event was read."""
         return self._feed.closed and self._position >= self._feed.end
 
     def close(self) -> None:
         if self._open:
             self._open = False
             self._finalizer()
+
+
+Handler = Callable[[Notification], None]

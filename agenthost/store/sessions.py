@@ -21,7 +21,7 @@ from agenthost.schemas.sessions import empty_usage, session_json
 from agenthost.store.agents import agent_for_session
 from agenthost.store.db import Database
 from agenthost.store.environments import environment_row
-from agenthost.store.notify import Bus
+from agenthost.store.notify import Bus, Shown, announce, emissions_after
 from agenthost.store.paging import Lock, Page, PageRequest, created_filter, fetch_page, locked
 from agenthost.store.tables import events, sessions
 
@@ -62,39 +62,104 @@ def _render_event(row: Any) -> JSON:
     return event_json(row.id, row.payload, ts(row.processed_at))
 
 
-Logged = tuple[int, JSON]
-"""An event as appended: its sequence number in the session's log and its wire form."""
+Logged = Shown
+"""An event as shown to subscribers: its emission number in the session and its wire form.
+
+Appending an event shows it once; taking a queued event shows it again with its ``processed_at``
+(BEHAVIOUR §1.7). Each showing gets the session's next emission number, in the transaction that
+makes it, and the session row's lock orders those transactions: numbers commit in order, without
+gaps, so a process that saw up to ``n`` catches up by reading the log's showings after ``n``."""
+
+
+def _allocate(conn: sa.Connection, session_id: str, events_: int, emissions: int) -> tuple[int, int]:
+    """Reserve ``events_`` sequence numbers and ``emissions`` emission numbers; return the first of each."""
+    row = conn.execute(
+        sessions.update()
+        .where(sessions.c.id == session_id)
+        .values(last_seq=sessions.c.last_seq + events_, last_emit=sessions.c.last_emit + emissions)
+        .returning(sessions.c.last_seq, sessions.c.last_emit)
+    ).one()
+    return row.last_seq - events_ + 1, row.last_emit - emissions + 1
 
 
 def append_events(
     conn: sa.Connection, session_id: str, payloads: Sequence[JSON], *, processed: bool, now: int
 ) -> list[Logged]:
-    """Append events to a session's log inside the caller's transaction; return them with their seq."""
+    """Append events to a session's log inside the caller's transaction; return them with their emission."""
     if not payloads:
         return []
-    last = (
-        conn.execute(
-            sessions.update()
-            .where(sessions.c.id == session_id)
-            .values(last_seq=sessions.c.last_seq + len(payloads))
-            .returning(sessions.c.last_seq)
-        )
-    ).scalar_one()
+    first_seq, first_emit = _allocate(conn, session_id, len(payloads), len(payloads))
     processed_at = now if processed else None
     rows = [
         {
             "session_id": session_id,
-            "seq": last - len(payloads) + 1 + index,
+            "seq": first_seq + index,
             "id": new_id("sevt"),
             "type": payload["type"],
             "payload": payload,
             "processed_at": processed_at,
             "created_at": now,
+            "emit_first": first_emit + index,
+            "emit_last": first_emit + index,
         }
         for index, payload in enumerate(payloads)
     ]
     conn.execute(events.insert(), rows)
-    return [(r["seq"], event_json(r["id"], r["payload"], ts(processed_at))) for r in rows]
+    announce(conn, "e", session_id, first_emit + len(rows) - 1)
+    return [(r["emit_last"], event_json(r["id"], r["payload"], ts(processed_at))) for r in rows]
+
+
+_TAKE = (
+    events.update()
+    .where(events.c.session_id == sa.bindparam("sid"), events.c.seq == sa.bindparam("taken_seq"))
+    .values(processed_at=sa.bindparam("at"), flushed=sa.bindparam("drop"), emit_last=sa.bindparam("emission"))
+)
+
+
+def take_queued(
+    conn: sa.Connection,
+    session_id: str,
+    now: int,
+    published: list[Logged],
+    types: tuple[str, ...] | None = None,
+    *,
+    flush: bool = False,
+) -> list[JSON]:
+    """Mark queued user events processed and show them again with their timestamp (BEHAVIOUR §1.7).
+
+    ``types`` limits which kinds are taken (an interrupt takes only interrupts: messages queued
+    behind it become the next turn). ``flush`` drops them: processed, but never shown to the model
+    (BEHAVIOUR §1.8, retries exhausted).
+    """
+    query = (
+        sa.select(events.c.seq, events.c.id, events.c.payload)
+        .where(events.c.session_id == session_id, events.c.processed_at.is_(None))
+        .order_by(events.c.seq)
+    )
+    if types is not None:
+        query = query.where(events.c.type.in_(types))
+    rows = conn.execute(query).all()
+    if not rows:
+        return []
+    _, first_emit = _allocate(conn, session_id, 0, len(rows))
+    conn.execute(
+        _TAKE,
+        [
+            {"sid": session_id, "taken_seq": r.seq, "at": now, "drop": flush, "emission": first_emit + index}
+            for index, r in enumerate(rows)
+        ],
+    )
+    announce(conn, "e", session_id, first_emit + len(rows) - 1)
+    taken = [event_json(r.id, r.payload, ts(now)) for r in rows]
+    published.extend((first_emit + index, event) for index, event in enumerate(taken))
+    return taken
+
+
+def has_queued(conn: sa.Connection, session_id: str, types: tuple[str, ...] | None = None) -> bool:
+    query = sa.select(events.c.seq).where(events.c.session_id == session_id, events.c.processed_at.is_(None))
+    if types is not None:
+        query = query.where(events.c.type.in_(types))
+    return conn.execute(query.limit(1)).first() is not None
 
 
 def session_row(conn: sa.Connection, workspace_id: str, session_id: str, lock: Lock = None) -> Any:
@@ -164,6 +229,7 @@ class Sessions:
                 "usage": empty_usage(),
                 "active_us": 0,
                 "last_seq": 0,
+                "last_emit": 0,
                 "deployment_id": None,
                 "created_at": now,
                 "updated_at": now,
@@ -171,6 +237,8 @@ class Sessions:
             }
             conn.execute(sessions.insert().values(**values))
             logged = append_events(conn, session_id, initial_events, processed=False, now=now)
+            if initial_events:
+                announce(conn, "w", session_id)
             return _render(SimpleNamespace(**values), now), logged
 
         session, logged = await self.db.run_write(write)
@@ -261,38 +329,37 @@ class Sessions:
     async def delete(self, workspace_id: str, session_id: str) -> None:
         """Delete a session and its whole event log; open streams get ``session.deleted`` and end."""
 
-        def write(conn: sa.Connection) -> int:
+        def write(conn: sa.Connection) -> None:
             row = session_row(conn, workspace_id, session_id, lock="update")
             _refuse_running(row, "deleted")
             conn.execute(events.delete().where(events.c.session_id == session_id))
             conn.execute(sessions.delete().where(sessions.c.id == session_id))
-            return int(row.last_seq)
+            announce(conn, "d", session_id)
 
-        last_seq = await self.db.run_write(write)
-        # session.deleted is not persisted (the log is gone): it is the last frame of every open stream.
-        deleted = {"id": new_id("sevt"), "type": "session.deleted", "processed_at": ts(now_us())}
-        self.bus.publish(session_id, [(last_seq + 1, deleted)])
-        self.bus.close(session_id)
+        await self.db.run_write(write)
+        self.bus.deleted(session_id)  # session.deleted (never persisted) ends every open stream
 
     async def events_after(self, workspace_id: str, session_id: str, event_id: str) -> list[Logged]:
-        """Every event logged after ``event_id`` (for ``Last-Event-ID`` resume); 400 when it is not in this log."""
+        """Every showing after ``event_id``'s first one (``Last-Event-ID`` resume); 400 when it is not in this log.
+
+        An id names an event, not one of its showings: after a queued event was taken, resuming from
+        its id replays from its queued showing, so nothing is skipped (events shown between its two
+        showings may be seen again).
+        """
 
         def read(conn: sa.Connection) -> list[Logged]:
             session_row(conn, workspace_id, session_id)
             found = conn.execute(
-                sa.select(events.c.seq, PROCESSED_ORDER.label("order_key")).where(
-                    events.c.session_id == session_id, events.c.id == event_id
-                )
+                sa.select(events.c.emit_first).where(events.c.session_id == session_id, events.c.id == event_id)
             ).first()
             if found is None:
                 raise InvalidRequest(f"Last-Event-ID: {event_id!r} is not an event of this session")
-            position = sa.tuple_(sa.literal(found.order_key), sa.literal(found.seq))
-            query = (
-                sa.select(events)
-                .where(events.c.session_id == session_id, sa.tuple_(PROCESSED_ORDER, events.c.seq) > position)
-                .order_by(PROCESSED_ORDER, events.c.seq)
-            )
-            return [(row.seq, _render_event(row)) for row in conn.execute(query)]
+            shown: list[Logged] = []
+            watermark = found.emit_first
+            while batch := emissions_after(conn, session_id, watermark):
+                shown += batch
+                watermark = batch[-1][0]
+            return shown
 
         return await self.db.run_read(read)
 

@@ -19,7 +19,7 @@ class Store:
         self.keys = Keys(self.db)
         self.agents = Agents(self.db)
         self.environments = Environments(self.db)
-        self.bus = Bus()
+        self.bus = Bus(self.db)
         self.sessions = Sessions(self.db, self.bus)
         self.idempotency = Idempotency(self.db)
 

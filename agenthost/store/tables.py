@@ -97,6 +97,8 @@ sessions = sa.Table(
     sa.Column("running_since", Micros, nullable=True),
     # The sandbox backend that holds the session's files (migration 0003), set by its first run.
     sa.Column("sandbox_backend", sa.String(32), nullable=True),
+    # Migration 0005: the number of the session's newest emission (see events.emit_first).
+    sa.Column("last_emit", sa.BigInteger, nullable=False, server_default="0"),
     sa.Index("ix_sessions_workspace_id", "workspace_id", "id"),
     sa.Index("ix_sessions_environment_id", "environment_id"),
     sa.Index("ix_sessions_pending", "pending"),
@@ -114,6 +116,11 @@ events = sa.Table(
     sa.Column("created_at", Micros, nullable=False),
     # Migration 0002: queued input dropped when a turn's retries were exhausted; never shown to the model.
     sa.Column("flushed", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Migration 0005: the session's emission numbers of this event's first showing (when appended) and
+    # its last (when taken from the queue; equal to emit_first for events appended processed).
+    sa.Column("emit_first", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("emit_last", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Index("ix_events_session_emit", "session_id", "emit_last"),
 )
 
 # Migration 0004: answers to requests sent with an Idempotency-Key, kept for a day. A row with no

@@ -254,16 +254,18 @@ def test_stream_resumes_after_last_event_id(
     client.beta.sessions.events.send(session.id, events=[say("1")])
     first = recorder.idles()
     recorder.close()
+    live = Recorder(client, session.id)  # a subscriber that stays connected through the second turn
+    recorders.append(live)
     client.beta.sessions.events.send(session.id, events=[say("2")])
-    wait_status(client, session.id, "idle")
-    wait_until_listed = list(client.beta.sessions.events.list(session.id))
-    assert types(wait_until_listed).count("session.status_idle") == 2
+    second = live.idles()
     resumed = Recorder(client, session.id, extra_headers={"Last-Event-ID": first[-1].id})
     recorders.append(resumed)
-    replay = resumed.wait(lambda evs: len(evs) >= len(wait_until_listed) - len(first) + 1)
-    listed_after = [e for e in wait_until_listed][len(first) - 1 :]
-    # The gap since the last seen event comes back exactly once, in log order.
-    assert [e.id for e in replay] == [e.id for e in listed_after]
+    replay = resumed.wait(lambda evs: len(evs) >= len(second))
+    # The gap since the last seen event comes back exactly as a connected stream showed it (the queued
+    # message, then the same message processed), once, and together with the first part equals the list.
+    assert [(e.id, e.type, e.processed_at) for e in replay] == [(e.id, e.type, e.processed_at) for e in second]
+    assert replay[0].type == "user.message" and replay[0].processed_at is None
+    assert types(assert_stream_equals_list(first + replay, client, session.id)).count("session.status_idle") == 2
 
 
 def test_archive_and_delete_are_refused_while_running(
