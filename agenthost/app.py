@@ -5,6 +5,7 @@ Nothing is built at import time; a test builds its own app from its own Settings
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -114,12 +115,64 @@ def build_engine(settings: Settings, store: Store, provider: ModelProvider | Non
     )
 
 
+def needs_shared_database(settings: Settings, role: str) -> None:
+    """SystemExit unless the store is PostgreSQL: processes in separate roles meet only through it."""
+    if settings.resolved_database_url().startswith("sqlite"):
+        raise SystemExit(
+            f"agenthost: {role} runs beside other agenthost processes and needs PostgreSQL "
+            "(set AGENTHOST_DATABASE_URL=postgresql://...); with SQLite run `agenthost serve`, which has both parts"
+        )
+
+
+async def _stop_engine(engine: Engine) -> None:
+    await engine.stop()
+    await engine.sandboxes.close()
+    await engine.provider.close()
+
+
+async def run_worker(
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    provider: ModelProvider | None = None,
+    ready: Callable[[str], None] = lambda owner: None,
+) -> None:
+    """``agenthost worker``: an engine without the API, until ``stop`` is set; then its leases are handed back.
+
+    ``ready`` gets the engine's owner name once it listens and claims.
+    """
+    needs_shared_database(settings, "agenthost worker")
+    store = Store(settings.resolved_database_url())
+    try:
+        await store.open()
+        engine = build_engine(settings, store, provider)
+        try:
+            await store.listen([engine.on_notification], settings.notify_check_seconds)
+            await engine.start()
+            ready(engine.owner)
+            await stop.wait()
+        finally:
+            await _stop_engine(engine)
+    finally:
+        await store.close()
+
+
 def create_app(
-    settings: Settings | None = None, *, store: Store | None = None, provider: ModelProvider | None = None
+    settings: Settings | None = None,
+    *,
+    store: Store | None = None,
+    provider: ModelProvider | None = None,
+    engine: bool = True,
 ) -> FastAPI:
-    """Build the ASGI app. The store is opened (and migrated) and the engine started in the app's lifespan."""
+    """Build the ASGI app. The store is opened (and migrated) and the engine started in the app's lifespan.
+
+    ``engine=False`` serves the API only (``serve --no-engine``): engines in other processes run the
+    turns, told through PostgreSQL notifications.
+    """
     settings = settings or Settings()
     store = store or Store(settings.resolved_database_url())
+    if not engine:
+        needs_shared_database(settings, "serve --no-engine")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -128,15 +181,16 @@ def create_app(
         app.state.authenticator = Authenticator(
             store.keys.authenticate, settings.auth_cache_seconds, static_key, default_workspace
         )
-        engine = build_engine(settings, store, provider)
-        app.state.engine = engine
-        await engine.start()
+        running = build_engine(settings, store, provider) if engine else None
+        app.state.engine = running
         try:
+            await store.listen([running.on_notification] if running else [], settings.notify_check_seconds)
+            if running is not None:
+                await running.start()
             yield
         finally:
-            await engine.stop()
-            await engine.sandboxes.close()
-            await engine.provider.close()
+            if running is not None:
+                await _stop_engine(running)
             await store.close()
 
     app = FastAPI(title="agenthost", version="0.1.0", lifespan=lifespan, docs_url="/docs", redoc_url=None)

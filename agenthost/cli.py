@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import signal
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, TypeVar
 
 import typer
 import uvicorn
+import uvloop
 
-from agenthost.app import create_app
+from agenthost.app import create_app, run_worker
 from agenthost.errors import NotFound
 from agenthost.settings import Settings
 from agenthost.store.keys import DEFAULT_WORKSPACE
@@ -41,14 +44,26 @@ def _with_store(work: Callable[[Store], Awaitable[T]]) -> T:
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface to bind (default AGENTHOST_HOST or 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on (default AGENTHOST_PORT or 8000).")] = None,
+    engine: Annotated[
+        bool,
+        typer.Option(
+            "--engine/--no-engine",
+            help="Run turns in this process too (the default). --no-engine serves the API only, beside "
+            "`agenthost worker` processes on one PostgreSQL.",
+        ),
+    ] = True,
 ) -> None:
-    """Start the HTTP API with the embedded defaults (SQLite in the data directory)."""
+    """Start the HTTP API and the engine with the embedded defaults (SQLite in the data directory)."""
     settings = Settings()
     updates = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = settings.model_copy(update=updates)
-    typer.echo(f"agenthost: serving on http://{settings.host}:{settings.port} (store: {_safe_url(settings)})", err=True)
+    application = create_app(settings, engine=engine)
+    role = "" if engine else " (API only)"
+    typer.echo(
+        f"agenthost: serving{role} on http://{settings.host}:{settings.port} (store: {_safe_url(settings)})", err=True
+    )
     uvicorn.run(
-        create_app(settings),
+        application,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
@@ -58,6 +73,27 @@ def serve(
         # Event streams never end by themselves: give them a few seconds, then close them on shutdown.
         timeout_graceful_shutdown=5,
     )
+
+
+@app.command()
+def worker() -> None:
+    """Run turns without serving the API: an engine beside `serve` or `serve --no-engine` processes.
+
+    Any number of workers share the sessions of one PostgreSQL store. SIGTERM or SIGINT stops
+    claiming, cancels the runs in flight and hands their leases back for another engine to finish.
+    """
+    settings = Settings()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    typer.echo(f"agenthost: engine worker (store: {_safe_url(settings)})", err=True)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await run_worker(settings, stop, ready=lambda owner: typer.echo(f"agenthost: engine ready ({owner})", err=True))
+
+    uvloop.run(main())
 
 
 def _safe_url(settings: Settings) -> str:

@@ -62,6 +62,14 @@ class Settings(BaseSettings):
     engine_poll_seconds: float = Field(
         default=1.0, gt=0, description="How often the engine looks for runnable sessions besides in-process wake-ups."
     )
+    notify_check_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description=(
+            "PostgreSQL only: how often each process checks its LISTEN connection and compares its open streams "
+            "with the log, so a lost notification delays an event by at most this long."
+        ),
+    )
     model_retries: int = Field(
         default=4, ge=0, description="Retries of a model call that failed with an overload, rate limit or 5xx."
     )

@@ -179,13 +179,15 @@ def delivery(
     return latencies
 
 
-async def concurrent_turns(url: str, fake: FakeAnthropic, env_id: str, sessions: int) -> tuple[float, int]:
+async def concurrent_turns(
+    url: str, fake: FakeAnthropic, env_id: str, sessions: int, prefix: str = "bench-many"
+) -> tuple[float, int]:
     async with anthropic.AsyncAnthropic(
         base_url=url, api_key=KEY, max_retries=0, _strict_response_validation=True
     ) as client:
         ids = []
         for index in range(sessions):
-            key = f"bench-many-{index}"
+            key = f"{prefix}-{index}"
             fake.script(key, ToolUse("bash", {"command": "true"}), Text("ok"))
             agent = await client.beta.agents.create(model="m", name="many", system=key, tools=TOOLSET)
             ids.append((await client.beta.sessions.create(agent=agent.id, environment_id=env_id)).id)

@@ -235,6 +235,17 @@ def server(
         shutil.rmtree(settings.resolved_sandbox_dir(), ignore_errors=True)
 
 
+@pytest.fixture
+def processes() -> Iterator[list[Any]]:
+    """`tests.processes.Agenthost` processes a test starts; stopped, and their sandboxes removed, when it ends."""
+    started: list[Any] = []
+    yield started
+    for process in started:
+        process.stop()
+    for process in started:
+        shutil.rmtree(process.sandbox_dir, ignore_errors=True)
+
+
 def sdk(server: LiveServer, key: str) -> anthropic.Anthropic:
     """The official client in strict mode, no retries (a retry would hide a wrong status)."""
     return anthropic.Anthropic(base_url=server.base_url, api_key=key, max_retries=0, _strict_response_validation=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ import httpx2
 import pytest
 
 from tests.conftest import wait_until
+from tests.processes import free_port
 
 KEY = re.compile(r"sk-ah-[A-Za-z0-9_-]{20,}")
 
@@ -32,15 +32,9 @@ def _cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Served:
     def __init__(self, data_dir: Path, log: Path):
-        self.port = _free_port()
+        self.port = free_port()
         self.log = log
         self._log_file = log.open("w")
         self.proc = subprocess.Popen(
@@ -124,7 +118,7 @@ def test_keys_create_list_revoke(served: Served, tmp_path: Path, request: pytest
 
 def test_configured_api_key_means_no_generated_key(tmp_path: Path) -> None:
     env = _env(tmp_path / "data") | {"AGENTHOST_API_KEY": "sk-ah-configured-0123456789abcdef"}
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "agenthost", "serve", "--port", str(port)],
         env=env,
@@ -158,7 +152,7 @@ def test_configured_api_key_means_no_generated_key(tmp_path: Path) -> None:
 def test_help_lists_the_commands() -> None:
     result = subprocess.run([sys.executable, "-m", "agenthost", "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
-    for command in ("serve", "keys", "db"):
+    for command in ("serve", "worker", "keys", "db"):
         assert command in result.stdout
 
 
@@ -167,7 +161,7 @@ def test_serve_refuses_to_start_without_bubblewrap_and_says_how_to_fix_it(tmp_pa
     bin_dir.mkdir()
     env = _env(tmp_path / "data") | {"PATH": str(bin_dir)}
     result = subprocess.run(
-        [sys.executable, "-m", "agenthost", "serve", "--port", str(_free_port())],
+        [sys.executable, "-m", "agenthost", "serve", "--port", str(free_port())],
         env=env,
         capture_output=True,
         text=True,
@@ -176,3 +170,11 @@ def test_serve_refuses_to_start_without_bubblewrap_and_says_how_to_fix_it(tmp_pa
     assert result.returncode != 0
     assert "bubblewrap is not installed" in result.stderr and "apt-get install bubblewrap" in result.stderr
     assert "AGENTHOST_SANDBOX=local" in result.stderr  # the unsafe way out is named, never taken silently
+
+
+@pytest.mark.parametrize("command", [["worker"], ["serve", "--no-engine"]])
+def test_split_roles_refuse_sqlite_and_say_why(tmp_path: Path, command: list[str]) -> None:
+    result = _cli(tmp_path / "data", *command)
+    assert result.returncode != 0
+    assert "needs PostgreSQL" in result.stderr and "AGENTHOST_DATABASE_URL" in result.stderr
+    assert not (tmp_path / "data" / "agenthost.db").exists()  # refused before touching the store

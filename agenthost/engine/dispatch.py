@@ -24,8 +24,8 @@ from agenthost.providers.base import ModelProvider
 from agenthost.sandbox.base import SandboxBackend
 from agenthost.schemas.common import now_us
 from agenthost.store.db import Database
-from agenthost.store.notify import Bus
-from agenthost.store.sessions import Logged, append_events
+from agenthost.store.notify import ORIGIN, Bus, Notification
+from agenthost.store.sessions import Logged, append_events, has_queued
 from agenthost.store.tables import environments, sessions
 
 log = logging.getLogger("agenthost.engine")
@@ -102,6 +102,25 @@ class Engine:
         event = self._interrupts.get(session_id)
         if event is not None:
             event.set()
+
+    def on_notification(self, note: Notification) -> None:
+        """Another process queued input or an interrupt for a session, or deleted one."""
+        if note.origin == ORIGIN:
+            return  # this process acted on it directly
+        if note.kind == "w":
+            self.wake(note.session_id)
+        elif note.kind == "i":
+            self.interrupt(note.session_id)
+        elif note.kind == "d":
+            task = asyncio.create_task(self._forget_deleted(note.session_id), name=f"forget-{note.session_id}")
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _forget_deleted(self, session_id: str) -> None:
+        try:
+            await self.forget(session_id)
+        except Exception:  # the next start's reconcile removes what is left
+            log.exception("removing the sandbox of deleted session %s failed", session_id)
 
     def _stop_sandbox_later(self, session_id: str) -> None:
         """An idle session keeps no processes: its sandbox stops after ``sandbox_idle_seconds`` without a run."""
@@ -184,6 +203,7 @@ class Engine:
     async def _start(self, session_id: str) -> None:
         lease = await self._claim(session_id)
         if lease is not None:
+            log.info("%s claimed %s (lease generation %d)", self.owner, session_id, lease.generation)
             timer = self._idle_timers.pop(session_id, None)
             if timer is not None:
                 timer.cancel()
@@ -256,19 +276,23 @@ class Engine:
             await asyncio.sleep(interval)
             expires = now_us() + int(self.settings.lease_seconds * 1_000_000)
 
-            def extend(conn: sa.Connection, expires: int = expires) -> int:
+            def extend(conn: sa.Connection, expires: int = expires) -> tuple[int, bool]:
                 fenced = sessions.update().where(
                     sessions.c.id == lease.session_id,
                     sessions.c.lease_owner == lease.owner,
                     sessions.c.lease_generation == lease.generation,
                 )
-                return conn.execute(fenced.values(lease_expires_at=expires)).rowcount
+                extended = conn.execute(fenced.values(lease_expires_at=expires)).rowcount
+                # An interrupt whose notification was lost (another process queued it) is found here.
+                return extended, extended > 0 and has_queued(conn, lease.session_id, ("user.interrupt",))
 
             try:
-                extended = await self.db.run_write(extend)
+                extended, interrupted = await self.db.run_write(extend)
             except Exception:
                 log.exception("heartbeat of %s failed; trying again", lease.session_id)
                 continue
+            if interrupted:
+                self.interrupt(lease.session_id)
             if not extended:
                 log.warning("the lease of %s is gone; stopping this run", lease.session_id)
                 run_task.cancel()

@@ -124,16 +124,27 @@ class BwrapSandbox(HostSandbox):
         become = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
         process: asyncio.subprocess.Process | None = None
         try:
-            process = await asyncio.create_subprocess_exec(
-                *(become if self.backend.switch_user else []),
-                *self._argv(fds, info_write, block_read),
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-                pass_fds=(*fds.values(), info_write, block_read),
-                env={"PATH": PATH},
-                start_new_session=True,
+            spawn = asyncio.ensure_future(
+                asyncio.create_subprocess_exec(
+                    *(become if self.backend.switch_user else []),
+                    *self._argv(fds, info_write, block_read),
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.STDOUT,
+                    pass_fds=(*fds.values(), info_write, block_read),
+                    env={"PATH": PATH},
+                    start_new_session=True,
+                )
             )
+            try:
+                process = await asyncio.shield(spawn)
+            except asyncio.CancelledError:
+                # Never cancel the spawn itself: asyncio would then wait for the child's pipes to close,
+                # and the sandbox's first process holds them while it waits on --block-fd, which is ours.
+                # Let it finish (milliseconds), then the handler below tears the child down.
+                with contextlib.suppress(Exception):
+                    process = await spawn
+                raise
             for fd in (*fds.values(), info_write, block_read):
                 os.close(fd)
             fds.clear()

@@ -149,7 +149,12 @@ def alembic_config() -> Config:
     return config
 
 
+MIGRATION_LOCK = 0x61676E74  # any fixed number: PostgreSQL processes starting together migrate one at a time
+
+
 def _upgrade(connection: sa.Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK)))
     config = alembic_config()
     config.attributes["connection"] = connection
     command.upgrade(config, "head")

@@ -7,90 +7,26 @@ crash-recovery suite on PostgreSQL is issue #5.)
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
-import signal
 import subprocess
-import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import anthropic
-import httpx2
 import pytest
 
 from agenthost.testing.fake_anthropic import FakeAnthropic, Text, ToolUse
 from tests.conftest import BWRAP_PROBLEM, Script, wait_until
 from tests.engine.conftest import Recorder, assert_stream_equals_list, types
 from tests.engine.test_turns import TOOLSET, say
-from tests.test_cli import _free_port
-
-KEY = "sk-ah-takeover-0123456789abcdef"
-
-
-def _running(command: str) -> bool:
-    return subprocess.run(["pgrep", "-f", f"^{command}$"], capture_output=True, check=False).returncode == 0
-
-
-class Process:
-    def __init__(self, data_dir: Path, port: int, **settings: str):
-        # pytest's temp dirs are private, so sandboxes go where their uids can reach (the same for a restart).
-        default = Path(tempfile.gettempdir()) / f"agenthost-sbx-{hashlib.sha1(bytes(data_dir)).hexdigest()[:12]}"
-        self.sandbox_dir = Path(settings.setdefault("sandbox_dir", str(default)))
-        self.sandbox_dir.mkdir(mode=0o711, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTHOST_")}
-        env |= {
-            "AGENTHOST_DATA_DIR": str(data_dir),
-            "AGENTHOST_API_KEY": KEY,
-            "AGENTHOST_LEASE_SECONDS": "1.5",
-            "AGENTHOST_ENGINE_POLL_SECONDS": "0.2",
-            "AGENTHOST_PING_SECONDS": "0.5",
-            "AGENTHOST_LOG_LEVEL": "warning",
-        } | {f"AGENTHOST_{name.upper()}": value for name, value in settings.items()}
-        self.url = f"http://127.0.0.1:{port}"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agenthost", "serve", "--port", str(port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
-        def healthy() -> bool:
-            assert self.proc.poll() is None, "the server exited"
-            try:
-                return httpx2.get(f"{self.url}/health", timeout=1).status_code == 200
-            except httpx2.TransportError:
-                return False
-
-        wait_until(healthy, timeout=60)
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=30)
-
-
-@pytest.fixture
-def processes() -> Iterator[list[Process]]:
-    started: list[Process] = []
-    yield started
-    for process in started:
-        process.stop()
-        shutil.rmtree(process.sandbox_dir, ignore_errors=True)
+from tests.processes import KEY, Agenthost, free_port, running
 
 
 def _start_session(
-    tmp_path: Path, processes: list[Process], request: pytest.FixtureRequest, script: Script, tools: Any
-) -> tuple[Process, anthropic.Anthropic, Any, Recorder]:
+    tmp_path: Path, processes: list[Agenthost], request: pytest.FixtureRequest, script: Script, tools: Any
+) -> tuple[Agenthost, anthropic.Anthropic, Any, Recorder]:
     """A server process, a client of it, and a session of a scripted agent with ``tools``, recorded."""
-    processes.append(first := Process(tmp_path, _free_port()))
+    processes.append(first := Agenthost(["serve"], tmp_path, port=free_port()))
     client = anthropic.Anthropic(base_url=first.url, api_key=KEY, max_retries=0, _strict_response_validation=True)
     request.addfinalizer(client.close)
     env = client.beta.environments.create(name="crash")
@@ -100,11 +36,12 @@ def _start_session(
 
 
 def _restart_and_resume(
-    tmp_path: Path, first: Process, processes: list[Process], recorder: Recorder, last_seen: str, command: str
+    tmp_path: Path, first: Agenthost, processes: list[Agenthost], recorder: Recorder, last_seen: str, command: str
 ) -> list[Any]:
     """Start the next server on the killed one's data and port; stream from ``last_seen`` to the idle."""
     recorder.close(wait=False)
-    processes.append(Process(tmp_path, int(first.url.rpartition(":")[2])))
+    assert first.url is not None
+    processes.append(Agenthost(["serve"], tmp_path, port=int(first.url.rpartition(":")[2])))
     resumed = Recorder(recorder.client, recorder.session_id, extra_headers={"Last-Event-ID": last_seen})
     try:
         return resumed.idles()
@@ -117,7 +54,7 @@ def test_a_killed_server_s_turn_is_finished_by_the_next_one(
     fake: FakeAnthropic,
     script: Script,
     tmp_path: Path,
-    processes: list[Process],
+    processes: list[Agenthost],
     request: pytest.FixtureRequest,
 ) -> None:
     assert os.environ["ANTHROPIC_BASE_URL"] == fake.url  # the server processes reach the fake model
@@ -128,10 +65,10 @@ def test_a_killed_server_s_turn_is_finished_by_the_next_one(
     first, client, session, recorder = _start_session(tmp_path, processes, request, script, TOOLSET)
     client.beta.sessions.events.send(session.id, events=[say("sleep a while")])
     before = recorder.wait(lambda evs: "agent.tool_use" in types(evs))
-    wait_until(lambda: _running("sleep 29.3"))
+    wait_until(lambda: running("sleep 29.3"))
     first.kill()
     if BWRAP_PROBLEM is None:  # --die-with-parent: a SIGKILLed server leaves no sandbox process behind
-        wait_until(lambda: not _running("sleep 29.3"))
+        wait_until(lambda: not running("sleep 29.3"))
     after = _restart_and_resume(tmp_path, first, processes, recorder, before[-1].id, "sleep 29.3")
     listed = assert_stream_equals_list(before + after, client, session.id)
     assert types(listed) == [
@@ -165,7 +102,7 @@ def test_a_call_the_user_denied_is_never_run_by_the_takeover(
     fake: FakeAnthropic,
     script: Script,
     tmp_path: Path,
-    processes: list[Process],
+    processes: list[Agenthost],
     request: pytest.FixtureRequest,
 ) -> None:
     """The server dies while the user's allowed call runs; the read-only call they denied stays denied."""
@@ -189,7 +126,7 @@ def test_a_call_the_user_denied_is_never_run_by_the_takeover(
         {"type": "user.tool_confirmation", "tool_use_id": read_call.id, "result": "deny", "deny_message": "no"},
     ]
     client.beta.sessions.events.send(session.id, events=confirm)
-    wait_until(lambda: _running("sleep 28.7"))
+    wait_until(lambda: running("sleep 28.7"))
     before = recorder.wait(lambda evs: types(evs).count("session.status_running") >= 2)
     first.kill()
     after = _restart_and_resume(tmp_path, first, processes, recorder, before[-1].id, "sleep 28.7")

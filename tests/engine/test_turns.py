@@ -8,7 +8,7 @@ import anthropic
 import pytest
 
 from agenthost.testing.fake_anthropic import Error, Text, Thinking, ToolUse
-from tests.conftest import Script, wait_status
+from tests.conftest import Script
 from tests.engine.conftest import Recorder, assert_stream_equals_list, types
 
 TOOLSET = {"type": "agent_toolset_20260401"}

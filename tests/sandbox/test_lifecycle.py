@@ -18,9 +18,8 @@ from agenthost.sandbox.cgroups import detect as detect_cgroups
 from agenthost.testing.fake_anthropic import FakeAnthropic, Text, ToolUse
 from tests.conftest import Script, needs_bwrap, sandbox_dir, wait_until
 from tests.engine.conftest import ONE_TOOL_TURN, Recorder, assert_stream_equals_list, types
-from tests.engine.test_takeover import KEY, Process
 from tests.engine.test_turns import TOOLSET, say
-from tests.test_cli import _free_port
+from tests.processes import KEY, Agenthost, free_port
 
 pytestmark = needs_bwrap
 
@@ -29,7 +28,7 @@ def test_files_survive_a_restart_and_go_with_the_session(
     fake: FakeAnthropic,
     script: Script,
     tmp_path: Path,
-    processes: list[Process],
+    processes: list[Agenthost],
     request: pytest.FixtureRequest,
 ) -> None:
     sandboxes = sandbox_dir()
@@ -40,8 +39,8 @@ def test_files_survive_a_restart_and_go_with_the_session(
             ToolUse("bash", {"command": "cat kept.txt /mnt/session/outputs/out.txt"}),
             Text("read"),
         )
-        port = _free_port()
-        processes.append(first := Process(tmp_path, port, sandbox_dir=str(sandboxes)))
+        port = free_port()
+        processes.append(first := Agenthost(["serve"], tmp_path, port=port, sandbox_dir=str(sandboxes)))
         client = anthropic.Anthropic(base_url=first.url, api_key=KEY, max_retries=0, _strict_response_validation=True)
         request.addfinalizer(client.close)
         env = client.beta.environments.create(name="restart")
@@ -63,7 +62,7 @@ def test_files_survive_a_restart_and_go_with_the_session(
         leftovers = [parent / "4294967.sesn_orphan" for parent in tree.parents()] if tree else []
         for path in leftovers:
             path.mkdir()
-        processes.append(second := Process(tmp_path, port, sandbox_dir=str(sandboxes)))
+        processes.append(second := Agenthost(["serve"], tmp_path, port=port, sandbox_dir=str(sandboxes)))
         assert second.url == first.url
         assert not orphan.parent.exists()  # reconciled at start
         assert not any(path.exists() for path in leftovers)

@@ -1,0 +1,222 @@
+"""Many processes on one PostgreSQL: two API replicas (`serve --no-engine`) and two engine workers.
+
+Real processes, a real PostgreSQL database of their own, the official client in strict mode.
+Sessions are created on one replica, streamed from the other and driven from both, while
+the workers share the turns; every stream must equal ``events.list`` on either replica.
+A worker stopped with SIGTERM hands its turn to the other, and an interrupt sent to a
+replica reaches the worker running the session.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import pytest
+
+from agenthost.store.listen import APPLICATION_NAME
+from agenthost.testing.fake_anthropic import FakeAnthropic, Text, ToolUse
+from tests.conftest import Script, _drop_pg_database, _pg_database, run_async, sandbox_dir, wait_until
+from tests.engine.conftest import ONE_TOOL_TURN, Recorder, assert_stream_equals_list, types
+from tests.engine.test_turns import TOOLSET, say
+from tests.processes import KEY, Agenthost, free_port, running
+
+pytestmark = pytest.mark.postgres
+
+
+@dataclass
+class Cluster:
+    a: anthropic.Anthropic
+    b: anthropic.Anthropic
+    workers: list[Agenthost]
+    environment_id: str
+    database: str
+
+    def session(self, fake: FakeAnthropic, *replies: Any) -> tuple[Any, Script]:
+        """A session, created on replica A, of an agent whose model calls get ``replies``."""
+        script = Script(fake, f"replicas-{uuid.uuid4().hex[:12]}")
+        script(*replies)
+        agent = script.agent(self.a, tools=[TOOLSET])
+        return self.a.beta.sessions.create(agent=agent.id, environment_id=self.environment_id), script
+
+    def claims(self, session_id: str) -> list[int]:
+        """For each worker, how many times it claimed the session (its log says so at INFO)."""
+        pattern = re.compile(rf"claimed {session_id}\b")
+        return [len(pattern.findall(worker.output())) for worker in self.workers]
+
+
+def _client(process: Agenthost) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=process.url, api_key=KEY, max_retries=0, _strict_response_validation=True)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, processes: list[Agenthost], fake: FakeAnthropic) -> Iterator[Cluster]:
+    database = _pg_database()
+    sandboxes = str(sandbox_dir())  # one machine: both workers see every session's files
+    try:
+        for name in ("a", "b"):
+            processes.append(
+                Agenthost(["serve", "--no-engine"], tmp_path / name, port=free_port(), database_url=database)
+            )
+        for name in ("w1", "w2"):
+            processes.append(
+                Agenthost(["worker"], tmp_path / name, database_url=database, sandbox_dir=sandboxes, log_level="info")
+            )
+        a, b = (_client(process) for process in processes[:2])
+        environment = a.beta.environments.create(name="replicas")
+        yield Cluster(a, b, processes[2:4], environment.id, database)
+        a.close()
+        b.close()
+    finally:
+        for process in processes:
+            process.stop()
+        _drop_pg_database(database)
+
+
+def test_sessions_made_on_one_replica_stream_from_the_other_while_workers_share_turns(
+    cluster: Cluster, fake: FakeAnthropic
+) -> None:
+    made = [
+        cluster.session(fake, ToolUse("bash", {"command": f"echo turn {index}"}), Text(f"done {index}"))
+        for index in range(6)
+    ]
+    recorders = [Recorder(cluster.b, session.id) for session, _ in made]
+    try:
+        for index, (session, _) in enumerate(made):  # sent to both replicas in turn
+            (cluster.a if index % 2 else cluster.b).beta.sessions.events.send(session.id, events=[say(f"go {index}")])
+        for index, ((session, script), recorder) in enumerate(zip(made, recorders, strict=True)):
+            streamed = recorder.idles(timeout=30)
+            listed = assert_stream_equals_list(streamed, cluster.b, session.id)
+            assert types(listed) == ONE_TOOL_TURN
+            assert [e.id for e in cluster.a.beta.sessions.events.list(session.id, limit=1000)] == [e.id for e in listed]
+            result = listed[5]
+            assert result.type == "agent.tool_result" and result.content[0].text == f"turn {index}"
+            assert listed[7].type == "agent.message" and listed[7].content[0].text == f"done {index}"
+            assert fake.remaining(script.key) == 0
+            assert sorted(cluster.claims(session.id)) == [0, 1]  # one worker ran the turn, once
+            assert cluster.a.beta.sessions.retrieve(session.id).status == "idle"
+    finally:
+        for recorder in recorders:
+            recorder.close()
+
+
+def test_a_stopped_worker_hands_its_turn_over_and_interrupts_and_deletes_cross_processes(
+    cluster: Cluster, fake: FakeAnthropic
+) -> None:
+    session, script = cluster.session(
+        fake,
+        ToolUse("bash", {"command": "sleep 27.3"}),
+        Text("Taken over."),
+        ToolUse("bash", {"command": "sleep 26.9"}),
+    )
+    watch = Recorder(cluster.b, session.id)
+    try:
+        cluster.a.beta.sessions.events.send(session.id, events=[say("sleep")])
+        before = watch.wait(lambda evs: "agent.tool_use" in types(evs))
+        wait_until(lambda: running("sleep 27.3"))
+        holder = cluster.claims(session.id).index(1)
+        cluster.workers[holder].stop()  # SIGTERM: the run is cancelled and its lease handed back
+        assert not running("sleep 27.3")
+        first_turn = watch.idles(timeout=30)
+        listed = assert_stream_equals_list(first_turn, cluster.a, session.id)
+        assert types(listed) == [
+            "user.message",
+            "session.status_running",
+            "span.model_request_start",
+            "agent.tool_use",
+            "span.model_request_end",
+            "session.status_rescheduled",  # the other worker took the turn over at once, no lease to wait out
+            "session.status_running",
+            "agent.tool_result",
+            "span.model_request_start",
+            "agent.message",
+            "span.model_request_end",
+            "session.usage",
+            "session.status_idle",
+        ]
+        assert listed[7].is_error is True and "was not run again" in listed[7].content[0].text
+        assert cluster.claims(session.id)[1 - holder] == 1
+
+        # Last-Event-ID on the other replica replays from the tool call on, as B's stream showed it.
+        resumed = Recorder(cluster.a, session.id, extra_headers={"Last-Event-ID": before[-1].id})
+        shown_after = first_turn[len(before) :]
+        replay = resumed.wait(lambda evs: len(evs) >= len(shown_after))
+        resumed.close()
+        assert [(e.id, e.processed_at) for e in replay] == [(e.id, e.processed_at) for e in shown_after]
+
+        # An interrupt sent to replica B stops the bash call the remaining worker runs.
+        cluster.a.beta.sessions.events.send(session.id, events=[say("sleep again")])
+        watch.wait(lambda evs: types(evs).count("agent.tool_use") == 2)
+        wait_until(lambda: running("sleep 26.9"))
+        cluster.b.beta.sessions.events.send(session.id, events=[{"type": "user.interrupt"}])
+        second_turn = watch.idles(2, timeout=30)[len(first_turn) :]
+        assert not running("sleep 26.9")
+        listed = assert_stream_equals_list(first_turn + second_turn, cluster.b, session.id)
+        assert types(listed)[len(types(first_turn)) - 1 :] == [
+            "user.message",
+            "session.status_running",
+            "span.model_request_start",
+            "agent.tool_use",
+            "span.model_request_end",
+            "agent.tool_result",
+            "user.interrupt",
+            "session.usage",
+            "session.status_idle",
+        ]
+        assert listed[-1].stop_reason.type == "end_turn"
+        assert fake.remaining(script.key) == 0
+
+        # Deleted through replica A: the stream on replica B ends with session.deleted.
+        cluster.a.beta.sessions.delete(session.id)
+        assert watch.ended.wait(10)
+        assert watch.events[-1].type == "session.deleted" and watch.error is None
+    finally:
+        watch.close()
+
+
+def _listeners(database: str, terminate: bool = False) -> int:
+    """How many processes listen on the cluster's database; with ``terminate``, cut their connections first."""
+    import asyncpg
+
+    async def run() -> int:
+        conn = await asyncpg.connect(database)
+        try:
+            where = "application_name = $1 AND datname = current_database()"
+            if terminate:
+                await conn.execute(
+                    f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE {where}", APPLICATION_NAME
+                )
+            return int(await conn.fetchval(f"SELECT count(*) FROM pg_stat_activity WHERE {where}", APPLICATION_NAME))
+        finally:
+            await conn.close()
+
+    return int(run_async(run()))
+
+
+def test_streams_and_workers_recover_when_their_listen_connections_drop(cluster: Cluster, fake: FakeAnthropic) -> None:
+    session, script = cluster.session(fake, Text("Still here."))
+    watch = Recorder(cluster.b, session.id)
+    try:
+        assert _listeners(cluster.database) == 4
+        _listeners(cluster.database, terminate=True)  # notifications sent now reach nobody
+        cluster.a.beta.sessions.events.send(session.id, events=[say("anyone?")])
+        streamed = watch.idles(timeout=30)
+        listed = assert_stream_equals_list(streamed, cluster.b, session.id)
+        assert types(listed) == [
+            "user.message",
+            "session.status_running",
+            "span.model_request_start",
+            "agent.message",
+            "span.model_request_end",
+            "session.usage",
+            "session.status_idle",
+        ]
+        assert fake.remaining(script.key) == 0
+        wait_until(lambda: _listeners(cluster.database) == 4)  # every process listens again
+    finally:
+        watch.close()
