@@ -6,6 +6,7 @@ Nothing is built at import time; a test builds its own app from its own Settings
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -20,6 +21,7 @@ from agenthost.api.auth import Authenticator
 from agenthost.api.middleware import RequestContext
 from agenthost.engine.dispatch import Engine, EngineSettings
 from agenthost.engine.loop import RunSettings
+from agenthost.engine.reaper import reap_forever
 from agenthost.errors import Unavailable
 from agenthost.providers.anthropic import AnthropicProvider
 from agenthost.providers.base import ModelProvider
@@ -183,12 +185,19 @@ def create_app(
         )
         running = build_engine(settings, store, provider) if engine else None
         app.state.engine = running
+        reaper: asyncio.Task[None] | None = None
         try:
             await store.listen([running.on_notification] if running else [], settings.notify_check_seconds)
             if running is not None:
                 await running.start()
+            else:  # engines elsewhere claim expired runs; without any, the sessions must still read rescheduling
+                reaper = asyncio.create_task(reap_forever(store.db, store.bus, settings.engine_poll_seconds))
             yield
         finally:
+            if reaper is not None:
+                reaper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reaper
             if running is not None:
                 await _stop_engine(running)
             await store.close()

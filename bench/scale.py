@@ -48,6 +48,7 @@ class Cluster:
     """API replicas and workers on one fresh PostgreSQL database."""
 
     def __init__(self, tmp: Path, fake_url: str, replicas: int, workers: int, lease: float):
+        tmp.mkdir(mode=0o711, parents=True, exist_ok=True)
         self.database = f"agenthost_bench_{uuid.uuid4().hex[:8]}"
         asyncio.run(_admin(f'CREATE DATABASE "{self.database}"'))
         self.tmp = tmp
@@ -67,7 +68,7 @@ class Cluster:
         self.workers: list[tuple[subprocess.Popen[bytes], Path]] = []
         for _ in range(replicas):
             port = free_port()
-            self.procs.append(self._spawn(["serve", "--no-engine", "--port", str(port)], tmp / f"api-{port}.log"))
+            self._spawn(["serve", "--no-engine", "--port", str(port)], tmp / f"api-{port}.log")
             self.urls.append(f"http://127.0.0.1:{port}")
             _wait(lambda url=self.urls[-1]: _healthy(url))
         for _ in range(workers):
@@ -127,12 +128,48 @@ def _wait(condition: Any, timeout: float = 60) -> None:
         time.sleep(0.05)
 
 
-def throughput(tmp: Path, fake: FakeAnthropic, workers: int, sessions: int, lease: float) -> tuple[float, int]:
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes (and their waited-for children), in seconds."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _postgres_pids() -> list[int]:
+    found = subprocess.run(["pgrep", "-x", "postgres"], capture_output=True, text=True, check=False).stdout.split()
+    return [int(pid) for pid in found]
+
+
+def throughput(
+    tmp: Path, fake: FakeAnthropic, workers: int, sessions: int, lease: float
+) -> tuple[float, int, dict[str, float]]:
+    """Wall time and correct sequences of ``sessions`` turns at once, and the CPU seconds each part spent."""
     cluster = Cluster(tmp / f"tp{workers}", fake.url, 1, workers, lease)
     try:
         client = anthropic.Anthropic(base_url=cluster.urls[0], api_key=KEY, max_retries=0)
         env_id = client.beta.environments.create(name="bench").id
-        return asyncio.run(concurrent_turns(cluster.urls[0], fake, env_id, sessions, prefix=f"scale{workers}"))
+        api, engines = [cluster.procs[0].pid], [proc.pid for proc, _ in cluster.workers]
+        before = {
+            "api": _cpu_seconds(api),
+            "workers": _cpu_seconds(engines),
+            "postgres": _cpu_seconds(_postgres_pids()),
+        }
+        bench_before = time.process_time()
+        elapsed, correct = asyncio.run(
+            concurrent_turns(cluster.urls[0], fake, env_id, sessions, prefix=f"scale{workers}")
+        )
+        cpu = {
+            "api": _cpu_seconds(api) - before["api"],
+            "workers": _cpu_seconds(engines) - before["workers"],
+            "postgres": _cpu_seconds(_postgres_pids()) - before["postgres"],
+            "fake model + client": time.process_time() - bench_before,
+        }
+        return elapsed, correct, cpu
     finally:
         cluster.close()
 
@@ -191,11 +228,13 @@ def main() -> None:
         try:
             rates = {}
             for workers in (1, 2):
-                elapsed, correct = throughput(tmp, fake, workers, args.sessions, args.lease)
+                elapsed, correct, cpu = throughput(tmp, fake, workers, args.sessions, args.lease)
                 rates[workers] = args.sessions / elapsed
+                spent = ", ".join(f"{part} {seconds:.1f}" for part, seconds in cpu.items())
                 print(
                     f"(a) {workers} worker(s), {args.sessions} one-bash-call turns at once: "
-                    f"{correct}/{args.sessions} exact sequences, {elapsed:.1f} s, {rates[workers]:.1f} turns/s"
+                    f"{correct}/{args.sessions} exact sequences, {elapsed:.1f} s, {rates[workers]:.1f} turns/s; "
+                    f"CPU seconds: {spent}"
                 )
             print(f"(a) scaling ratio, 2 workers / 1 worker: {rates[2] / rates[1]:.2f}")
 

@@ -196,12 +196,17 @@ class Run:
     async def _recover(self) -> list[str]:
         """Close what a run that stopped mid-turn left open; return the calls that still need the client.
 
+        A model call that was in flight gets its ``span.model_request_end`` with ``is_error``.
         A built-in call that was running (allowed, or confirmed) gets an explicit error result: it may
         or may not have completed, and is never run again, unless it only reads (``read``, ``glob``,
         ``grep``): those are run (again). Custom calls and unconfirmed ``ask`` calls were waiting on
         the client and wait again.
         """
         log = await self.log.read()
+        ended = {e["model_request_start_id"] for e in log if e["type"] == "span.model_request_end"}
+        cut_off = [e["id"] for e in log if e["type"] == "span.model_request_start" and e["id"] not in ended]
+        if cut_off:  # the model call in flight died with its run: its span ends as failed
+            await self.journal.append([_span_end(start_id, None, is_error=True) for start_id in cut_off])
         answered = {
             e.get("tool_use_id") or e.get("custom_tool_use_id")
             for e in log

@@ -20,7 +20,7 @@ import anthropic
 import pytest
 
 from agenthost.store.listen import APPLICATION_NAME
-from agenthost.testing.fake_anthropic import FakeAnthropic, Text, ToolUse
+from agenthost.testing.fake_anthropic import FakeAnthropic, Hold, Text, ToolUse
 from tests.conftest import Script, _drop_pg_database, _pg_database, run_async, sandbox_dir, wait_until
 from tests.engine.conftest import ONE_TOOL_TURN, Recorder, assert_stream_equals_list, types
 from tests.engine.test_turns import TOOLSET, say
@@ -36,6 +36,18 @@ class Cluster:
     workers: list[Agenthost]
     environment_id: str
     database: str
+    tmp_path: Path
+    processes: list[Agenthost]
+    sandboxes: str  # one machine: every worker sees every session's files
+
+    def start_worker(self) -> Agenthost:
+        name = f"w{len(self.workers) + 1}"
+        worker = Agenthost(
+            ["worker"], self.tmp_path / name, database_url=self.database, sandbox_dir=self.sandboxes, log_level="info"
+        )
+        self.processes.append(worker)
+        self.workers.append(worker)
+        return worker
 
     def session(self, fake: FakeAnthropic, *replies: Any) -> tuple[Any, Script]:
         """A session, created on replica A, of an agent whose model calls get ``replies``."""
@@ -57,19 +69,17 @@ def _client(process: Agenthost) -> anthropic.Anthropic:
 @pytest.fixture
 def cluster(tmp_path: Path, processes: list[Agenthost], fake: FakeAnthropic) -> Iterator[Cluster]:
     database = _pg_database()
-    sandboxes = str(sandbox_dir())  # one machine: both workers see every session's files
     try:
         for name in ("a", "b"):
             processes.append(
                 Agenthost(["serve", "--no-engine"], tmp_path / name, port=free_port(), database_url=database)
             )
-        for name in ("w1", "w2"):
-            processes.append(
-                Agenthost(["worker"], tmp_path / name, database_url=database, sandbox_dir=sandboxes, log_level="info")
-            )
         a, b = (_client(process) for process in processes[:2])
         environment = a.beta.environments.create(name="replicas")
-        yield Cluster(a, b, processes[2:4], environment.id, database)
+        made = Cluster(a, b, [], environment.id, database, tmp_path, processes, str(sandbox_dir()))
+        made.start_worker()
+        made.start_worker()
+        yield made
         a.close()
         b.close()
     finally:
@@ -218,5 +228,111 @@ def test_streams_and_workers_recover_when_their_listen_connections_drop(cluster:
         ]
         assert fake.remaining(script.key) == 0
         wait_until(lambda: _listeners(cluster.database) == 4)  # every process listens again
+    finally:
+        watch.close()
+
+
+@pytest.mark.parametrize("point", ["model call", "bash call"])
+def test_a_worker_killed_mid_turn_leaves_the_turn_to_the_other_with_nothing_run_twice(
+    cluster: Cluster, fake: FakeAnthropic, point: str
+) -> None:
+    """SIGKILL: no hand-over, the lease runs out (1.5 s here), then the other worker continues the turn."""
+    held = Hold(ToolUse("bash", {"command": "echo never"}))
+    first_reply: Any = held if point == "model call" else ToolUse("bash", {"command": "echo ran >> runs; sleep 25.1"})
+    count = ToolUse("bash", {"command": "cat runs 2>/dev/null || echo none"})
+    session, script = cluster.session(fake, first_reply, Text("Recovered."), count, Text("Counted."))
+    watch = Recorder(cluster.b, session.id)
+    try:
+        cluster.a.beta.sessions.events.send(session.id, events=[say("work")])
+        if point == "model call":
+            assert held.started.wait(20)
+        else:
+            watch.wait(lambda evs: "agent.tool_use" in types(evs))
+            wait_until(lambda: running("sleep 25.1"))
+        victim = cluster.claims(session.id).index(1)
+        cluster.workers[victim].kill()
+        held.release.set()  # the fake model's answer now goes to a dead connection
+        streamed = watch.idles(timeout=30)
+        listed = assert_stream_equals_list(streamed, cluster.a, session.id)
+        cut_off = (
+            ["span.model_request_end"]  # the call in flight ends as failed, then the model is asked again
+            if point == "model call"
+            else ["agent.tool_use", "span.model_request_end", "session.status_rescheduled", "session.status_running"]
+        )
+        head = ["user.message", "session.status_running", "span.model_request_start"]
+        if point == "model call":
+            assert types(listed) == [
+                *head,
+                "session.status_rescheduled",
+                "session.status_running",
+                *cut_off,
+                "span.model_request_start",
+                "agent.message",
+                "span.model_request_end",
+                "session.usage",
+                "session.status_idle",
+            ]
+            assert listed[5].is_error is True and listed[5].model_request_start_id == listed[2].id
+        else:
+            assert types(listed) == [
+                *head,
+                *cut_off,
+                "agent.tool_result",
+                "span.model_request_start",
+                "agent.message",
+                "span.model_request_end",
+                "session.usage",
+                "session.status_idle",
+            ]
+            assert listed[7].is_error is True and "was not run again" in listed[7].content[0].text
+        assert cluster.claims(session.id)[1 - victim] == 1
+        assert listed[-1].stop_reason.type == "end_turn"
+
+        # The cut-off bash call ran once (or, cut off in the model call, never): the next turn counts.
+        cluster.b.beta.sessions.events.send(session.id, events=[say("count")])
+        both = watch.idles(2, timeout=30)
+        result = [e for e in both if e.type == "agent.tool_result"][-1]
+        assert result.content[0].text == ("none" if point == "model call" else "ran")
+        assert_stream_equals_list(both, cluster.b, session.id)
+        assert fake.remaining(script.key) == 0
+    finally:
+        held.release.set()
+        watch.close()
+
+
+def test_with_every_worker_gone_a_died_run_reads_rescheduling_until_a_new_worker_finishes_it(
+    cluster: Cluster, fake: FakeAnthropic
+) -> None:
+    session, script = cluster.session(fake, ToolUse("bash", {"command": "sleep 24.3"}), Text("Back."))
+    watch = Recorder(cluster.b, session.id)
+    try:
+        cluster.a.beta.sessions.events.send(session.id, events=[say("work")])
+        watch.wait(lambda evs: "agent.tool_use" in types(evs))
+        wait_until(lambda: running("sleep 24.3"))
+        for worker in cluster.workers:
+            worker.kill()
+        # An API replica releases the expired lease: the session reads rescheduling, with its event.
+        watch.wait(lambda evs: "session.status_rescheduled" in types(evs))
+        assert cluster.a.beta.sessions.retrieve(session.id).status == "rescheduling"
+        cluster.start_worker()
+        listed = assert_stream_equals_list(watch.idles(timeout=30), cluster.a, session.id)
+        assert types(listed) == [
+            "user.message",
+            "session.status_running",
+            "span.model_request_start",
+            "agent.tool_use",
+            "span.model_request_end",
+            "session.status_rescheduled",
+            "session.status_running",
+            "agent.tool_result",
+            "span.model_request_start",
+            "agent.message",
+            "span.model_request_end",
+            "session.usage",
+            "session.status_idle",
+        ]
+        assert listed[7].is_error is True and "was not run again" in listed[7].content[0].text
+        assert cluster.claims(session.id)[2] == 1  # the new worker took it
+        assert fake.remaining(script.key) == 0
     finally:
         watch.close()
