@@ -102,6 +102,7 @@ def build_engine(settings: Settings, store: Store, provider: ModelProvider | Non
         max_model_calls=settings.max_model_calls,
         web_fetch_private_hosts=frozenset(host.lower() for host in settings.web_fetch_private_hosts),
         grep_timeout_seconds=settings.grep_timeout_seconds,
+        web_search_url=settings.web_search_url,
     )
     return Engine(
         store.db,

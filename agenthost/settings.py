@@ -81,6 +81,13 @@ class Settings(BaseSettings):
     max_model_calls: int = Field(
         default=200, gt=0, description="Model calls one turn may make before it is stopped with a session.error."
     )
+    web_search_url: str | None = Field(
+        default=None,
+        description=(
+            "A SearXNG-compatible JSON search endpoint for the web_search tool (agenthost asks "
+            "`GET <url>?q=<query>&format=json`). Unset: web_search is not offered to the model."
+        ),
+    )
     web_fetch_private_hosts: list[str] = Field(
         default_factory=list,
         description=(

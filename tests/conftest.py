@@ -223,7 +223,11 @@ def server(
     db_url = f"sqlite:///{data_dir / 'agenthost.db'}" if backend == "sqlite" else _pg_database()
     # Environment packages come from a pip index that the fake model's server also serves.
     index = f"http://allowed.test:{urlsplit(fake.url).port}/pages/simple"
-    settings = test_settings(data_dir, db_url).model_copy(update={"sandbox_pip_index_url": index})
+    # web_search asks a search service that the fake model's server also plays (its page "search").
+    search = f"{fake.url}/pages/search"
+    settings = test_settings(data_dir, db_url).model_copy(
+        update={"sandbox_pip_index_url": index, "web_search_url": search}
+    )
     base_url, uv, thread = serve_in_thread(settings)
     try:
         yield LiveServer(base_url, db_url, backend, settings.resolved_sandbox_dir())

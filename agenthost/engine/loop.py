@@ -52,6 +52,7 @@ class RunSettings:
     max_model_calls: int = 100
     web_fetch_private_hosts: frozenset[str] = frozenset()
     grep_timeout_seconds: float = 30.0
+    web_search_url: str | None = None
 
 
 class Interrupted(Exception):
@@ -145,6 +146,7 @@ class Run:
             self.agent,
             private_hosts=self.settings.web_fetch_private_hosts,
             grep_timeout=self.settings.grep_timeout_seconds,
+            search_url=self.settings.web_search_url,
         )
         return taken
 

@@ -341,6 +341,8 @@ def _resolve_toolset(tool: AgentToolset, field: str) -> JSON:
             }
         elif isinstance(config, WebSearchConfig):
             _check_domains(config, where)
+            if config.user_location is not None:
+                raise NotSupported(f"{where}.user_location", "locating web_search results (SearXNG has no location)")
             resolved |= {
                 "allowed_domains": config.allowed_domains,
                 "blocked_domains": config.blocked_domains,

@@ -199,6 +199,8 @@ class FakeAnthropic:
         """Documents served at ``GET /pages/<name>`` (name may contain slashes) as (content type, body)."""
         self.page_hits: list[str] = []
         """Names of the pages requested, in order, found or not."""
+        self.page_queries: list[tuple[str, dict[str, str]]] = []
+        """The same requests with their query parameters."""
 
     def script(self, key: str, *replies: Reply) -> None:
         """Queue replies for requests whose system prompt starts with the line ``key``."""
@@ -245,6 +247,7 @@ class FakeAnthropic:
     async def _page(self, request: Request) -> Response:
         name = request.path_params["name"]
         self.page_hits.append(name)
+        self.page_queries.append((name, dict(request.query_params)))
         if name == "moved":
             return Response(status_code=302, headers={"location": "/pages/doc"})
         if name not in self.pages:

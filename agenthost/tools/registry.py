@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from agenthost.sandbox.base import Sandbox
 from agenthost.sandbox.rooted import FileAccessError
-from agenthost.tools import bash, files, web_fetch
+from agenthost.tools import bash, files, web_fetch, web_search
 from agenthost.tools.base import ToolInputError, ToolOutput
 
 Executor = Callable[[Sandbox, dict[str, Any]], Awaitable[ToolOutput]]
@@ -45,12 +45,14 @@ class Toolbox:
         *,
         private_hosts: frozenset[str] = frozenset(),
         grep_timeout: float = files.GREP_TIMEOUT,
+        search_url: str | None = None,
     ):
         self.definitions: list[dict[str, Any]] = []
         self._grep_timeout = grep_timeout
         self._specs: dict[str, ToolSpec] = {}
         self._configs: dict[str, dict[str, Any]] = {}
         self._private_hosts = private_hosts
+        self._search_url = search_url
         self.mcp_servers = [server["name"] for server in agent.get("mcp_servers", [])]
         for tool in agent.get("tools", []):
             if tool["type"] == "agent_toolset_20260401":
@@ -66,7 +68,8 @@ class Toolbox:
         configs = {config["name"]: config for config in toolset["configs"]}
         offered = [(name, description, schema) for name, (description, schema, _run) in BUILTIN.items()]
         offered.append(("web_fetch", web_fetch.DESCRIPTION, web_fetch.SCHEMA))
-        # web_search is not offered: agenthost has no search backend yet (docs/compatibility.md).
+        if self._search_url:  # without the operator's search service there is nothing to search with
+            offered.append(("web_search", web_search.DESCRIPTION, web_search.SCHEMA))
         for name, description, schema in offered:
             config = configs.get(name, default)
             if not config["enabled"]:
@@ -84,6 +87,8 @@ class Toolbox:
         try:
             if name == "web_fetch":
                 return await web_fetch.run(tool_input, self._configs[name], self._private_hosts)
+            if name == "web_search" and self._search_url:
+                return await web_search.run(tool_input, self._configs[name], self._search_url)
             if name == "grep":
                 return await files.grep(sandbox, tool_input, self._grep_timeout)
             return await BUILTIN[name][2](sandbox, tool_input)

@@ -38,7 +38,8 @@ class NotAllowed(Exception):
     """The URL may not be fetched; the message says why and starts with ``url_not_allowed``."""
 
 
-def _covered(host: str, domains: list[str]) -> bool:
+def covered(host: str, domains: list[str]) -> bool:
+    """Whether ``host`` is one of ``domains`` or a subdomain of one."""
     return any(host == domain or host.endswith("." + domain) for domain in domains)
 
 
@@ -49,9 +50,9 @@ def check_url(url: str, config: dict[str, Any]) -> str:
         raise NotAllowed(f"url_not_allowed: {url} is not an http(s) URL")
     host = parts.hostname.lower().rstrip(".")
     allowed, blocked = config.get("allowed_domains"), config.get("blocked_domains")
-    if allowed is not None and not _covered(host, allowed):
+    if allowed is not None and not covered(host, allowed):
         raise NotAllowed(f"url_not_allowed: {host} is not in this agent's allowed_domains")
-    if blocked is not None and _covered(host, blocked):
+    if blocked is not None and covered(host, blocked):
         raise NotAllowed(f"url_not_allowed: {host} is in this agent's blocked_domains")
     return host
 

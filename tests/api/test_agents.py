@@ -32,11 +32,7 @@ FULL_TOOLS: list[Any] = [
                     "client_tool_results": {"type": "only", "tools": [{"type": "tool_reference", "name": "lookup"}]},
                 },
             },
-            {
-                "name": "web_search",
-                "blocked_domains": ["ads.example.com"],
-                "user_location": {"type": "approximate", "city": "Berlin", "country": "DE"},
-            },
+            {"name": "web_search", "blocked_domains": ["ads.example.com"]},
         ],
     },
     {
@@ -125,7 +121,7 @@ def test_full_tool_union_is_stored_and_echoed(client: anthropic.Anthropic, raw: 
     }
     assert by_name["web_fetch"]["allowed_domains"] == ["docs.example.com"]
     assert by_name["web_fetch"]["max_content_tokens"] == 5000
-    assert by_name["web_search"]["user_location"]["city"] == "Berlin"
+    assert by_name["web_search"]["blocked_domains"] == ["ads.example.com"]
     assert mcp == {
         "type": "mcp_toolset",
         "mcp_server_name": "docs",
@@ -326,6 +322,18 @@ INVALID_AGENTS: list[tuple[dict[str, Any], str]] = [
     ({**AGENT, "skills": [{"type": "anthropic", "skill_id": "pdf"}]}, "read tool"),
     ({**AGENT, "skills": [{"type": "custom", "skill_id": "skill_1"}]}, "not supported"),
     ({**AGENT, "multiagent": {"type": "multiagent_20261001"}}, "multiagent"),
+    (
+        {
+            **AGENT,
+            "tools": [
+                {
+                    "type": "agent_toolset_20260401",
+                    "configs": [{"name": "web_search", "user_location": {"type": "approximate", "country": "DE"}}],
+                }
+            ],
+        },
+        "tools[0].configs[0].user_location",
+    ),
     ({**AGENT, "model": {"id": "m", "effort": "extreme"}}, "model"),
     ({**AGENT, "execution_identity": {"type": "aws_role"}}, "execution_identity"),
     ({**AGENT, "metadata": {"k": 1}}, "metadata"),

@@ -6,8 +6,10 @@ import secrets
 from typing import Any
 
 import anthropic
+import orjson
 
 from agenthost.testing.fake_anthropic import Text, ToolUse
+from agenthost.tools.registry import Toolbox
 from tests.conftest import Script, sleepers, wait_until
 from tests.engine.conftest import Recorder, assert_stream_equals_list
 from tests.engine.test_turns import TOOLSET, say, start
@@ -97,11 +99,63 @@ def test_requests_carry_cache_breakpoints_and_the_agent_config(
     first, second = script.requests()
     assert first["model"] == "claude-sonnet-4-6" and first["speed"] == "fast"
     assert first["output_config"] == {"effort": "low"}
-    assert [t["name"] for t in first["tools"]] == ["bash", "read", "write", "edit", "glob", "grep", "web_fetch"]
+    names = ["bash", "read", "write", "edit", "glob", "grep", "web_fetch", "web_search"]
+    assert [t["name"] for t in first["tools"]] == names
     assert first["tools"][-1]["cache_control"] == {"type": "ephemeral"}
     assert first["system"][-1]["cache_control"] == {"type": "ephemeral"}
     assert second["messages"][-1]["content"][-1]["cache_control"] == {"type": "ephemeral"}
     assert second["messages"][-1]["content"][-1]["type"] == "tool_result"
+
+
+def test_web_search_asks_the_operators_search_service_and_filters_results_by_domain(
+    client: anthropic.Anthropic, script: Script, environment: Any, recorders: list[Recorder], fake: Any
+) -> None:
+    fake.pages["search"] = (
+        "application/json",
+        orjson.dumps(
+            {
+                "results": [
+                    {"title": "Run it", "url": "https://docs.example.com/run", "content": " How to run it. "},
+                    {"title": "Spam", "url": "https://spam.example.net/x", "content": "buy"},
+                    {"title": "API", "url": "https://api.docs.example.com/b", "content": "The API."},
+                    {"title": "no url"},
+                ]
+            }
+        ),
+    )
+    searching = {
+        "type": "agent_toolset_20260401",
+        "configs": [{"name": "web_search", "blocked_domains": ["spam.example.net"]}],
+    }
+    script(ToolUse("web_search", {"query": "run agenthost"}), ToolUse("web_search", {"query": " "}), Text("found"))
+    session, recorder = start(client, script, environment, recorders, tools=[searching])
+    client.beta.sessions.events.send(session.id, events=[say("search")])
+    first_turn = recorder.idles()
+    results = _results(assert_stream_equals_list(first_turn, client, session.id))
+    assert results == [
+        (
+            False,
+            "Results for 'run agenthost':\n\n1. Run it\n   https://docs.example.com/run\n   How to run it.\n\n"
+            "2. API\n   https://api.docs.example.com/b\n   The API.",
+        ),
+        (True, "`query` is required"),
+    ]
+    assert ("search", {"q": "run agenthost", "format": "json"}) in fake.page_queries
+    assert "web_search" in [tool["name"] for tool in script.requests()[0]["tools"]]
+
+    del fake.pages["search"]  # the service is down: an error result, and the turn goes on
+    script(ToolUse("web_search", {"query": "again"}), Text("gave up"))
+    client.beta.sessions.events.send(session.id, events=[say("search again")])
+    results = _results(assert_stream_equals_list(recorder.idles(2), client, session.id))
+    assert results[-1][0] is True and results[-1][1].startswith("The search service failed: HTTPStatusError")
+
+
+def test_web_search_is_not_offered_without_a_search_service() -> None:
+    allow = {"enabled": True, "permission_policy": {"type": "always_allow"}}
+    toolset = {"type": "agent_toolset_20260401", "default_config": allow, "configs": []}
+    assert "web_search" not in [tool["name"] for tool in Toolbox({"tools": [toolset]}).definitions]
+    offered = Toolbox({"tools": [toolset]}, search_url="http://search.internal/search").definitions
+    assert "web_search" in [tool["name"] for tool in offered]
 
 
 def test_web_fetch_reads_pages_and_honours_domain_lists(
