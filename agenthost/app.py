@@ -155,6 +155,7 @@ async def run_worker(
             ready(engine.owner)
             await stop.wait()
         finally:
+            await store.stop_listening()
             await _stop_engine(engine)
     finally:
         await store.close()
@@ -195,6 +196,7 @@ def create_app(
                 reaper = asyncio.create_task(reap_forever(store.db, store.bus, settings.engine_poll_seconds))
             yield
         finally:
+            await store.stop_listening()  # nothing more reaches the engine while it stops
             if reaper is not None:
                 reaper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -66,14 +66,18 @@ async def stream(
     await sessions.get(workspace_id, session_id)  # 404 as JSON before the stream starts
     subscription = await store(request).bus.subscribe(session_id)
     try:
-        backlog = await sessions.events_after(workspace_id, session_id, last_event_id) if last_event_id else []
+        start, backlog = (
+            await sessions.events_after(workspace_id, session_id, last_event_id) if last_event_id else (0, [])
+        )
     except BaseException:
         subscription.close()
         raise
     ping_seconds: float = request.app.state.settings.ping_seconds
+    # Showings up to this number were seen (the client's last event) or replayed from the log: the feed,
+    # which may still be catching up on this replica, must not send them again.
+    replayed = max(start, backlog[-1][0] if backlog else 0)
 
     async def frames() -> AsyncIterator[bytes]:
-        replayed = backlog[-1][0] if backlog else 0  # showings up to this number came from the log
         try:
             if backlog:
                 yield b"".join(frame(event) for _, event in backlog)

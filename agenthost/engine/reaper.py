@@ -1,11 +1,11 @@
-"""The reaper (layer 3): a run whose lease expired is shown as rescheduled even when no engine is there.
+"""The reaper (layer 3): a run that died is shown as rescheduled even when no engine is there.
 
 An engine that finds an expired lease claims the session, and writes ``session.status_rescheduled``
 in the claim's transaction (``Engine._claim``). API-only replicas (``serve --no-engine``) run
-this loop instead, so that when every worker is gone a session whose run died reads
-``rescheduling``, not ``running``: its lease is cleared (the generation bumped, so the old run
-can write nothing more), the status and its event are written in one transaction, and engines
-are told it is runnable.
+this loop instead, so that when every worker is gone (killed, so its lease expired; or stopped,
+so it handed the lease back mid-turn) the session reads ``rescheduling``, not ``running``. Its
+lease is cleared (the generation bumped, so the old run can write nothing more), the status and
+its event are written in one transaction, and engines are told it is runnable.
 """
 
 from __future__ import annotations
@@ -29,26 +29,25 @@ BATCH = 100
 async def reap_expired(db: Database, bus: Bus) -> int:
     """Release every expired lease (up to ``BATCH``); return how many were released."""
     now = now_us()
-    query = (
-        sa.select(sessions.c.id)
-        .where(sessions.c.lease_owner.is_not(None), sessions.c.lease_expires_at < now)
-        .limit(BATCH)
+    # A run's lease expired, or a stopping engine handed it back mid-turn (owner cleared, still running).
+    died = sa.or_(
+        sa.and_(sessions.c.lease_owner.is_not(None), sessions.c.lease_expires_at < now),
+        sa.and_(
+            sessions.c.lease_owner.is_(None), sessions.c.status == "running", sessions.c.running_since.is_not(None)
+        ),
     )
+    query = sa.select(sessions.c.id).where(died).limit(BATCH)
     expired = list(await db.run_read(lambda conn: conn.execute(query).scalars().all()))
     for session_id in expired:
 
         def release(conn: sa.Connection, session_id: str = session_id) -> list[Logged]:
             row = conn.execute(
                 sa.select(sessions.c.status, sessions.c.running_since)
-                .where(
-                    sessions.c.id == session_id,
-                    sessions.c.lease_owner.is_not(None),
-                    sessions.c.lease_expires_at < now,
-                )
+                .where(sessions.c.id == session_id, died)
                 .with_for_update()
             ).first()
             if row is None:
-                return []  # claimed or released meanwhile
+                return []  # claimed, released or finished meanwhile
             values: dict[str, Any] = {
                 "lease_owner": None,
                 "lease_expires_at": None,

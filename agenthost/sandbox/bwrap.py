@@ -142,8 +142,11 @@ class BwrapSandbox(HostSandbox):
                 # Never cancel the spawn itself: asyncio would then wait for the child's pipes to close,
                 # and the sandbox's first process holds them while it waits on --block-fd, which is ours.
                 # Let it finish (milliseconds), then the handler below tears the child down.
-                with contextlib.suppress(Exception):
-                    process = await spawn
+                while not spawn.done():  # a second cancellation must not abandon the child either
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await asyncio.wait({spawn})
+                if not spawn.cancelled() and spawn.exception() is None:
+                    process = spawn.result()
                 raise
             for fd in (*fds.values(), info_write, block_read):
                 os.close(fd)

@@ -24,6 +24,7 @@ them exactly when the write commits, and never for a write that rolled back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import sys
@@ -137,6 +138,7 @@ class Feed:
     early: list[Shown] = field(default_factory=list)  # handed over before the watermark was known
     behind: bool = False  # the log holds showings past the watermark: read them
     reading: asyncio.Task[None] | None = None
+    ready: asyncio.Future[None] | None = None  # the read of the watermark, awaited by every joiner
 
     @property
     def end(self) -> int:
@@ -156,13 +158,16 @@ class Feed:
             if number != self.watermark + 1:
                 self.behind = True
                 break
-            if len(self.items) == self.items.maxlen:
-                self.first_position += 1
-            self.items.append(Published(number, event))
+            self.append(number, event)
             self.watermark = number
             added = True
         if added:
             self._wake()
+
+    def append(self, number: int, event: JSON) -> None:
+        if len(self.items) == self.items.maxlen:
+            self.first_position += 1  # the oldest showing drops out; subscribers still on it overrun
+        self.items.append(Published(number, event))
 
     def close(self) -> None:
         self.closed = True
@@ -200,7 +205,7 @@ class Bus:
         if feed is None or feed.closed:
             return
         gone = {"id": new_id("sevt"), "type": "session.deleted", "processed_at": ts(now_us())}
-        feed.items.append(Published(sys.maxsize, gone))
+        feed.append(sys.maxsize, gone)
         feed.close()
 
     def on_notification(self, note: Notification) -> None:
@@ -239,34 +244,57 @@ class Bus:
     # subscribing
 
     async def subscribe(self, session_id: str) -> Subscription:
-        """Start receiving the session's showings from now on; close the subscription when done."""
+        """Start receiving the session's showings from now on; close the subscription when done.
+
+        A new feed first reads where the session's showings stand (its watermark); everyone who
+        joins meanwhile waits for that read, so no subscriber starts from a feed without one.
+        """
         feed = self._feeds.get(session_id)
-        fresh = feed is None or feed.closed
-        if fresh:
+        if feed is None or feed.closed:
             feed = self._feeds[session_id] = Feed()
-        assert feed is not None
+            feed.ready = asyncio.ensure_future(self._start(session_id, feed))
         feed.subscribers += 1
         subscription = Subscription(session_id, feed)
-        # A stream dropped before its generator ever ran never reaches its own `finally`: leave on collection.
-        subscription._finalizer = weakref.finalize(subscription, self._leave, session_id, feed)
-        if fresh:
-            try:
-                newest = await self._db.run_read(
-                    lambda conn: conn.execute(
-                        sa.select(sessions.c.last_emit).where(sessions.c.id == session_id)
-                    ).scalar()
-                )
-            except BaseException:
-                subscription.close()
-                raise
-            if newest is None:
-                self.deleted(session_id)
-            elif feed.watermark is None:
-                feed.watermark = int(newest)
-                early, feed.early = feed.early, []
-                feed.offer(sorted(early, key=lambda item: item[0]))
-                self._read_if_behind(session_id, feed)
+        # A stream dropped before its generator ever ran never reaches its own `finally`: leave on collection,
+        # which may happen on any thread.
+        loop = asyncio.get_running_loop()
+        subscription._finalizer = weakref.finalize(subscription, self._leave_from_any_thread, session_id, feed, loop)
+        try:
+            assert feed.ready is not None
+            await asyncio.shield(feed.ready)
+        except BaseException:
+            subscription.close()
+            raise
         return subscription
+
+    async def _start(self, session_id: str, feed: Feed) -> None:
+        try:
+            newest = await self._db.run_read(
+                lambda conn: conn.execute(sa.select(sessions.c.last_emit).where(sessions.c.id == session_id)).scalar()
+            )
+        except BaseException:
+            if self._feeds.get(session_id) is feed:
+                del self._feeds[session_id]  # the next subscriber starts a new feed
+            feed.close()
+            raise
+        if newest is None:
+            self.deleted(session_id)
+            return
+        feed.watermark = int(newest)
+        early, feed.early = feed.early, []
+        feed.offer(sorted(early, key=lambda item: item[0]))
+        self._read_if_behind(session_id, feed)
+
+    def _leave_from_any_thread(self, session_id: str, feed: Feed, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            current = asyncio.get_running_loop()
+        except RuntimeError:
+            current = None
+        if current is loop:
+            self._leave(session_id, feed)
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nothing is left to tidy
+                loop.call_soon_threadsafe(self._leave, session_id, feed)
 
     def _leave(self, session_id: str, feed: Feed) -> None:
         feed.subscribers -= 1
@@ -274,6 +302,13 @@ class Bus:
             del self._feeds[session_id]
             if feed.reading is not None:
                 feed.reading.cancel()
+
+    def close(self) -> None:
+        """Stop every read from the log (the database is about to close)."""
+        for feed in self._feeds.values():
+            for task in (feed.reading, feed.ready):
+                if task is not None:
+                    task.cancel()
 
     # catching up from the log
 

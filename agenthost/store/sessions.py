@@ -339,15 +339,15 @@ class Sessions:
         await self.db.run_write(write)
         self.bus.deleted(session_id)  # session.deleted (never persisted) ends every open stream
 
-    async def events_after(self, workspace_id: str, session_id: str, event_id: str) -> list[Logged]:
+    async def events_after(self, workspace_id: str, session_id: str, event_id: str) -> tuple[int, list[Logged]]:
         """Every showing after ``event_id``'s first one (``Last-Event-ID`` resume); 400 when it is not in this log.
 
         An id names an event, not one of its showings: after a queued event was taken, resuming from
         its id replays from its queued showing, so nothing is skipped (events shown between its two
-        showings may be seen again).
+        showings may be seen again). Returns the number the replay starts after, and the showings.
         """
 
-        def read(conn: sa.Connection) -> list[Logged]:
+        def read(conn: sa.Connection) -> tuple[int, list[Logged]]:
             session_row(conn, workspace_id, session_id)
             found = conn.execute(
                 sa.select(events.c.emit_first).where(events.c.session_id == session_id, events.c.id == event_id)
@@ -359,7 +359,7 @@ class Sessions:
             while batch := emissions_after(conn, session_id, watermark):
                 shown += batch
                 watermark = batch[-1][0]
-            return shown
+            return found.emit_first, shown
 
         return await self.db.run_read(read)
 

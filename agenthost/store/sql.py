@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import Sequence
 
 from agenthost.store.agents import Agents
@@ -12,6 +15,8 @@ from agenthost.store.keys import Keys
 from agenthost.store.listen import Listener
 from agenthost.store.notify import Bus, Handler
 from agenthost.store.sessions import Sessions
+
+log = logging.getLogger("agenthost.bus")
 
 
 class Store:
@@ -26,14 +31,22 @@ class Store:
         self.sessions = Sessions(self.db, self.bus)
         self.idempotency = Idempotency(self.db)
         self._listener: Listener | None = None
+        self._healing: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         """Migrate the schema to the newest revision."""
         await self.db.migrate()
 
     async def listen(self, handlers: Sequence[Handler] = (), check_seconds: float = 5.0) -> None:
-        """On PostgreSQL, hear other processes' notifications: events for the bus, and ``handlers``'s kinds."""
-        if self.db.is_sqlite or self._listener is not None:
+        """Hear what other processes commit: on PostgreSQL, notifications for the bus and ``handlers``.
+
+        On SQLite (one process) there is nothing to hear, but the bus still compares its feeds with
+        the log every ``check_seconds``, so a publish lost to a cancelled request only delays a stream.
+        """
+        if self._listener is not None or self._healing is not None:
+            return
+        if self.db.is_sqlite:
+            self._healing = asyncio.create_task(self._heal_forever(check_seconds), name="agenthost-heal")
             return
         self._listener = Listener(
             self.db.url,
@@ -44,8 +57,26 @@ class Store:
         )
         await self._listener.start()
 
-    async def close(self) -> None:
+    async def _heal_forever(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.bus.heal()
+            except Exception:
+                log.exception("comparing streams with the log failed; trying again")
+
+    async def stop_listening(self) -> None:
+        """Stop hearing other processes (first, at shutdown: nothing is handed to parts that are stopping)."""
         if self._listener is not None:
             await self._listener.close()
             self._listener = None
+        if self._healing is not None:
+            self._healing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._healing
+            self._healing = None
+
+    async def close(self) -> None:
+        await self.stop_listening()
+        self.bus.close()
         await self.db.close()

@@ -83,6 +83,8 @@ def assert_stream_equals_list(streamed: list[Any], client: anthropic.Anthropic, 
     order, and equal to the listed ones. (A queued user event is streamed twice, queued and then processed;
     the list orders events by when they were processed.)"""
     listed = list(client.beta.sessions.events.list(session_id, limit=1000))
+    showings = [(event.id, event.processed_at) for event in streamed]
+    assert len(showings) == len(set(showings)), "the stream showed an event twice"
     last: dict[str, Any] = {}
     for event in streamed:
         last.pop(event.id, None)

@@ -88,7 +88,7 @@ def cluster(tmp_path: Path, processes: list[Agenthost], fake: FakeAnthropic) -> 
         _drop_pg_database(database)
 
 
-def test_sessions_made_on_one_replica_stream_from_the_other_while_workers_share_turns(
+def test_sessions_made_on_one_replica_stream_from_the_other_while_two_workers_run_the_turns(
     cluster: Cluster, fake: FakeAnthropic
 ) -> None:
     made = [
@@ -190,7 +190,7 @@ def test_a_stopped_worker_hands_its_turn_over_and_interrupts_and_deletes_cross_p
 
 
 def _listeners(database: str, terminate: bool = False) -> int:
-    """How many processes listen on the cluster's database; with ``terminate``, cut their connections first."""
+    """How many processes listen on the cluster's database; with ``terminate``, how many connections were cut."""
     import asyncpg
 
     async def run() -> int:
@@ -198,9 +198,8 @@ def _listeners(database: str, terminate: bool = False) -> int:
         try:
             where = "application_name = $1 AND datname = current_database()"
             if terminate:
-                await conn.execute(
-                    f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE {where}", APPLICATION_NAME
-                )
+                cut = f"SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity WHERE {where}"
+                return int(await conn.fetchval(cut, APPLICATION_NAME))
             return int(await conn.fetchval(f"SELECT count(*) FROM pg_stat_activity WHERE {where}", APPLICATION_NAME))
         finally:
             await conn.close()
@@ -213,7 +212,8 @@ def test_streams_and_workers_recover_when_their_listen_connections_drop(cluster:
     watch = Recorder(cluster.b, session.id)
     try:
         assert _listeners(cluster.database) == 4
-        _listeners(cluster.database, terminate=True)  # notifications sent now reach nobody
+        # Cut every listen connection; notifications sent before each reconnects reach nobody.
+        assert _listeners(cluster.database, terminate=True) == 4
         cluster.a.beta.sessions.events.send(session.id, events=[say("anyone?")])
         streamed = watch.idles(timeout=30)
         listed = assert_stream_equals_list(streamed, cluster.b, session.id)
@@ -300,8 +300,9 @@ def test_a_worker_killed_mid_turn_leaves_the_turn_to_the_other_with_nothing_run_
         watch.close()
 
 
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
 def test_with_every_worker_gone_a_died_run_reads_rescheduling_until_a_new_worker_finishes_it(
-    cluster: Cluster, fake: FakeAnthropic
+    cluster: Cluster, fake: FakeAnthropic, how: str
 ) -> None:
     session, script = cluster.session(fake, ToolUse("bash", {"command": "sleep 24.3"}), Text("Back."))
     watch = Recorder(cluster.b, session.id)
@@ -309,9 +310,10 @@ def test_with_every_worker_gone_a_died_run_reads_rescheduling_until_a_new_worker
         cluster.a.beta.sessions.events.send(session.id, events=[say("work")])
         watch.wait(lambda evs: "agent.tool_use" in types(evs))
         wait_until(lambda: running("sleep 24.3"))
-        for worker in cluster.workers:
-            worker.kill()
-        # An API replica releases the expired lease: the session reads rescheduling, with its event.
+        holder = cluster.workers[cluster.claims(session.id).index(1)]
+        for worker in sorted(cluster.workers, key=lambda w: w is holder):  # the holder last: nobody is left to
+            worker.kill() if how == "SIGKILL" else worker.stop()  # take the turn it hands back on SIGTERM
+        # An API replica releases the expired (or handed back) lease: the session reads rescheduling.
         watch.wait(lambda evs: "session.status_rescheduled" in types(evs))
         assert cluster.a.beta.sessions.retrieve(session.id).status == "rescheduling"
         cluster.start_worker()
