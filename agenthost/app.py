@@ -16,7 +16,7 @@ from fastapi import FastAPI, Request
 from sqlalchemy.exc import DBAPIError
 from starlette.responses import Response
 
-from agenthost.api import agents, environments, errors, events, health, sessions
+from agenthost.api import agents, environments, errors, events, health, sessions, work
 from agenthost.api.auth import Authenticator
 from agenthost.api.middleware import RequestContext
 from agenthost.engine.dispatch import Engine, EngineSettings
@@ -32,7 +32,7 @@ from agenthost.sandbox.docker import DockerBackend, DockerUnavailable
 from agenthost.sandbox.host import SandboxConfig
 from agenthost.sandbox.local import LocalBackend
 from agenthost.settings import Settings
-from agenthost.store.keys import DEFAULT_WORKSPACE
+from agenthost.store.keys import DEFAULT_WORKSPACE, Caller
 from agenthost.store.sql import Store
 
 log = logging.getLogger("agenthost")
@@ -180,7 +180,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        default_workspace = (await bootstrap(store, settings), DEFAULT_WORKSPACE)
+        default_workspace = Caller(await bootstrap(store, settings), DEFAULT_WORKSPACE)
         static_key = settings.api_key.get_secret_value() if settings.api_key else None
         app.state.authenticator = Authenticator(
             store.keys.authenticate, settings.auth_cache_seconds, static_key, default_workspace
@@ -210,7 +210,7 @@ def create_app(
     app.state.store = store
     errors.install(app)
     app.add_exception_handler(DBAPIError, _database_error)
-    for module in (health, agents, environments, sessions, events):
+    for module in (health, agents, environments, work, sessions, events):
         app.include_router(module.router)
     app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
     return app

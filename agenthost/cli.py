@@ -14,7 +14,7 @@ import uvicorn
 import uvloop
 
 from agenthost.app import create_app, run_worker
-from agenthost.errors import NotFound
+from agenthost.errors import AgentHostError, NotFound
 from agenthost.settings import Settings
 from agenthost.store.keys import DEFAULT_WORKSPACE
 from agenthost.store.sql import Store
@@ -109,22 +109,37 @@ def keys_create(
     workspace: Annotated[
         str, typer.Option(help="Workspace the key belongs to; made on first use.")
     ] = DEFAULT_WORKSPACE,
+    environment: Annotated[
+        str | None,
+        typer.Option(
+            help="Make an environment key instead: the credential of a self-hosted environment's worker "
+            "(its work items and sessions only).",
+        ),
+    ] = None,
 ) -> None:
     """Print a new API key (shown only this once)."""
-    key, info = _with_store(lambda store: store.keys.create(workspace))
+    try:
+        if environment is not None:
+            key, info = _with_store(lambda store: store.keys.create_for_environment(environment))
+        else:
+            key, info = _with_store(lambda store: store.keys.create(workspace))
+    except AgentHostError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from None
     typer.echo(key)
-    typer.echo(f"created {info.id} for workspace {workspace!r}", err=True)
+    scope = f"environment {environment} of workspace {info.workspace!r}" if environment else f"workspace {workspace!r}"
+    typer.echo(f"created {info.id} for {scope}", err=True)
 
 
 @keys_app.command("list")
 def keys_list() -> None:
     """List keys, one per line, tab-separated: id, workspace, last characters, created, status."""
     keys = _with_store(lambda store: store.keys.list())
-    typer.echo("id\tworkspace\tkey\tcreated\tstatus")
+    typer.echo("id\tworkspace\tkey\tcreated\tstatus\tenvironment")
     for key in keys:
         created = datetime.fromtimestamp(key.created_at / 1e6, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         status = "revoked" if key.revoked_at else "active"
-        typer.echo(f"{key.id}\t{key.workspace}\t...{key.hint}\t{created}\t{status}")
+        typer.echo(f"{key.id}\t{key.workspace}\t...{key.hint}\t{created}\t{status}\t{key.environment_id or '-'}")
 
 
 @keys_app.command("revoke")

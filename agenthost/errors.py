@@ -9,6 +9,7 @@
     ├── PermissionDenied                403 permission_error
     ├── NotFound                        404 not_found_error
     ├── Conflict                        409 invalid_request_error, x-should-retry: false
+    ├── PreconditionFailed              412 invalid_request_error (a compare-and-set lost)
     ├── PayloadTooLarge                 413 request_too_large
     └── Unavailable                     503 api_error, x-should-retry: true (the database went away)
 
@@ -72,6 +73,14 @@ class Conflict(AgentHostError):
     """A deterministic conflict; retrying the same request cannot help."""
 
     status = 409
+    wire_type = "invalid_request_error"
+    should_retry = False
+
+
+class PreconditionFailed(AgentHostError):
+    """A compare-and-set found another value than the caller expected (a work heartbeat)."""
+
+    status = 412
     wire_type = "invalid_request_error"
     should_retry = False
 

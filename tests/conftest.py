@@ -145,6 +145,19 @@ class LiveServer:
 
         return run_async(make())
 
+    def environment_key(self, environment_id: str) -> str:
+        """An environment key for a self-hosted environment, as `agenthost keys create --environment` makes it."""
+
+        async def make() -> str:
+            store = Store(Settings(database_url=self.database_url).resolved_database_url())
+            try:
+                key, _ = await store.keys.create_for_environment(environment_id)
+                return key
+            finally:
+                await store.close()
+
+        return run_async(make())
+
 
 def serve_in_thread(settings: Settings) -> tuple[str, uvicorn.Server, threading.Thread]:
     """Start uvicorn with ``create_app(settings)`` on a free loopback port; return once it accepts."""

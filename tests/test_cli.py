@@ -116,6 +116,31 @@ def test_keys_create_list_revoke(served: Served, tmp_path: Path, request: pytest
     assert unknown.returncode == 1 and "no active API key" in unknown.stderr
 
 
+def test_keys_create_environment_makes_a_workers_key(
+    served: Served, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    data_dir = tmp_path / "data"
+    operator_key = _cli(data_dir, "keys", "create", "--workspace", "ops").stdout.strip()
+    operator = anthropic.Anthropic(base_url=served.url, api_key=operator_key, _strict_response_validation=True)
+    request.addfinalizer(operator.close)
+    env = operator.beta.environments.create(name="racks", config={"type": "self_hosted"})
+    created = _cli(data_dir, "keys", "create", "--environment", env.id)
+    assert created.returncode == 0, created.stderr
+    assert f"environment {env.id} of workspace 'ops'" in created.stderr
+    worker = anthropic.Anthropic(
+        base_url=served.url, api_key=created.stdout.strip(), _strict_response_validation=True, max_retries=0
+    )
+    request.addfinalizer(worker.close)
+    assert worker.beta.environments.work.poll(env.id) is None
+    with pytest.raises(anthropic.PermissionDeniedError):
+        worker.beta.agents.list()
+    assert env.id in _cli(data_dir, "keys", "list").stdout
+    cloud = operator.beta.environments.create(name="cloud")
+    for wrong in (cloud.id, "env_missing"):
+        refused = _cli(data_dir, "keys", "create", "--environment", wrong)
+        assert refused.returncode == 1 and "error:" in refused.stderr and refused.stdout == ""
+
+
 def test_configured_api_key_means_no_generated_key(tmp_path: Path) -> None:
     env = _env(tmp_path / "data") | {"AGENTHOST_API_KEY": "sk-ah-configured-0123456789abcdef"}
     port = free_port()

@@ -12,7 +12,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from agenthost.api.auth import WORKSPACE, Authenticator
+from agenthost.api.auth import CALLER, WORKSPACE, Authenticator, check_environment_key
 from agenthost.api.errors import REQUEST_ID
 from agenthost.errors import AgentHostError, InvalidRequest, PayloadTooLarge
 from agenthost.ids import new_id
@@ -69,7 +69,11 @@ class RequestContext:
             raise InvalidRequest("path or query: NUL characters are not allowed")
         if scope["path"].startswith("/v1/"):
             authenticator: Authenticator = scope["app"].state.authenticator
-            scope[WORKSPACE] = await authenticator.authenticate(headers)
+            caller = await authenticator.authenticate(headers)
+            scope[WORKSPACE], scope[CALLER] = caller.workspace_id, caller
+            if caller.environment_id is not None:
+                sessions = scope["app"].state.store.sessions
+                await check_environment_key(caller, scope["method"], scope["path"], sessions.environment_of)
 
 
 async def _refuse(send: Send, rid: str, exc: AgentHostError) -> None:

@@ -18,6 +18,7 @@ from agenthost.store.notify import announce
 from agenthost.store.sessions import Logged, append_events, session_row
 from agenthost.store.sql import Store
 from agenthost.store.tables import events, sessions
+from agenthost.store.work import enqueue
 
 RECEIPT = ("user.custom_tool_result", "user.tool_result")
 """Kinds processed on receipt (BEHAVIOUR §1.7); every other kind waits for the engine."""
@@ -43,8 +44,40 @@ def _target(conn: sa.Connection, session_id: str, event_id: str, field: str) -> 
     return row
 
 
-def _check_answer(conn: sa.Connection, row: Any, payload: JSON, where: str, awaiting: set[str]) -> str:
-    """Validate a confirmation or tool result against what the paused turn waits on; return the answered id."""
+def answered(conn: sa.Connection, session_id: str, call_id: str) -> bool:
+    """Whether a tool call already has its result in the log (from the engine, the worker or the client)."""
+    result_of = sa.or_(
+        sa.and_(
+            events.c.type.in_(("agent.tool_result", "user.tool_result")),
+            events.c.payload["tool_use_id"].as_string() == call_id,
+        ),
+        sa.and_(
+            events.c.type == "user.custom_tool_result", events.c.payload["custom_tool_use_id"].as_string() == call_id
+        ),
+    )
+    query = sa.select(events.c.seq).where(events.c.session_id == session_id, result_of).limit(1)
+    return conn.execute(query).first() is not None
+
+
+def _confirmed(conn: sa.Connection, session_id: str, call_id: str) -> bool:
+    query = sa.select(events.c.seq).where(
+        events.c.session_id == session_id,
+        events.c.type == "user.tool_confirmation",
+        events.c.payload["tool_use_id"].as_string() == call_id,
+        events.c.payload["result"].as_string() == "allow",
+    )
+    return conn.execute(query.limit(1)).first() is not None
+
+
+def _check_answer(
+    conn: sa.Connection, row: Any, payload: JSON, where: str, awaiting: set[str], early: set[str]
+) -> tuple[str, bool]:
+    """Validate a confirmation or tool result; return the answered call and whether the paused turn awaited it.
+
+    A result may also come while the turn that made the call is still running (a worker or a client
+    that answers at once): it is accepted when the call has no result yet, and the engine finds it
+    when it would pause for the call.
+    """
     kind = payload["type"]
     field = "custom_tool_use_id" if kind == "user.custom_tool_result" else "tool_use_id"
     event_id = payload[field]
@@ -57,10 +90,18 @@ def _check_answer(conn: sa.Connection, row: Any, payload: JSON, where: str, awai
             raise InvalidRequest(f"{where}.custom_tool_use_id: {event_id} is not an agent.custom_tool_use event")
     elif target.type != "agent.tool_use":
         raise InvalidRequest(f"{where}.tool_use_id: {event_id} is not an agent.tool_use event")
-    if event_id not in awaiting:
-        raise InvalidRequest(f"{where}.{field}: {event_id} is not awaiting an answer (already answered, or not paused)")
-    awaiting.discard(event_id)
-    return event_id
+    elif target.payload.get("evaluated_permission") == "deny":
+        raise InvalidRequest(f"{where}.tool_use_id: {event_id} was denied; it must not run")
+    elif target.payload.get("evaluated_permission") == "ask" and not _confirmed(conn, row.id, event_id):
+        raise InvalidRequest(f"{where}.tool_use_id: {event_id} has not been confirmed (user.tool_confirmation)")
+    if event_id in awaiting:
+        awaiting.discard(event_id)
+        return event_id, True
+    running = row.status in ("running", "rescheduling") and not row.blocked_on
+    if kind in RECEIPT and running and event_id not in early and not answered(conn, row.id, event_id):
+        early.add(event_id)
+        return event_id, False
+    raise InvalidRequest(f"{where}.{field}: {event_id} is not awaiting an answer (already answered, or not paused)")
 
 
 async def send_events(
@@ -74,19 +115,21 @@ async def send_events(
             raise Conflict(f"session {session_id} is archived; it accepts no events")
         if row.status == "terminated":
             raise Conflict(f"session {session_id} is terminated; it accepts no events")
-        if any(p["type"] == "user.tool_result" for p in payloads):
-            env = environment_row(conn, workspace_id, row.environment_id)
-            if env.fields["config"]["type"] != "self_hosted":
-                raise InvalidRequest("events: user.tool_result is only accepted for self_hosted environments")
+        self_hosted = environment_row(conn, workspace_id, row.environment_id).fields["config"]["type"] == "self_hosted"
+        if any(p["type"] == "user.tool_result" for p in payloads) and not self_hosted:
+            raise InvalidRequest("events: user.tool_result is only accepted for self_hosted environments")
         now = now_us()
         idle = row.status == "idle"
         awaiting = set(row.blocked_on or [])
         answered: list[str] = []
+        early: set[str] = set()
         logged: list[Logged] = []
         for index, payload in enumerate(payloads):
             kind = payload["type"]
             if kind in ("user.tool_confirmation", *RECEIPT):
-                answered.append(_check_answer(conn, row, payload, f"events[{index}]", awaiting))
+                call_id, awaited = _check_answer(conn, row, payload, f"events[{index}]", awaiting, early)
+                if awaited:
+                    answered.append(call_id)
             # An interrupt of an idle session has nothing to stop: it is processed on receipt.
             processed = kind in RECEIPT or (kind == "user.interrupt" and idle)
             logged += append_events(conn, session_id, [payload], processed=processed, now=now)
@@ -116,6 +159,8 @@ async def send_events(
             announce(conn, "i", session_id)
         if work or interrupt:
             announce(conn, "w", session_id)
+        if self_hosted and work:  # a session whose worker went away gets a new work item
+            enqueue(conn, workspace_id, row.environment_id, session_id, now)
         return logged, work, interrupt
 
     logged, work, interrupt = await store.db.run_write(write)

@@ -154,8 +154,9 @@ class Engine:
         )
         try:
             row = await self.db.run_read(lambda conn: conn.execute(query).first())
-            if row is not None:
-                await self.sandboxes.prepare(sandbox_spec(session_id, row.fields.get("config", {}), row.agent))
+            config = {} if row is None else row.fields.get("config", {})
+            if row is not None and config.get("type") != "self_hosted":  # its worker has its own machine
+                await self.sandboxes.prepare(sandbox_spec(session_id, config, row.agent))
         except Exception as exc:  # noqa: BLE001 - the first tool call reports it to the client
             log.warning("provisioning the sandbox of %s failed: %s", session_id, exc)
 

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
+from agenthost.engine.commands import answered
 from agenthost.engine.journal import Journal, LeaseLost, LogReader
 from agenthost.engine.transcript import INTERRUPTED, build_messages
 from agenthost.providers.base import ModelError, ModelProvider, ModelRequest, ModelResponse
@@ -39,6 +40,7 @@ T = TypeVar("T")
 log = logging.getLogger("agenthost.engine")
 WORK = ("user.message", "system.message", "user.tool_confirmation")
 READ_ONLY_TOOLS = frozenset({"read", "glob", "grep"})  # safe to run again after a crash
+WORKER_TOOLS = frozenset({"bash", "read", "write", "edit", "glob", "grep"})  # what a self-hosted worker runs
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,7 @@ class Run:
         self.sandbox_refusal: str | None = None
         self.setup_failure: str | None = None
         self.takeover = False
+        self.self_hosted = False  # tools that touch files or run commands are the environment's worker's
         self.log = LogReader(journal.db, self.session_id)
 
     async def execute(self) -> None:
@@ -116,6 +119,7 @@ class Run:
                 .where(sessions.c.id == self.session_id)
             ).one()
             self._sandbox_spec(environment.get("config", {}), backend)
+            self.self_hosted = environment.get("config", {}).get("type") == "self_hosted"
             if row.archived_at is not None or row.status == "terminated":
                 _release(conn, self.session_id, now, pending=False)
                 return None
@@ -166,8 +170,14 @@ class Run:
         if self.takeover:
             blocking = await self._recover()
             if blocking:
-                return await self._finish({"type": "requires_action", "event_ids": blocking})
-        await self._answer_confirmations([e for e in taken if e["type"] == "user.tool_confirmation"])
+                stop = await self._finish({"type": "requires_action", "event_ids": blocking})
+                if stop != "continue":
+                    return stop
+        waiting = await self._answer_confirmations([e for e in taken if e["type"] == "user.tool_confirmation"])
+        if waiting:  # confirmed calls that the worker now runs
+            stop = await self._finish({"type": "requires_action", "event_ids": waiting})
+            if stop != "continue":
+                return stop
         if self.setup_failure is not None:
             failure, self.setup_failure = self.setup_failure, None
             return await self._fail("unknown_error", failure, "exhausted")
@@ -181,13 +191,18 @@ class Run:
             answer = await self._model_call()
             if answer is None:
                 return await self._finish({"type": "retries_exhausted"}, mode="flush")
-            tool_uses, refused = answer
+            tool_uses, refused, stop = answer
+            if stop is not None:  # paused with the calls, in the same transaction
+                return stop
             blocking = await self._tools(tool_uses)
             if self.setup_failure is not None:  # e.g. a package that does not install: the turn cannot go on
                 failure, self.setup_failure = self.setup_failure, None
                 return await self._fail("unknown_error", failure, "exhausted")
             if blocking:
-                return await self._finish({"type": "requires_action", "event_ids": blocking})
+                stop = await self._finish({"type": "requires_action", "event_ids": blocking})
+                if stop != "continue":
+                    return stop
+                continue  # every call was answered before the pause: the model reads the results
             if refused:
                 return await self._finish({"type": "refusal"})
             if not tool_uses:
@@ -224,6 +239,11 @@ class Run:
             permission = event.get("evaluated_permission")
             if event["type"] == "agent.custom_tool_use" or (permission == "ask" and confirmation is None):
                 blocking.append(event["id"])
+            elif self._on_worker(event) and (confirmation is None or confirmation["result"] == "allow"):
+                if permission != "deny":
+                    blocking.append(event["id"])  # the worker runs it (or ran it): its result is still to come
+                else:
+                    await self._tool_result(event["id"], _refusal(event, confirmation))
             elif permission == "deny" or (confirmation is not None and confirmation["result"] != "allow"):
                 await self._tool_result(event["id"], _refusal(event, confirmation))
             elif event["name"] in READ_ONLY_TOOLS:
@@ -247,12 +267,17 @@ class Run:
                 )
         return blocking
 
-    async def _answer_confirmations(self, confirmations: list[JSON]) -> None:
+    async def _answer_confirmations(self, confirmations: list[JSON]) -> list[str]:
+        """Run or refuse the calls the user answered; return the confirmed ones a worker runs instead."""
         if not confirmations:
-            return
+            return []
         log = {event["id"]: event for event in await self.log.read()}
         answered = [(log[c["tool_use_id"]], c) for c in confirmations if c["tool_use_id"] in log]
+        waiting: list[str] = []
         for index, (tool_use, confirmation) in enumerate(answered):
+            if confirmation["result"] == "allow" and self._on_worker(tool_use):
+                waiting.append(tool_use["id"])
+                continue
             if confirmation["result"] == "allow":
                 try:
                     output = await self._run_tool(tool_use)
@@ -264,11 +289,20 @@ class Run:
             else:
                 output = _refusal(tool_use, confirmation)
             await self._tool_result(tool_use["id"], output)
+        return waiting
+
+    def _on_worker(self, tool_use: JSON) -> bool:
+        """Whether the session's self-hosted worker runs this call (web tools run here, in the server)."""
+        return self.self_hosted and tool_use["type"] == "agent.tool_use" and tool_use["name"] in WORKER_TOOLS
 
     # -- step 3: the model -----------------------------------------------------------------------
 
-    async def _model_call(self) -> tuple[list[JSON], bool] | None:
-        """Call the model (with retries) and log its output: (tool-use events, refused), or None on failure."""
+    async def _model_call(self) -> tuple[list[JSON], bool, str | None] | None:
+        """Call the model (with retries) and log its output, or None on failure.
+
+        Returns the tool-use events, whether the model refused, and how the turn stopped when the
+        response ended it at once (every call waits on someone else: see ``_log_response``).
+        """
         attempt = 0
         while True:
             log = await self.log.read()
@@ -309,7 +343,7 @@ class Run:
         await self._interruptible(asyncio.sleep(delay))
         await self.journal.append([{"type": "session.status_running"}], status="running")
 
-    async def _log_response(self, start_id: str, response: ModelResponse) -> tuple[list[JSON], bool]:
+    async def _log_response(self, start_id: str, response: ModelResponse) -> tuple[list[JSON], bool, str | None]:
         payloads: list[JSON] = []
         for block in response.content:
             kind = block.get("type")
@@ -338,9 +372,30 @@ class Run:
             total["cache_creation"] = creation
             return total
 
-        logged = await self.journal.append(payloads, usage=add_usage)
-        tool_uses = [e for e in logged if e["type"] in ("agent.tool_use", "agent.custom_tool_use")]
-        return tool_uses, response.stop_reason == "refusal"
+        calls = [p for p in payloads if p["type"] in ("agent.tool_use", "agent.custom_tool_use")]
+        # When every call waits on someone else (the client, a confirmation, the worker), the pause is
+        # written with the calls: an answer can never reach the log before the session says it waits.
+        pause = bool(calls) and all(self._waits(call) for call in calls)
+
+        def work(conn: sa.Connection, row: Any, now: int, published: list[Logged]) -> tuple[list[JSON], str | None]:
+            total = add_usage(row, now)
+            conn.execute(sessions.update().where(sessions.c.id == self.session_id).values(updated_at=now, usage=total))
+            logged = append_events(conn, self.session_id, payloads, processed=True, now=now)
+            published.extend(logged)
+            uses = [e for _, e in logged if e["type"] in ("agent.tool_use", "agent.custom_tool_use")]
+            if not pause:
+                return uses, None
+            waiting = {"type": "requires_action", "event_ids": [e["id"] for e in uses]}
+            return uses, self._finish_in(conn, row, now, published, waiting, "normal", usage=total)
+
+        tool_uses, stop = await self.journal.transact(work)
+        return tool_uses, response.stop_reason == "refusal", stop
+
+    def _waits(self, call: JSON) -> bool:
+        """Whether the engine leaves this call to someone else: the client, a confirmation, or the worker."""
+        if call["type"] == "agent.custom_tool_use" or call.get("evaluated_permission") == "ask":
+            return True
+        return call.get("evaluated_permission") == "allow" and self._on_worker(call)
 
     def _tool_use_event(self, block: JSON) -> JSON:
         name, tool_input = block["name"], block.get("input") or {}
@@ -374,6 +429,9 @@ class Run:
                 continue
             if tool_use.get("evaluated_permission") == "deny":
                 await self._tool_result(tool_use["id"], _refusal(tool_use, None))
+                continue
+            if self._on_worker(tool_use):
+                blocking.append(tool_use["id"])  # the worker sees the call on its stream and answers it
                 continue
             try:
                 output = await self._run_tool(tool_use)
@@ -420,39 +478,61 @@ class Run:
         ``mode``: "normal" goes on instead ("continue") when new input arrived during an end_turn;
         "flush" drops queued input first (retries exhausted, BEHAVIOUR §1.8); "interrupt" ends
         the turn whatever is queued (messages behind an interrupt become the next turn).
-        Returns "next" when input is left for another turn, else "released".
+        Returns "next" when input is left for another turn, "continue" when the turn goes on
+        (new input, or every call it would wait on was answered already), else "released".
         """
 
         def work(conn: sa.Connection, row: Any, now: int, published: list[Logged]) -> str:
-            if mode == "flush":
-                take_queued(conn, self.session_id, now, published, flush=True)
-            elif mode == "normal" and stop_reason["type"] == "end_turn" and has_queued(conn, self.session_id):
-                if has_queued(conn, self.session_id, ("user.interrupt",)):
-                    # Nothing left to interrupt: the interrupt ends this turn, what came with it is the next.
-                    take_queued(conn, self.session_id, now, published, types=("user.interrupt",))
-                else:
-                    taken = take_queued(conn, self.session_id, now, published)
-                    if any(event["type"] in WORK for event in taken):
-                        return "continue"
-            blocked = stop_reason.get("event_ids")
-            active = row.active_us + (now - row.running_since if row.running_since else 0)
-            usage = {**row.usage, "active_seconds": active / 1_000_000}
-            payloads = [
-                {"type": "session.usage", "usage": usage, "budget": None},
-                {"type": "session.status_idle", "stop_reason": stop_reason, "stop_details": None},
-            ]
-            conn.execute(
-                sessions.update()
-                .where(sessions.c.id == self.session_id)
-                .values(status="idle", blocked_on=blocked, running_since=None, active_us=active, usage=usage)
-            )
-            published.extend(append_events(conn, self.session_id, payloads, processed=True, now=now))
-            if not blocked and has_queued(conn, self.session_id):
-                return "next"  # keep the lease: the next turn starts at once
-            _release(conn, self.session_id, now, pending=False)
-            return "released"
+            return self._finish_in(conn, row, now, published, stop_reason, mode)
 
         return await self.journal.transact(work)
+
+    def _finish_in(
+        self,
+        conn: sa.Connection,
+        row: Any,
+        now: int,
+        published: list[Logged],
+        stop_reason: JSON,
+        mode: str,
+        *,
+        usage: JSON | None = None,
+    ) -> str:
+        """The body of ``_finish``, inside a fenced transaction of the caller's (``usage``: the session's
+        usage when the caller changed it after reading ``row``)."""
+        if mode == "flush":
+            take_queued(conn, self.session_id, now, published, flush=True)
+        elif mode == "normal" and stop_reason["type"] == "end_turn" and has_queued(conn, self.session_id):
+            if has_queued(conn, self.session_id, ("user.interrupt",)):
+                # Nothing left to interrupt: the interrupt ends this turn, what came with it is the next.
+                take_queued(conn, self.session_id, now, published, types=("user.interrupt",))
+            else:
+                taken = take_queued(conn, self.session_id, now, published)
+                if any(event["type"] in WORK for event in taken):
+                    return "continue"
+        reason = stop_reason
+        blocked = reason.get("event_ids")
+        if blocked:  # results that came while the turn was still running need no pause
+            blocked = [call_id for call_id in blocked if not answered(conn, self.session_id, call_id)]
+            if not blocked:
+                return "continue"
+            reason = {**reason, "event_ids": blocked}
+        active = row.active_us + (now - row.running_since if row.running_since else 0)
+        usage = {**(row.usage if usage is None else usage), "active_seconds": active / 1_000_000}
+        payloads = [
+            {"type": "session.usage", "usage": usage, "budget": None},
+            {"type": "session.status_idle", "stop_reason": reason, "stop_details": None},
+        ]
+        conn.execute(
+            sessions.update()
+            .where(sessions.c.id == self.session_id)
+            .values(status="idle", blocked_on=blocked, running_since=None, active_us=active, usage=usage)
+        )
+        published.extend(append_events(conn, self.session_id, payloads, processed=True, now=now))
+        if not blocked and has_queued(conn, self.session_id):
+            return "next"  # keep the lease: the next turn starts at once
+        _release(conn, self.session_id, now, pending=False)
+        return "released"
 
     async def _after_interrupt(self) -> str:
         """The interrupt takes effect: it is marked processed and the turn ends with end_turn (BEHAVIOUR §1.6)."""

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from agenthost.errors import NotFound
+from agenthost.errors import InvalidRequest, NotFound
 from agenthost.ids import new_id
 from agenthost.schemas.common import now_us
 from agenthost.store.db import Database
-from agenthost.store.tables import api_keys, workspaces
+from agenthost.store.tables import api_keys, environments, workspaces
 
 DEFAULT_WORKSPACE = "default"
 KEY_PREFIX = "sk-ah-"
@@ -32,6 +32,16 @@ class KeyInfo:
     hint: str
     created_at: int
     revoked_at: int | None
+    environment_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who a key speaks for: a workspace, and for an environment key, the one environment it serves."""
+
+    workspace_id: str
+    workspace: str
+    environment_id: str | None = None
 
 
 class Keys:
@@ -61,15 +71,32 @@ class Keys:
 
     async def create(self, workspace: str = DEFAULT_WORKSPACE) -> tuple[str, KeyInfo]:
         """Make a new key for ``workspace``; the plaintext is returned once and never stored."""
-        ws_id = await self.workspace_id(workspace)
+        return await self._insert(await self.workspace_id(workspace), workspace, None)
+
+    async def create_for_environment(self, environment_id: str) -> tuple[str, KeyInfo]:
+        """Make an environment key: it acts only as the worker of this self-hosted environment (REFERENCE §5)."""
+        query = (
+            sa.select(environments.c.workspace_id, environments.c.fields, workspaces.c.name)
+            .join(workspaces, workspaces.c.id == environments.c.workspace_id)
+            .where(environments.c.id == environment_id)
+        )
+        found = await self.db.run_read(lambda conn: conn.execute(query).first())
+        if found is None:
+            raise NotFound(f"no environment {environment_id!r}")
+        if found.fields["config"]["type"] != "self_hosted":
+            raise InvalidRequest(f"environment {environment_id} is not self_hosted; only those have workers")
+        return await self._insert(found.workspace_id, found.name, environment_id)
+
+    async def _insert(self, ws_id: str, workspace: str, environment_id: str | None) -> tuple[str, KeyInfo]:
         key = KEY_PREFIX + secrets.token_urlsafe(32)
-        info = KeyInfo(id=new_id("apikey"), workspace=workspace, hint=key[-4:], created_at=now_us(), revoked_at=None)
+        info = KeyInfo(new_id("apikey"), workspace, key[-4:], now_us(), None, environment_id)
         row = {
             "id": info.id,
             "workspace_id": ws_id,
             "key_hash": hash_key(key),
             "hint": info.hint,
             "created_at": info.created_at,
+            "environment_id": environment_id,
         }
         await self.db.run_write(lambda conn: conn.execute(api_keys.insert().values(**row)))
         return key, info
@@ -82,7 +109,7 @@ class Keys:
             .order_by(api_keys.c.id)
         )
         rows = await self.db.run_read(lambda conn: conn.execute(query).all())
-        return [KeyInfo(r.id, r.name, r.hint, r.created_at, r.revoked_at) for r in rows]
+        return [KeyInfo(r.id, r.name, r.hint, r.created_at, r.revoked_at, r.environment_id) for r in rows]
 
     async def revoke(self, key_id: str) -> None:
         """Revoke a key by id; 404 when unknown."""
@@ -100,12 +127,12 @@ class Keys:
         query = sa.select(sa.func.count()).select_from(api_keys)
         return await self.db.run_read(lambda conn: conn.execute(query).scalar_one()) > 0
 
-    async def authenticate(self, key: str) -> tuple[str, str] | None:
-        """The (id, name) of the workspace a key belongs to, or None when unknown or revoked."""
+    async def authenticate(self, key: str) -> Caller | None:
+        """Who a key speaks for, or None when it is unknown or revoked."""
         query = (
-            sa.select(workspaces.c.id, workspaces.c.name)
+            sa.select(workspaces.c.id, workspaces.c.name, api_keys.c.environment_id)
             .join(api_keys, api_keys.c.workspace_id == workspaces.c.id)
             .where(api_keys.c.key_hash == hash_key(key), api_keys.c.revoked_at.is_(None))
         )
         found = await self.db.run_read(lambda conn: conn.execute(query).first())
-        return None if found is None else (str(found.id), str(found.name))
+        return None if found is None else Caller(str(found.id), str(found.name), found.environment_id)

@@ -24,6 +24,7 @@ from agenthost.store.environments import environment_row
 from agenthost.store.notify import Bus, Shown, announce, emissions_after
 from agenthost.store.paging import Lock, Page, PageRequest, created_filter, fetch_page, locked
 from agenthost.store.tables import events, sessions
+from agenthost.store.work import enqueue
 
 
 def _render(row: Any, now: int | None = None) -> JSON:
@@ -239,11 +240,17 @@ class Sessions:
             logged = append_events(conn, session_id, initial_events, processed=False, now=now)
             if initial_events:
                 announce(conn, "w", session_id)
+            if env.fields["config"]["type"] == "self_hosted":  # its worker learns of the session from the queue
+                enqueue(conn, workspace_id, environment_id, session_id, now)
             return _render(SimpleNamespace(**values), now), logged
 
         session, logged = await self.db.run_write(write)
         self.bus.publish(session_id, logged)
         return session
+
+    async def environment_of(self, workspace_id: str, session_id: str) -> str:
+        """The environment a session runs in; 404 when unknown here."""
+        return await self.db.run_read(lambda conn: str(session_row(conn, workspace_id, session_id).environment_id))
 
     async def get(self, workspace_id: str, session_id: str) -> JSON:
         return await self.db.run_read(lambda conn: _render(session_row(conn, workspace_id, session_id)))

@@ -11,12 +11,14 @@ from agenthost.store.agents import Agents
 from agenthost.store.db import Database
 from agenthost.store.environments import Environments
 from agenthost.store.idempotency import Idempotency
-from agenthost.store.keys import Keys
+from agenthost.store.keys import Caller, Keys
 from agenthost.store.listen import Listener
 from agenthost.store.notify import Bus, Handler
 from agenthost.store.sessions import Sessions
+from agenthost.store.work import Work
 
 log = logging.getLogger("agenthost.bus")
+__all__ = ["Caller", "Store"]
 
 
 class Store:
@@ -30,6 +32,7 @@ class Store:
         self.bus = Bus(self.db)
         self.sessions = Sessions(self.db, self.bus)
         self.idempotency = Idempotency(self.db)
+        self.work = Work(self.db)
         self._listener: Listener | None = None
         self._healing: asyncio.Task[None] | None = None
 

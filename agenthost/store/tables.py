@@ -29,6 +29,8 @@ api_keys = sa.Table(
     sa.Column("hint", sa.String(16), nullable=False),
     sa.Column("created_at", Micros, nullable=False),
     sa.Column("revoked_at", Micros, nullable=True),
+    # Migration 0006: set on environment keys, which act only for that self-hosted environment's worker.
+    sa.Column("environment_id", sa.String(64), nullable=True),
 )
 
 agents = sa.Table(
@@ -135,4 +137,39 @@ idempotency_keys = sa.Table(
     sa.Column("body", sa.Text, nullable=True),
     sa.Column("created_at", Micros, nullable=False),
     sa.Index("ix_idempotency_keys_created_at", "created_at"),
+)
+
+# Migration 0006: work items of self-hosted environments (REFERENCE §5). A queued item with
+# ``polled_at`` is pending (handed to a worker, not acknowledged); ``latest_heartbeat`` is the exact
+# string the worker must echo as ``expected_last_heartbeat``.
+work_items = sa.Table(
+    "work_items",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("workspace_id", sa.String(64), nullable=False),
+    sa.Column("environment_id", sa.String(64), nullable=False),
+    sa.Column("session_id", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("metadata", sa.JSON, nullable=False),
+    sa.Column("created_at", Micros, nullable=False),
+    sa.Column("polled_at", Micros, nullable=True),
+    sa.Column("worker_id", sa.String(256), nullable=True),
+    sa.Column("acknowledged_at", Micros, nullable=True),
+    sa.Column("started_at", Micros, nullable=True),
+    sa.Column("latest_heartbeat", sa.String(40), nullable=True),
+    sa.Column("latest_heartbeat_at", Micros, nullable=True),
+    sa.Column("ttl_seconds", sa.Integer, nullable=False),
+    sa.Column("lease_expires_at", Micros, nullable=True),
+    sa.Column("stop_requested_at", Micros, nullable=True),
+    sa.Column("stopped_at", Micros, nullable=True),
+    sa.Index("ix_work_items_queue", "environment_id", "state", "created_at"),
+    sa.Index("ix_work_items_session", "session_id", "state"),
+)
+
+environment_workers = sa.Table(
+    "environment_workers",
+    metadata,
+    sa.Column("environment_id", sa.String(64), primary_key=True),
+    sa.Column("worker_id", sa.String(256), primary_key=True),
+    sa.Column("last_poll_at", Micros, nullable=False),
 )
