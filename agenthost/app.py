@@ -174,7 +174,7 @@ def create_app(
     turns, told through PostgreSQL notifications.
     """
     settings = settings or Settings()
-    store = store or Store(settings.resolved_database_url())
+    store = store or Store(settings.resolved_database_url(), work_lease_seconds=settings.work_lease_seconds)
     if not engine:
         needs_shared_database(settings, "serve --no-engine")
 

@@ -81,6 +81,15 @@ class Settings(BaseSettings):
     max_model_calls: int = Field(
         default=200, gt=0, description="Model calls one turn may make before it is stopped with a session.error."
     )
+    work_lease_seconds: int = Field(
+        default=90,
+        ge=1,
+        le=600,
+        description=(
+            "Self-hosted environments: how long a worker holds a work item without a heartbeat (its "
+            "`ttl_seconds`; the SDK worker beats every half of it). Then the item goes to the next worker."
+        ),
+    )
     web_search_url: str | None = Field(
         default=None,
         description=(

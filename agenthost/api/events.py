@@ -9,15 +9,17 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Header, Query, Request
 from starlette.responses import Response, StreamingResponse
 
+from agenthost.api.auth import CALLER
 from agenthost.api.deps import Workspace, store
 from agenthost.api.idempotency import idempotent
 from agenthost.api.pagination import created_bounds, limit_param, page_body, page_request
 from agenthost.api.responses import JSONBytes, json_response
 from agenthost.api.sse import PING, error_frame, frame
-from agenthost.engine.commands import send_events
-from agenthost.errors import InvalidRequest, NotSupported
+from agenthost.engine.commands import RECEIPT, send_events
+from agenthost.errors import InvalidRequest, NotSupported, PermissionDenied
 from agenthost.schemas.events import EVENT_TYPES, SendEvents, send_payloads
 from agenthost.store.notify import FeedOverrun
+from agenthost.store.sql import Caller
 
 router = APIRouter(prefix="/v1/sessions/{session_id}/events", tags=["events"])
 
@@ -44,6 +46,14 @@ async def list_events(
 
 @router.post("")
 async def send(request: Request, session_id: str, body: SendEvents, workspace_id: Workspace) -> Response:
+    caller: Caller = request.scope[CALLER]
+    if caller.environment_id is not None:  # a worker answers calls; it does not speak for the user
+        for index, event in enumerate(body.events):
+            if event.type not in RECEIPT:
+                raise PermissionDenied(
+                    f"events[{index}].type: an environment key may only send {' or '.join(RECEIPT)}, not {event.type}"
+                )
+
     async def work() -> JSONBytes:
         payloads = send_payloads(body.events)
         echoed = await send_events(store(request), request.app.state.engine, workspace_id, session_id, payloads)

@@ -22,6 +22,8 @@ from agenthost.store.work import enqueue
 
 RECEIPT = ("user.custom_tool_result", "user.tool_result")
 """Kinds processed on receipt (BEHAVIOUR §1.7); every other kind waits for the engine."""
+WORKER_TOOLS = frozenset({"bash", "read", "write", "edit", "glob", "grep"})
+"""Built-in tools a self-hosted environment's worker runs (``web_fetch``/``web_search`` run in the server)."""
 
 
 class Waker(Protocol):
@@ -97,10 +99,14 @@ def _check_answer(
     if event_id in awaiting:
         awaiting.discard(event_id)
         return event_id, True
-    running = row.status in ("running", "rescheduling") and not row.blocked_on
-    if kind in RECEIPT and running and event_id not in early and not answered(conn, row.id, event_id):
-        early.add(event_id)
-        return event_id, False
+    if kind in RECEIPT and event_id not in early and not answered(conn, row.id, event_id):
+        # A worker runs its call as soon as it may (at once, or when the user confirmed it), whatever
+        # else the session waits on; a client answers its custom call while the turn still runs.
+        worker_call = kind == "user.tool_result" and target.payload.get("name") in WORKER_TOOLS
+        running = row.status in ("running", "rescheduling") and not row.blocked_on
+        if worker_call or (kind == "user.custom_tool_result" and running):
+            early.add(event_id)
+            return event_id, False
     raise InvalidRequest(f"{where}.{field}: {event_id} is not awaiting an answer (already answered, or not paused)")
 
 
@@ -159,7 +165,8 @@ async def send_events(
             announce(conn, "i", session_id)
         if work or interrupt:
             announce(conn, "w", session_id)
-        if self_hosted and work:  # a session whose worker went away gets a new work item
+        if self_hosted and (work or any(p["type"] == "user.interrupt" for p in payloads)):
+            # New input, or an interrupt (BEHAVIOUR §4.3): a session whose worker went away gets one again.
             enqueue(conn, workspace_id, row.environment_id, session_id, now)
         return logged, work, interrupt
 

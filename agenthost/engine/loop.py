@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
-from agenthost.engine.commands import answered
+from agenthost.engine.commands import WORKER_TOOLS, answered
 from agenthost.engine.journal import Journal, LeaseLost, LogReader
 from agenthost.engine.transcript import INTERRUPTED, build_messages
 from agenthost.providers.base import ModelError, ModelProvider, ModelRequest, ModelResponse
@@ -33,6 +33,7 @@ from agenthost.sandbox.base import NetworkPolicy, Packages, SandboxBackend, Sand
 from agenthost.schemas.common import JSON
 from agenthost.store.sessions import Logged, append_events, has_queued, take_queued
 from agenthost.store.tables import environments, sessions
+from agenthost.store.work import enqueue
 from agenthost.tools.base import ToolOutput
 from agenthost.tools.registry import Toolbox
 
@@ -40,7 +41,6 @@ T = TypeVar("T")
 log = logging.getLogger("agenthost.engine")
 WORK = ("user.message", "system.message", "user.tool_confirmation")
 READ_ONLY_TOOLS = frozenset({"read", "glob", "grep"})  # safe to run again after a crash
-WORKER_TOOLS = frozenset({"bash", "read", "write", "edit", "glob", "grep"})  # what a self-hosted worker runs
 
 
 @dataclass(frozen=True)
@@ -423,7 +423,7 @@ class Run:
 
     async def _tools(self, tool_uses: list[JSON]) -> list[str]:
         blocking: list[str] = []
-        for index, tool_use in enumerate(tool_uses):
+        for tool_use in tool_uses:
             if tool_use["type"] == "agent.custom_tool_use" or tool_use.get("evaluated_permission") == "ask":
                 blocking.append(tool_use["id"])
                 continue
@@ -437,9 +437,11 @@ class Run:
                 output = await self._run_tool(tool_use)
             except Interrupted:
                 await self._tool_result(tool_use["id"], ToolOutput.text("Interrupted by the user.", is_error=True))
-                for later in tool_uses[index + 1 :]:
-                    if later["type"] == "agent.tool_use" and later.get("evaluated_permission") != "ask":
-                        await self._tool_result(later["id"], ToolOutput.text(INTERRUPTED, is_error=True))
+                # Every other call still open ends here: later ones, and earlier ones left to the worker
+                # (a call with a result keeps it: _tool_result never writes a second one).
+                for other in tool_uses:
+                    if other["type"] == "agent.tool_use" and other.get("evaluated_permission") != "ask":
+                        await self._tool_result(other["id"], ToolOutput.text(INTERRUPTED, is_error=True))
                 raise
             await self._tool_result(tool_use["id"], output)
         return blocking
@@ -459,16 +461,15 @@ class Run:
             return ToolOutput.text(self.setup_failure, is_error=True)
 
     async def _tool_result(self, tool_use_id: str, output: ToolOutput) -> None:
-        await self.journal.append(
-            [
-                {
-                    "type": "agent.tool_result",
-                    "tool_use_id": tool_use_id,
-                    "content": output.content,
-                    "is_error": output.is_error,
-                }
-            ]
-        )
+        """Log the engine's result for a call, unless the call has one already (a worker answered it)."""
+        result = {"type": "agent.tool_result", "tool_use_id": tool_use_id, "content": output.content}
+        result["is_error"] = output.is_error
+
+        def work(conn: sa.Connection, _row: Any, now: int, published: list[Logged]) -> None:
+            if not answered(conn, self.session_id, tool_use_id):
+                published.extend(append_events(conn, self.session_id, [result], processed=True, now=now))
+
+        await self.journal.transact(work)
 
     # -- step 5: ending --------------------------------------------------------------------------
 
@@ -517,6 +518,8 @@ class Run:
             if not blocked:
                 return "continue"
             reason = {**reason, "event_ids": blocked}
+            if self.self_hosted:  # make sure a worker is there to answer (a new item if the last one ended)
+                enqueue(conn, row.workspace_id, row.environment_id, self.session_id, now)
         active = row.active_us + (now - row.running_since if row.running_since else 0)
         usage = {**(row.usage if usage is None else usage), "active_seconds": active / 1_000_000}
         payloads = [

@@ -24,7 +24,7 @@ __all__ = ["Caller", "Store"]
 class Store:
     """Every repository of agenthost over one SQLAlchemy database (SQLite or PostgreSQL)."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, *, work_lease_seconds: int = 90):
         self.db = Database(url)
         self.keys = Keys(self.db)
         self.agents = Agents(self.db)
@@ -32,7 +32,7 @@ class Store:
         self.bus = Bus(self.db)
         self.sessions = Sessions(self.db, self.bus)
         self.idempotency = Idempotency(self.db)
-        self.work = Work(self.db)
+        self.work = Work(self.db, work_lease_seconds)
         self._listener: Listener | None = None
         self._healing: asyncio.Task[None] | None = None
 

@@ -14,18 +14,19 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from agenthost.errors import Conflict, NotFound, PreconditionFailed
 from agenthost.ids import new_id
 from agenthost.schemas.common import JSON, now_us, ts
 from agenthost.store.db import Database
 from agenthost.store.paging import Page, PageRequest, fetch_page
-from agenthost.store.tables import environment_workers, work_items
+from agenthost.store.tables import environment_workers, sessions, work_items
 
 DEFAULT_TTL_SECONDS = 90
-MIN_TTL_SECONDS, MAX_TTL_SECONDS = 10, 600
-LIVE = ("queued", "starting", "active", "stopping")
-HELD = ("starting", "active")
+MIN_TTL_SECONDS, MAX_TTL_SECONDS = 1, 600
+HELD = ("starting", "active", "stopping")  # a worker holds these while their lease lasts
 NO_HEARTBEAT = "NO_HEARTBEAT"
 POLLING_WINDOW_US = 30_000_000  # workers_polling counts the workers seen in the last 30 s
 
@@ -50,18 +51,50 @@ def work_json(row: Any) -> JSON:
 
 
 def _expired(now: int) -> sa.ColumnElement[bool]:
+    """Held items whose worker stopped heartbeating: their lease ran out."""
     return sa.and_(work_items.c.state.in_(HELD), work_items.c.lease_expires_at < now)
 
 
-def enqueue(conn: sa.Connection, workspace_id: str, environment_id: str, session_id: str, now: int) -> bool:
-    """Queue a work item for the session unless it has a live one; inside the caller's transaction."""
-    live = conn.execute(
-        sa.select(work_items.c.id)
-        .where(work_items.c.session_id == session_id, work_items.c.state.in_(LIVE), sa.not_(_expired(now)))
-        .limit(1)
-    ).first()
-    if live is not None:
+def _requeue_values() -> dict[str, Any]:
+    return {
+        "state": "queued",
+        "polled_at": None,
+        "worker_id": None,
+        "acknowledged_at": None,
+        "latest_heartbeat": None,
+        "latest_heartbeat_at": None,
+        "lease_expires_at": None,
+    }
+
+
+def enqueue(
+    conn: sa.Connection,
+    workspace_id: str,
+    environment_id: str,
+    session_id: str,
+    now: int,
+    ttl_seconds: int = DEFAULT_TTL_SECONDS,
+) -> bool:
+    """Make sure a worker will serve the session; inside the caller's transaction. True when it changed anything.
+
+    A live item (queued, or held with its lease running) is enough. An item whose worker died
+    goes back to the queue (never a second item beside it, so two workers never serve one
+    session); one that was winding down (``stopping``) is finished; otherwise a new item is queued.
+    """
+    items = conn.execute(
+        sa.select(work_items.c.id, work_items.c.state, work_items.c.lease_expires_at).where(
+            work_items.c.session_id == session_id, work_items.c.state != "stopped"
+        )
+    ).all()
+    if any(i.state == "queued" or (i.lease_expires_at or 0) >= now for i in items):
         return False
+    dead = [i for i in items if i.state in ("starting", "active")]
+    for item in items:
+        if item.state == "stopping" or item is not (dead[0] if dead else None):
+            conn.execute(work_items.update().where(work_items.c.id == item.id).values(state="stopped", stopped_at=now))
+    if dead:
+        conn.execute(work_items.update().where(work_items.c.id == dead[0].id).values(**_requeue_values()))
+        return True
     conn.execute(
         work_items.insert().values(
             id=new_id("work"),
@@ -71,17 +104,28 @@ def enqueue(conn: sa.Connection, workspace_id: str, environment_id: str, session
             state="queued",
             metadata={},
             created_at=now,
-            ttl_seconds=DEFAULT_TTL_SECONDS,
+            ttl_seconds=ttl_seconds,
         )
     )
     return True
 
 
+def still_needed(conn: sa.Connection, session_id: str) -> bool:
+    """Whether a session needs its worker now: a turn runs, or waits on calls (the worker's among them)."""
+    row = conn.execute(
+        sa.select(sessions.c.status, sessions.c.blocked_on, sessions.c.archived_at).where(sessions.c.id == session_id)
+    ).first()
+    if row is None or row.archived_at is not None:
+        return False
+    return row.status in ("running", "rescheduling") or bool(row.blocked_on)
+
+
 class Work:
     """The work protocol's store operations, scoped to one workspace and environment."""
 
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, ttl_seconds: int = DEFAULT_TTL_SECONDS):
         self.db = db
+        self.ttl_seconds = ttl_seconds
 
     def _row(self, conn: sa.Connection, workspace_id: str, environment_id: str, work_id: str, lock: bool) -> Any:
         query = sa.select(work_items).where(
@@ -94,6 +138,27 @@ class Work:
             raise NotFound(f"work item {work_id!r} not found in environment {environment_id}")
         return row
 
+    def _available(self, workspace_id: str, environment_id: str, reclaim_after_ms: int, now: int) -> Any:
+        waiting = sa.or_(
+            sa.and_(
+                work_items.c.state == "queued",
+                sa.or_(work_items.c.polled_at.is_(None), work_items.c.polled_at < now - reclaim_after_ms * 1000),
+            ),
+            _expired(now),  # its worker died: the next one takes it (a stopping one, if still needed)
+        )
+        return (
+            sa.select(work_items.c.id, work_items.c.state, work_items.c.session_id)
+            .where(work_items.c.environment_id == environment_id, work_items.c.workspace_id == workspace_id)
+            .where(waiting)
+            .order_by(work_items.c.created_at, work_items.c.id)
+            .limit(1)
+        )
+
+    async def any_available(self, workspace_id: str, environment_id: str, reclaim_after_ms: int) -> bool:
+        """A read-only look at the queue, so a held poll does not write while it waits."""
+        query = self._available(workspace_id, environment_id, reclaim_after_ms, now_us())
+        return await self.db.run_read(lambda conn: conn.execute(query).first() is not None)
+
     async def poll(
         self, workspace_id: str, environment_id: str, worker_id: str | None, reclaim_after_ms: int
     ) -> JSON | None:
@@ -103,50 +168,33 @@ class Work:
         def write(conn: sa.Connection) -> JSON | None:
             if worker_id:
                 self._seen(conn, environment_id, worker_id, now)
-            available = sa.or_(
-                sa.and_(
-                    work_items.c.state == "queued",
-                    sa.or_(work_items.c.polled_at.is_(None), work_items.c.polled_at < now - reclaim_after_ms * 1000),
-                ),
-                _expired(now),  # its worker stopped heartbeating: the item goes to the next one
-            )
-            query = (
-                sa.select(work_items.c.id)
-                .where(work_items.c.environment_id == environment_id, work_items.c.workspace_id == workspace_id)
-                .where(available)
-                .order_by(work_items.c.created_at, work_items.c.id)
-                .limit(1)
-                .with_for_update(skip_locked=True)
-            )
-            work_id = conn.execute(query).scalar()
-            if work_id is None:
-                return None
-            conn.execute(
-                work_items.update()
-                .where(work_items.c.id == work_id)
-                .values(
-                    state="queued",
-                    polled_at=now,
-                    worker_id=worker_id,
-                    acknowledged_at=None,
-                    latest_heartbeat=None,
-                    latest_heartbeat_at=None,
-                    lease_expires_at=None,
+            query = self._available(workspace_id, environment_id, reclaim_after_ms, now)
+            while True:
+                found = conn.execute(query.with_for_update(skip_locked=True)).first()
+                if found is None:
+                    return None
+                if found.state != "stopping" or still_needed(conn, found.session_id):
+                    break
+                # Told to stop, and its worker never confirmed: it is over.
+                conn.execute(
+                    work_items.update().where(work_items.c.id == found.id).values(state="stopped", stopped_at=now)
                 )
-            )
+            work_id = found.id
+            handed = _requeue_values() | {"polled_at": now, "worker_id": worker_id}
+            conn.execute(work_items.update().where(work_items.c.id == work_id).values(**handed))
             return work_json(self._row(conn, workspace_id, environment_id, work_id, lock=False))
 
         return await self.db.run_write(write)
 
     def _seen(self, conn: sa.Connection, environment_id: str, worker_id: str, now: int) -> None:
-        key = {"environment_id": environment_id, "worker_id": worker_id[:256]}
-        updated = conn.execute(
-            environment_workers.update()
-            .where(*(getattr(environment_workers.c, k) == v for k, v in key.items()))
-            .values(last_poll_at=now)
-        ).rowcount
-        if not updated:
-            conn.execute(environment_workers.insert().values(**key, last_poll_at=now))
+        """Record that ``worker_id`` polled now (an upsert: two first polls at once must not collide)."""
+        insert = sqlite_insert if conn.dialect.name == "sqlite" else postgresql_insert
+        statement = insert(environment_workers).values(
+            environment_id=environment_id, worker_id=worker_id[:256], last_poll_at=now
+        )
+        conn.execute(
+            statement.on_conflict_do_update(index_elements=["environment_id", "worker_id"], set_={"last_poll_at": now})
+        )
 
     async def ack(self, workspace_id: str, environment_id: str, work_id: str) -> JSON:
         now = now_us()
@@ -161,7 +209,8 @@ class Work:
                 .values(
                     state="starting",
                     acknowledged_at=now,
-                    lease_expires_at=now + row.ttl_seconds * 1_000_000,
+                    ttl_seconds=self.ttl_seconds,
+                    lease_expires_at=now + self.ttl_seconds * 1_000_000,
                 )
             )
             return work_json(self._row(conn, workspace_id, environment_id, work_id, lock=False))
@@ -224,6 +273,9 @@ class Work:
             else:
                 values["state"] = "stopping"
             conn.execute(work_items.update().where(work_items.c.id == work_id).values(**values))
+            if values["state"] == "stopped" and still_needed(conn, row.session_id):
+                # The worker let the session go while a turn runs or waits on it: the next worker takes over.
+                enqueue(conn, workspace_id, environment_id, row.session_id, now, self.ttl_seconds)
             return work_json(self._row(conn, workspace_id, environment_id, work_id, lock=False))
 
         return await self.db.run_write(write)

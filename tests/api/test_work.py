@@ -13,7 +13,7 @@ from typing import Any
 import anthropic
 import pytest
 
-from tests.conftest import LiveServer, sdk
+from tests.conftest import LiveServer, sdk, wait_until
 
 
 @pytest.fixture
@@ -56,19 +56,15 @@ def test_a_worker_polls_acks_heartbeats_and_stops_the_work_of_a_new_session(
             work.ack(item.id, environment_id=env.id)
 
         first = work.heartbeat(item.id, environment_id=env.id, expected_last_heartbeat="NO_HEARTBEAT")
-        assert (first.type, first.state, first.lease_extended, first.ttl_seconds) == (
-            "work_heartbeat",
-            "active",
-            True,
-            90,
-        )
+        assert (first.type, first.state, first.lease_extended) == ("work_heartbeat", "active", True)
+        assert first.ttl_seconds == 2  # the server's work_lease_seconds
         with pytest.raises(anthropic.PreconditionFailedError) as lost:
             work.heartbeat(item.id, environment_id=env.id, expected_last_heartbeat="NO_HEARTBEAT")
         body: Any = lost.value.body
         assert body["error"]["details"]["error_code"] == "heartbeat_precondition_failed"
         assert body["error"]["details"]["current_state"] == {
             "state": "active",
-            "ttl_seconds": 90,
+            "ttl_seconds": 2,
             "last_heartbeat": first.last_heartbeat,
             "lease_extended": False,
         }
@@ -122,6 +118,7 @@ def test_an_environment_key_is_only_its_workers_credential(server: LiveServer, o
                 call()
             assert "environment key" in denied.value.message
     assert operator.beta.sessions.retrieve(session.id).title is None  # nothing changed
+    assert list(operator.beta.sessions.events.list(session.id)) == []
 
 
 def test_work_calls_are_refused_clearly(operator: anthropic.Anthropic) -> None:
@@ -138,3 +135,40 @@ def test_work_calls_are_refused_clearly(operator: anthropic.Anthropic) -> None:
     with pytest.raises(anthropic.BadRequestError) as extra:
         operator.beta.environments.work.stop("work_missing", environment_id=hosted.id, extra_body={"now": True})
     assert "now" in extra.value.message
+
+
+def test_an_item_whose_worker_went_quiet_goes_to_the_next_one_and_never_twice(
+    server: LiveServer, operator: anthropic.Anthropic
+) -> None:
+    env = operator.beta.environments.create(name="flaky", config={"type": "self_hosted"})
+    session = _session(operator, env.id)
+    with sdk(server, server.environment_key(env.id)) as worker:
+        work = worker.beta.environments.work
+        item = work.poll(env.id)
+        assert item is not None
+        work.ack(item.id, environment_id=env.id)
+        beat = work.heartbeat(item.id, environment_id=env.id, expected_last_heartbeat="NO_HEARTBEAT")
+        # Its worker dies: once the lease (2 s here) runs out the same item, not a second one, is handed out.
+        wait_until(lambda: (again := work.poll(env.id)) is not None and again.id == item.id, timeout=10)
+        assert [w.id for w in work.list(env.id)] == [item.id]
+        with pytest.raises(anthropic.PreconditionFailedError):  # the old worker's lease is gone
+            work.heartbeat(item.id, environment_id=env.id, expected_last_heartbeat=beat.last_heartbeat)
+
+        work.ack(item.id, environment_id=env.id)
+        work.heartbeat(item.id, environment_id=env.id, expected_last_heartbeat="NO_HEARTBEAT")
+        # Told to stop, its worker never confirms: after the lease the item is over, not handed out again...
+        operator.beta.environments.work.stop(item.id, environment_id=env.id)
+        wait_until(
+            lambda: (
+                operator.beta.environments.work.retrieve(item.id, environment_id=env.id).state == "stopped"
+                or work.poll(env.id) is not None
+            ),
+            timeout=10,
+        )
+        assert operator.beta.environments.work.retrieve(item.id, environment_id=env.id).state == "stopped"
+        # ...and the session's next input queues a new one.
+        operator.beta.sessions.events.send(
+            session.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "again"}]}]
+        )
+        fresh = work.poll(env.id)
+        assert fresh is not None and fresh.id != item.id and fresh.data.id == session.id

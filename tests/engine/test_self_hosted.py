@@ -18,7 +18,7 @@ import anthropic
 import pytest
 
 from agenthost.testing.fake_anthropic import Text, ToolUse
-from tests.conftest import LiveServer, Script, wait_until
+from tests.conftest import LiveServer, Script, sdk, wait_until
 from tests.engine.conftest import Recorder, assert_stream_equals_list, types
 from tests.engine.test_turns import TOOLSET, say
 
@@ -144,3 +144,64 @@ def test_the_sdks_own_worker_runs_a_self_hosted_sessions_tools(
     work = client.beta.environments.work
     wait_until(lambda: [item.state for item in work.list(environment.id)] == ["stopped"], timeout=20)
     assert work.stats(environment.id).depth == 0
+
+
+def test_a_worker_answers_a_confirmed_call_while_the_session_still_waits_on_the_client(
+    server: LiveServer, client: anthropic.Anthropic, script: Script, environment: Any, recorders: list[Recorder]
+) -> None:
+    """Asked bash + a custom tool: the user confirms bash, the worker answers it at once (the session still
+    waits for the custom result), then the client answers: the turn goes on with both results."""
+    asking = {
+        "type": "agent_toolset_20260401",
+        "configs": [{"name": "bash", "permission_policy": {"type": "always_ask"}}],
+    }
+    lookup = {"type": "custom", "name": "lookup", "description": "Look up", "input_schema": {"type": "object"}}
+    script(ToolUse("bash", {"command": "uptime"}, more=[("lookup", {"q": "x"})]), Text("Both in."))
+    agent = script.agent(client, tools=[asking, lookup])
+    session = client.beta.sessions.create(agent=agent.id, environment_id=environment.id)
+    recorder = Recorder(client, session.id)
+    recorders.append(recorder)
+    client.beta.sessions.events.send(session.id, events=[say("look")])
+    paused = recorder.idles()
+    bash_call, lookup_call = [e for e in paused if e.type in ("agent.tool_use", "agent.custom_tool_use")]
+    assert paused[-1].stop_reason.event_ids == [bash_call.id, lookup_call.id]
+    with sdk(server, server.environment_key(environment.id)) as worker:
+        result = {"type": "user.tool_result", "tool_use_id": bash_call.id, "content": [{"type": "text", "text": "up"}]}
+        with pytest.raises(anthropic.BadRequestError) as unconfirmed:  # never before the user said yes
+            worker.beta.sessions.events.send(session.id, events=[result])
+        assert "has not been confirmed" in unconfirmed.value.message
+        confirm = {"type": "user.tool_confirmation", "tool_use_id": bash_call.id, "result": "allow"}
+        client.beta.sessions.events.send(session.id, events=[confirm])
+        recorder.idles(2)  # shown again, waiting on the custom call alone
+        worker.beta.sessions.events.send(session.id, events=[result])
+        with pytest.raises(anthropic.BadRequestError):  # once only
+            worker.beta.sessions.events.send(session.id, events=[result])
+    answer = {"type": "user.custom_tool_result", "custom_tool_use_id": lookup_call.id, "content": []}
+    client.beta.sessions.events.send(session.id, events=[answer])
+    listed = assert_stream_equals_list(recorder.idles(3), client, session.id)
+    assert types(listed) == [
+        "user.message",
+        "session.status_running",
+        "span.model_request_start",
+        "agent.tool_use",
+        "agent.custom_tool_use",
+        "span.model_request_end",
+        "session.usage",
+        "session.status_idle",
+        "session.status_idle",
+        "user.tool_result",
+        "user.custom_tool_result",
+        "user.tool_confirmation",
+        "session.status_running",
+        "span.model_request_start",
+        "agent.message",
+        "span.model_request_end",
+        "session.usage",
+        "session.status_idle",
+    ]
+    assert listed[8].stop_reason.event_ids == [lookup_call.id]
+    assert listed[-1].stop_reason.type == "end_turn"
+    last = script.requests()[-1]["messages"][-1]["content"]
+    assert sorted(block["tool_use_id"] for block in last if block["type"] == "tool_result") == sorted(
+        [bash_call.id, lookup_call.id]
+    )
