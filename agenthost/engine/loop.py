@@ -254,6 +254,7 @@ class Run:
                     for later in open_calls[index + 1 :]:
                         if later["type"] == "agent.tool_use":
                             await self._tool_result(later["id"], ToolOutput.text(INTERRUPTED, is_error=True))
+                    await self._close_worker_calls(blocking, open_calls)
                     raise
                 await self._tool_result(event["id"], output)
             else:
@@ -285,11 +286,19 @@ class Run:
                     await self._tool_result(tool_use["id"], ToolOutput.text("Interrupted by the user.", is_error=True))
                     for later, _ in answered[index + 1 :]:
                         await self._tool_result(later["id"], ToolOutput.text(INTERRUPTED, is_error=True))
+                    await self._close_worker_calls(waiting, [call for call, _ in answered])
                     raise
             else:
                 output = _refusal(tool_use, confirmation)
             await self._tool_result(tool_use["id"], output)
         return waiting
+
+    async def _close_worker_calls(self, call_ids: list[str], calls: list[JSON]) -> None:
+        """An interrupt ends the turn: calls left to the worker get an error result, so a late answer
+        from the worker is refused instead of landing in a later turn."""
+        for call in calls:
+            if call["id"] in call_ids and self._on_worker(call):
+                await self._tool_result(call["id"], ToolOutput.text(INTERRUPTED, is_error=True))
 
     def _on_worker(self, tool_use: JSON) -> bool:
         """Whether the session's self-hosted worker runs this call (web tools run here, in the server)."""
