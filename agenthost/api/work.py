@@ -49,12 +49,13 @@ async def poll(
     await _self_hosted(request, workspace_id, environment_id)
     work = store(request).work
     deadline = asyncio.get_running_loop().time() + (block_ms or 0) / 1000
-    while True:
-        item = await work.poll(workspace_id, environment_id, worker_id, reclaim_older_than_ms)
-        left = deadline - asyncio.get_running_loop().time()
-        if item is not None or left <= 0:
-            return json_response(item)
+    item = await work.poll(workspace_id, environment_id, worker_id, reclaim_older_than_ms)
+    while item is None and (left := deadline - asyncio.get_running_loop().time()) > 0:
         await asyncio.sleep(min(POLL_INTERVAL_SECONDS, left))
+        # Held: look (a read) before taking (a write), so a waiting worker costs the writer nothing.
+        if await work.any_available(workspace_id, environment_id, reclaim_older_than_ms):
+            item = await work.poll(workspace_id, environment_id, worker_id, reclaim_older_than_ms)
+    return json_response(item)
 
 
 @router.get("/stats")

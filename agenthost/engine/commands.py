@@ -39,7 +39,9 @@ class Waker(Protocol):
 
 
 def _target(conn: sa.Connection, session_id: str, event_id: str, field: str) -> Any:
-    query = sa.select(events.c.type, events.c.payload).where(events.c.session_id == session_id, events.c.id == event_id)
+    query = sa.select(events.c.seq, events.c.type, events.c.payload).where(
+        events.c.session_id == session_id, events.c.id == event_id
+    )
     row = conn.execute(query).first()
     if row is None:
         raise NotFound(f"{field}: no event {event_id!r} in this session")
@@ -59,6 +61,20 @@ def answered(conn: sa.Connection, session_id: str, call_id: str) -> bool:
     )
     query = sa.select(events.c.seq).where(events.c.session_id == session_id, result_of).limit(1)
     return conn.execute(query).first() is not None
+
+
+def _turn_ended_since(conn: sa.Connection, session_id: str, seq: int) -> bool:
+    """Whether the turn that made the event at ``seq`` has ended (an idle that waits on nothing came after it).
+
+    An answer to a call of an ended turn would land after later messages of the conversation.
+    """
+    ended = sa.select(events.c.seq).where(
+        events.c.session_id == session_id,
+        events.c.seq > seq,
+        events.c.type == "session.status_idle",
+        events.c.payload[("stop_reason", "type")].as_string() != "requires_action",
+    )
+    return conn.execute(ended.limit(1)).first() is not None
 
 
 def _confirmed(conn: sa.Connection, session_id: str, call_id: str) -> bool:
@@ -104,7 +120,9 @@ def _check_answer(
         # else the session waits on; a client answers its custom call while the turn still runs.
         worker_call = kind == "user.tool_result" and target.payload.get("name") in WORKER_TOOLS
         running = row.status in ("running", "rescheduling") and not row.blocked_on
-        if worker_call or (kind == "user.custom_tool_result" and running):
+        if (worker_call or (kind == "user.custom_tool_result" and running)) and not _turn_ended_since(
+            conn, row.id, target.seq
+        ):
             early.add(event_id)
             return event_id, False
     raise InvalidRequest(f"{where}.{field}: {event_id} is not awaiting an answer (already answered, or not paused)")

@@ -41,6 +41,7 @@ T = TypeVar("T")
 log = logging.getLogger("agenthost.engine")
 WORK = ("user.message", "system.message", "user.tool_confirmation")
 READ_ONLY_TOOLS = frozenset({"read", "glob", "grep"})  # safe to run again after a crash
+SERVER_TOOLS = frozenset({"web_fetch", "web_search"})  # run by the server itself, never in a sandbox
 
 
 @dataclass(frozen=True)
@@ -456,6 +457,8 @@ class Run:
         return blocking
 
     async def _run_tool(self, tool_use: JSON) -> ToolOutput:
+        if tool_use["name"] in SERVER_TOOLS:  # run in the server: no sandbox is started for them
+            return await self._interruptible(self.toolbox.execute(tool_use["name"], tool_use["input"], None))
         if self.sandbox_refusal is not None:
             return ToolOutput.text(self.sandbox_refusal, is_error=True)
         sandbox = await self.sandboxes.get(self.spec)

@@ -82,13 +82,18 @@ class Toolbox:
         """The tool called ``name``, or None when the agent does not have it enabled."""
         return self._specs.get(name)
 
-    async def execute(self, name: str, tool_input: dict[str, Any], sandbox: Sandbox) -> ToolOutput:
-        """Run a built-in tool; bad input and refused paths become error results the model can read."""
+    async def execute(self, name: str, tool_input: dict[str, Any], sandbox: Sandbox | None) -> ToolOutput:
+        """Run a built-in tool; bad input and refused paths become error results the model can read.
+
+        ``web_fetch`` and ``web_search`` run in the server and need no sandbox; every other tool does.
+        """
         try:
             if name == "web_fetch":
                 return await web_fetch.run(tool_input, self._configs[name], self._private_hosts)
             if name == "web_search" and self._search_url:
                 return await web_search.run(tool_input, self._configs[name], self._search_url)
+            if sandbox is None:
+                raise ValueError(f"{name} runs in the session's sandbox, and none was given")
             if name == "grep":
                 return await files.grep(sandbox, tool_input, self._grep_timeout)
             return await BUILTIN[name][2](sandbox, tool_input)

@@ -377,3 +377,29 @@ def test_whitespace_only_text_is_refused(client: anthropic.Anthropic, agent: Any
     session = client.beta.sessions.create(agent=agent.id, environment_id=environment.id)
     with pytest.raises(anthropic.BadRequestError, match="non-whitespace"):
         client.beta.sessions.events.send(session.id, events=[say("   ")])
+
+
+def test_an_answer_to_a_call_of_an_interrupted_turn_is_refused_in_the_next(
+    client: anthropic.Anthropic, script: Script, environment: Any, recorders: list[Recorder]
+) -> None:
+    """An interrupt ends the turn with a custom call unanswered; a late answer must not land in a later turn
+    (it would sit after messages the model already saw with the call closed)."""
+    lookup = {"type": "custom", "name": "lookup", "description": "Look up", "input_schema": {"type": "object"}}
+    held = Hold(Text("Second turn."))
+    script(ToolUse("bash", {"command": "sleep 27.9"}, more=[("lookup", {})]), held)
+    session, recorder = start(client, script, environment, recorders, tools=[TOOLSET, lookup])
+    client.beta.sessions.events.send(session.id, events=[say("go")])
+    first = recorder.wait(lambda evs: "agent.custom_tool_use" in types(evs))
+    lookup_call = next(e for e in first if e.type == "agent.custom_tool_use")
+    client.beta.sessions.events.send(session.id, events=[{"type": "user.interrupt"}])
+    recorder.idles()
+    client.beta.sessions.events.send(session.id, events=[say("again")])
+    assert held.started.wait(10)  # the next turn is running
+    late = {"type": "user.custom_tool_result", "custom_tool_use_id": lookup_call.id, "content": []}
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        client.beta.sessions.events.send(session.id, events=[late])
+    assert "is not awaiting an answer" in refused.value.message
+    held.release.set()
+    listed = assert_stream_equals_list(recorder.idles(2), client, session.id)
+    assert "user.custom_tool_result" not in types(listed)
+    assert listed[-1].stop_reason.type == "end_turn"
