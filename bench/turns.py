@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import multiprocessing
 import os
+import select
 import socket
 import statistics
 import subprocess
@@ -122,34 +123,47 @@ def turn_overhead(client: anthropic.Anthropic, fake: FakeAnthropic, env_id: str,
 
 
 def _subscriber_process(url: str, session_id: str, count: int, events: int, ready: Any, results: Any) -> None:
-    """One client process holding ``count`` streams; reports commit-to-arrival latencies in ms."""
+    """One client process holding ``count`` streams; reports commit-to-arrival latencies in ms.
 
-    async def main() -> list[float]:
-        latencies: list[float] = []
-
-        async def subscribe(client: httpx2.AsyncClient) -> None:
-            seen = 0
-            async with client.stream("GET", f"/v1/sessions/{session_id}/events/stream") as response:
-                ready.release()
-                async for line in response.aiter_lines():
-                    if not line.startswith("data: "):
-                        continue
-                    received = time.time()
-                    event = orjson.loads(line[6:])
-                    if event.get("type") != "session.updated":
-                        continue
-                    committed = datetime.fromisoformat(event["processed_at"].replace("Z", "+00:00")).timestamp()
-                    latencies.append((received - committed) * 1000)
-                    seen += 1
-                    if seen == events:
-                        return
-
-        limits = httpx2.Limits(max_connections=count + 5)
-        async with httpx2.AsyncClient(base_url=url, headers={"x-api-key": KEY}, timeout=60, limits=limits) as client:
-            await asyncio.gather(*[subscribe(client) for _ in range(count)])
-        return latencies
-
-    results.put(asyncio.run(main()))
+    Plain sockets under one epoll, so the figure is the server's: a frame's arrival is stamped at
+    the ``recv`` that completes its line, and JSON is parsed only after the measurement.
+    """
+    host, port = url.removeprefix("http://").split(":")
+    request = (
+        f"GET /v1/sessions/{session_id}/events/stream HTTP/1.1\r\nHost: {host}\r\nx-api-key: {KEY}\r\n"
+        "Accept: text/event-stream\r\n\r\n"
+    ).encode()
+    poller = select.epoll()
+    sockets: dict[int, socket.socket] = {}
+    pending: dict[int, bytes] = {}
+    for _ in range(count):
+        sock = socket.create_connection((host, int(port)))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(request)
+        head = b""
+        while b"\r\n\r\n" not in head:  # the response has started: the stream is subscribed
+            head += sock.recv(65536)
+        sockets[sock.fileno()] = sock
+        pending[sock.fileno()] = head.partition(b"\r\n\r\n")[2]
+        poller.register(sock.fileno(), select.EPOLLIN)
+    arrived: list[tuple[float, bytes]] = []
+    for _ in range(count):
+        ready.release()
+    wanted = count * events
+    while len(arrived) < wanted:
+        for fd, _mask in poller.poll(60):
+            data = sockets[fd].recv(65536)
+            now = time.time()
+            *lines, pending[fd] = (pending[fd] + data).split(b"\n")
+            arrived.extend((now, line) for line in lines if line.startswith(b"data: ") and b"session.updated" in line)
+    latencies = []
+    for received, line in arrived:
+        event = orjson.loads(line[6:])
+        committed = datetime.fromisoformat(event["processed_at"].replace("Z", "+00:00")).timestamp()
+        latencies.append((received - committed) * 1000)
+    for sock in sockets.values():
+        sock.close()
+    results.put(latencies)
 
 
 def delivery(
