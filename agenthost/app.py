@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -118,6 +119,17 @@ def build_engine(settings: Settings, store: Store, provider: ModelProvider | Non
     )
 
 
+def _freeze_startup_objects() -> None:
+    """Move everything alive after start-up (modules, tables, models) out of the collector's way.
+
+    Those objects live as long as the process; leaving them in the oldest generation made every full
+    collection walk them, and such collections stalled turns by ~100 ms now and then
+    (docs/benchmarks.md, session 3).
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def needs_shared_database(settings: Settings, role: str) -> None:
     """SystemExit unless the store is PostgreSQL: processes in separate roles meet only through it."""
     if settings.resolved_database_url().startswith("sqlite"):
@@ -152,6 +164,7 @@ async def run_worker(
         try:
             await store.listen([engine.on_notification], settings.notify_check_seconds)
             await engine.start()
+            _freeze_startup_objects()
             ready(engine.owner)
             await stop.wait()
         finally:
@@ -192,7 +205,10 @@ def create_app(
             await store.listen([running.on_notification] if running else [], settings.notify_check_seconds)
             if running is not None:
                 await running.start()
-            else:  # engines elsewhere claim expired runs; without any, the sessions must still read rescheduling
+            _freeze_startup_objects()
+            if (
+                running is None
+            ):  # engines elsewhere claim expired runs; without any, the sessions must still read rescheduling
                 reaper = asyncio.create_task(reap_forever(store.db, store.bus, settings.engine_poll_seconds))
             yield
         finally:

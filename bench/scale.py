@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import re
 import statistics
@@ -222,6 +223,8 @@ def main() -> None:
     parser.add_argument("--lease", type=float, default=5.0, help="AGENTHOST_LEASE_SECONDS of the workers")
     args = parser.parse_args()
     fake = FakeAnthropic().start()
+    gc.collect()
+    gc.freeze()  # the load generator's own full collections stalled the fake model ~100 ms now and then
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         tmp.chmod(0o711)  # sandbox uids pass through it

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import multiprocessing
 import os
 import select
@@ -238,6 +239,8 @@ def main() -> None:
     parser.add_argument("--client-processes", type=int, default=4, help="processes holding the (b) streams")
     args = parser.parse_args()
     fake = FakeAnthropic().start()
+    gc.collect()
+    gc.freeze()  # the load generator's own full collections stalled the fake model ~100 ms now and then
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp).chmod(0o711)  # sandbox uids pass through it to <data_dir>/sandboxes
         proc, url = start_server(Path(tmp), fake.url)
