@@ -240,13 +240,10 @@ class Run:
             permission = event.get("evaluated_permission")
             if event["type"] == "agent.custom_tool_use" or (permission == "ask" and confirmation is None):
                 blocking.append(event["id"])
-            elif self._on_worker(event) and (confirmation is None or confirmation["result"] == "allow"):
-                if permission != "deny":
-                    blocking.append(event["id"])  # the worker runs it (or ran it): its result is still to come
-                else:
-                    await self._tool_result(event["id"], _refusal(event, confirmation))
             elif permission == "deny" or (confirmation is not None and confirmation["result"] != "allow"):
                 await self._tool_result(event["id"], _refusal(event, confirmation))
+            elif self._on_worker(event):
+                blocking.append(event["id"])  # the worker runs it (or ran it): its result is still to come
             elif event["name"] in READ_ONLY_TOOLS:
                 try:
                     output = await self._run_tool(event)

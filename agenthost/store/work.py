@@ -73,7 +73,6 @@ def enqueue(
     environment_id: str,
     session_id: str,
     now: int,
-    ttl_seconds: int = DEFAULT_TTL_SECONDS,
 ) -> bool:
     """Make sure a worker will serve the session; inside the caller's transaction. True when it changed anything.
 
@@ -88,12 +87,13 @@ def enqueue(
     ).all()
     if any(i.state == "queued" or (i.lease_expires_at or 0) >= now for i in items):
         return False
-    dead = [i for i in items if i.state in ("starting", "active")]
+    # Every item left is expired: keep one whose worker died (it goes back to the queue), end the rest.
+    revived = next((i for i in items if i.state in ("starting", "active")), None)
     for item in items:
-        if item.state == "stopping" or item is not (dead[0] if dead else None):
+        if item is not revived:
             conn.execute(work_items.update().where(work_items.c.id == item.id).values(state="stopped", stopped_at=now))
-    if dead:
-        conn.execute(work_items.update().where(work_items.c.id == dead[0].id).values(**_requeue_values()))
+    if revived is not None:
+        conn.execute(work_items.update().where(work_items.c.id == revived.id).values(**_requeue_values()))
         return True
     conn.execute(
         work_items.insert().values(
@@ -104,7 +104,7 @@ def enqueue(
             state="queued",
             metadata={},
             created_at=now,
-            ttl_seconds=ttl_seconds,
+            ttl_seconds=DEFAULT_TTL_SECONDS,  # a worker's lease is set when it acknowledges the item
         )
     )
     return True
@@ -275,7 +275,7 @@ class Work:
             conn.execute(work_items.update().where(work_items.c.id == work_id).values(**values))
             if values["state"] == "stopped" and still_needed(conn, row.session_id):
                 # The worker let the session go while a turn runs or waits on it: the next worker takes over.
-                enqueue(conn, workspace_id, environment_id, row.session_id, now, self.ttl_seconds)
+                enqueue(conn, workspace_id, environment_id, row.session_id, now)
             return work_json(self._row(conn, workspace_id, environment_id, work_id, lock=False))
 
         return await self.db.run_write(write)

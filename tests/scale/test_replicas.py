@@ -28,6 +28,23 @@ from tests.processes import KEY, Agenthost, free_port, running
 
 pytestmark = pytest.mark.postgres
 
+# A one-bash-call turn whose run died in the bash call and was taken over (the call is not run again).
+TAKEN_OVER_TOOL_TURN = [
+    "user.message",
+    "session.status_running",
+    "span.model_request_start",
+    "agent.tool_use",
+    "span.model_request_end",
+    "session.status_rescheduled",
+    "session.status_running",
+    "agent.tool_result",
+    "span.model_request_start",
+    "agent.message",
+    "span.model_request_end",
+    "session.usage",
+    "session.status_idle",
+]
+
 
 @dataclass
 class Cluster:
@@ -134,21 +151,8 @@ def test_a_stopped_worker_hands_its_turn_over_and_interrupts_and_deletes_cross_p
         assert not running("sleep 27.3")
         first_turn = watch.idles(timeout=30)
         listed = assert_stream_equals_list(first_turn, cluster.a, session.id)
-        assert types(listed) == [
-            "user.message",
-            "session.status_running",
-            "span.model_request_start",
-            "agent.tool_use",
-            "span.model_request_end",
-            "session.status_rescheduled",  # the other worker took the turn over at once, no lease to wait out
-            "session.status_running",
-            "agent.tool_result",
-            "span.model_request_start",
-            "agent.message",
-            "span.model_request_end",
-            "session.usage",
-            "session.status_idle",
-        ]
+        # The other worker took the turn over at once: there was no lease to wait out.
+        assert types(listed) == TAKEN_OVER_TOOL_TURN
         assert listed[7].is_error is True and "was not run again" in listed[7].content[0].text
         assert cluster.claims(session.id)[1 - holder] == 1
 
@@ -254,18 +258,14 @@ def test_a_worker_killed_mid_turn_leaves_the_turn_to_the_other_with_nothing_run_
         held.release.set()  # the fake model's answer now goes to a dead connection
         streamed = watch.idles(timeout=30)
         listed = assert_stream_equals_list(streamed, cluster.a, session.id)
-        cut_off = (
-            ["span.model_request_end"]  # the call in flight ends as failed, then the model is asked again
-            if point == "model call"
-            else ["agent.tool_use", "span.model_request_end", "session.status_rescheduled", "session.status_running"]
-        )
-        head = ["user.message", "session.status_running", "span.model_request_start"]
         if point == "model call":
             assert types(listed) == [
-                *head,
+                "user.message",
+                "session.status_running",
+                "span.model_request_start",
                 "session.status_rescheduled",
                 "session.status_running",
-                *cut_off,
+                "span.model_request_end",  # the call in flight ends as failed, then the model is asked again
                 "span.model_request_start",
                 "agent.message",
                 "span.model_request_end",
@@ -274,16 +274,7 @@ def test_a_worker_killed_mid_turn_leaves_the_turn_to_the_other_with_nothing_run_
             ]
             assert listed[5].is_error is True and listed[5].model_request_start_id == listed[2].id
         else:
-            assert types(listed) == [
-                *head,
-                *cut_off,
-                "agent.tool_result",
-                "span.model_request_start",
-                "agent.message",
-                "span.model_request_end",
-                "session.usage",
-                "session.status_idle",
-            ]
+            assert types(listed) == TAKEN_OVER_TOOL_TURN
             assert listed[7].is_error is True and "was not run again" in listed[7].content[0].text
         assert cluster.claims(session.id)[1 - victim] == 1
         assert listed[-1].stop_reason.type == "end_turn"
@@ -318,21 +309,7 @@ def test_with_every_worker_gone_a_died_run_reads_rescheduling_until_a_new_worker
         assert cluster.a.beta.sessions.retrieve(session.id).status == "rescheduling"
         cluster.start_worker()
         listed = assert_stream_equals_list(watch.idles(timeout=30), cluster.a, session.id)
-        assert types(listed) == [
-            "user.message",
-            "session.status_running",
-            "span.model_request_start",
-            "agent.tool_use",
-            "span.model_request_end",
-            "session.status_rescheduled",
-            "session.status_running",
-            "agent.tool_result",
-            "span.model_request_start",
-            "agent.message",
-            "span.model_request_end",
-            "session.usage",
-            "session.status_idle",
-        ]
+        assert types(listed) == TAKEN_OVER_TOOL_TURN
         assert listed[7].is_error is True and "was not run again" in listed[7].content[0].text
         assert cluster.claims(session.id)[2] == 1  # the new worker took it
         assert fake.remaining(script.key) == 0
