@@ -430,7 +430,7 @@ class Run:
 
     async def _tools(self, tool_uses: list[JSON]) -> list[str]:
         blocking: list[str] = []
-        for tool_use in tool_uses:
+        for index, tool_use in enumerate(tool_uses):
             if tool_use["type"] == "agent.custom_tool_use" or tool_use.get("evaluated_permission") == "ask":
                 blocking.append(tool_use["id"])
                 continue
@@ -444,11 +444,10 @@ class Run:
                 output = await self._run_tool(tool_use)
             except Interrupted:
                 await self._tool_result(tool_use["id"], ToolOutput.text("Interrupted by the user.", is_error=True))
-                # Every other call still open ends here: later ones, and earlier ones left to the worker
-                # (a call with a result keeps it: _tool_result never writes a second one).
-                for other in tool_uses:
-                    if other["type"] == "agent.tool_use" and other.get("evaluated_permission") != "ask":
-                        await self._tool_result(other["id"], ToolOutput.text(INTERRUPTED, is_error=True))
+                for later in tool_uses[index + 1 :]:
+                    if later["type"] == "agent.tool_use" and later.get("evaluated_permission") != "ask":
+                        await self._tool_result(later["id"], ToolOutput.text(INTERRUPTED, is_error=True))
+                await self._close_worker_calls(blocking, tool_uses)  # earlier calls left to the worker
                 raise
             await self._tool_result(tool_use["id"], output)
         return blocking
@@ -470,12 +469,16 @@ class Run:
             return ToolOutput.text(self.setup_failure, is_error=True)
 
     async def _tool_result(self, tool_use_id: str, output: ToolOutput) -> None:
-        """Log the engine's result for a call, unless the call has one already (a worker answered it)."""
+        """Log the engine's result for a call, unless the call has one already (a worker answered it).
+
+        Only a self-hosted session's worker answers built-in calls besides the engine, so only there is
+        the log looked at first.
+        """
         result = {"type": "agent.tool_result", "tool_use_id": tool_use_id, "content": output.content}
         result["is_error"] = output.is_error
 
         def work(conn: sa.Connection, _row: Any, now: int, published: list[Logged]) -> None:
-            if not answered(conn, self.session_id, tool_use_id):
+            if not (self.self_hosted and answered(conn, self.session_id, tool_use_id)):
                 published.extend(append_events(conn, self.session_id, [result], processed=True, now=now))
 
         await self.journal.transact(work)
