@@ -17,7 +17,7 @@ from fastapi import FastAPI, Request
 from sqlalchemy.exc import DBAPIError
 from starlette.responses import Response
 
-from agenthost.api import agents, environments, errors, events, health, sessions, work
+from agenthost.api import agents, environments, errors, events, files, health, sessions, work
 from agenthost.api.auth import Authenticator
 from agenthost.api.middleware import RequestContext
 from agenthost.engine.dispatch import Engine, EngineSettings
@@ -157,7 +157,7 @@ async def run_worker(
     ``ready`` gets the engine's owner name once it listens and claims.
     """
     needs_shared_database(settings, "agenthost worker")
-    store = Store(settings.resolved_database_url())
+    store = Store(settings.resolved_database_url(), files_dir=settings.resolved_files_dir())
     try:
         await store.open()
         engine = build_engine(settings, store, provider)
@@ -174,6 +174,16 @@ async def run_worker(
         await store.close()
 
 
+async def _purge_files_forever(store: Store, interval: float = 60.0) -> None:
+    """Delete expired files and bytes a crash left without a record, once a minute."""
+    while True:
+        try:
+            await store.files.purge()
+        except Exception:
+            log.exception("purging expired files failed; trying again")
+        await asyncio.sleep(interval)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -187,7 +197,11 @@ def create_app(
     turns, told through PostgreSQL notifications.
     """
     settings = settings or Settings()
-    store = store or Store(settings.resolved_database_url(), work_lease_seconds=settings.work_lease_seconds)
+    store = store or Store(
+        settings.resolved_database_url(),
+        files_dir=settings.resolved_files_dir(),
+        work_lease_seconds=settings.work_lease_seconds,
+    )
     if not engine:
         needs_shared_database(settings, "serve --no-engine")
 
@@ -200,23 +214,22 @@ def create_app(
         )
         running = build_engine(settings, store, provider) if engine else None
         app.state.engine = running
-        reaper: asyncio.Task[None] | None = None
+        background: list[asyncio.Task[None]] = []
         try:
             await store.listen([running.on_notification] if running else [], settings.notify_check_seconds)
             if running is not None:
                 await running.start()
             _freeze_startup_objects()
-            if (
-                running is None
-            ):  # engines elsewhere claim expired runs; without any, the sessions must still read rescheduling
-                reaper = asyncio.create_task(reap_forever(store.db, store.bus, settings.engine_poll_seconds))
+            if running is None:  # engines elsewhere claim expired runs; without any, sessions must read rescheduling
+                background.append(asyncio.create_task(reap_forever(store.db, store.bus, settings.engine_poll_seconds)))
+            background.append(asyncio.create_task(_purge_files_forever(store)))
             yield
         finally:
             await store.stop_listening()  # nothing more reaches the engine while it stops
-            if reaper is not None:
-                reaper.cancel()
+            for task in background:
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await reaper
+                    await task
             if running is not None:
                 await _stop_engine(running)
             await store.close()
@@ -226,7 +239,7 @@ def create_app(
     app.state.store = store
     errors.install(app)
     app.add_exception_handler(DBAPIError, _database_error)
-    for module in (health, agents, environments, work, sessions, events):
+    for module in (health, agents, environments, work, sessions, events, files):
         app.include_router(module.router)
-    app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes, max_upload_bytes=settings.max_file_bytes)
     return app

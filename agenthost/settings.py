@@ -52,6 +52,18 @@ class Settings(BaseSettings):
         default=32 * 1024 * 1024,
         description="Largest JSON request body accepted; larger bodies get 413.",
     )
+    files_dir: Path | None = Field(
+        default=None,
+        description=(
+            "Where the Files API keeps file contents (one file each; metadata is in the database). "
+            "Default `<data_dir>/files`. Processes that share a database must share this directory."
+        ),
+    )
+    max_file_bytes: int = Field(
+        default=500 * 1024 * 1024,
+        gt=0,
+        description="Largest file `POST /v1/files` accepts, and largest session output kept as a file; larger get 413.",
+    )
     log_level: str = Field(default="info", description="Log level of the server and uvicorn.")
     ping_seconds: float = Field(
         default=15.0, gt=0, description="Interval of `ping` frames on event streams (keeps idle streams open)."
@@ -162,6 +174,10 @@ class Settings(BaseSettings):
     def resolved_data_dir(self) -> Path:
         """The data directory with `~` expanded."""
         return self.data_dir.expanduser()
+
+    def resolved_files_dir(self) -> Path:
+        """Where file contents live: see ``files_dir``."""
+        return (self.files_dir or self.resolved_data_dir() / "files").expanduser()
 
     def resolved_sandbox_dir(self) -> Path:
         """Where sessions' files live: see ``sandbox_dir``."""

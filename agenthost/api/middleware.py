@@ -17,13 +17,18 @@ from agenthost.api.errors import REQUEST_ID
 from agenthost.errors import AgentHostError, InvalidRequest, PayloadTooLarge
 from agenthost.ids import new_id
 
+UPLOAD_PATHS = frozenset({"/v1/files"})
+UPLOAD_FRAMING = 64 * 1024
+
 
 class RequestContext:
     """Give each request an id (``request-id`` header), authenticate ``/v1`` calls, refuse oversized bodies."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int):
+    def __init__(self, app: ASGIApp, max_body_bytes: int, max_upload_bytes: int | None = None):
         self.app = app
         self.max_body_bytes = max_body_bytes
+        # A file upload may be as large as a file, plus the multipart framing around it.
+        self.max_upload_bytes = max(max_body_bytes, (max_upload_bytes or 0) + UPLOAD_FRAMING)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -31,7 +36,8 @@ class RequestContext:
             return
         rid: str = scope.setdefault(REQUEST_ID, new_id("req"))
         header = rid.encode()
-        limit = self.max_body_bytes
+        upload = scope["method"] == "POST" and scope["path"] in UPLOAD_PATHS
+        limit = self.max_upload_bytes if upload else self.max_body_bytes
         received = 0
 
         async def send_with_id(message: Message) -> None:

@@ -10,12 +10,13 @@ from starlette.responses import Response
 import agenthost.engine.commands as commands
 from agenthost.api.deps import Workspace, store
 from agenthost.api.idempotency import idempotent
-from agenthost.api.pagination import created_bounds, limit_param, page_body, page_request
+from agenthost.api.pagination import created_bounds, decode_cursor, limit_param, page_body, page_request
 from agenthost.api.responses import JSONBytes, json_response
 from agenthost.errors import InvalidRequest
 from agenthost.schemas.agents import retool
 from agenthost.schemas.common import JSON, MAX_INT32, patch_metadata
 from agenthost.schemas.events import initial_event_payloads
+from agenthost.schemas.resources import ResourceUpdate, parse_added
 from agenthost.schemas.sessions import (
     AgentRef,
     AgentWithOverrides,
@@ -37,6 +38,7 @@ async def create_session(request: Request, body: SessionCreate, workspace_id: Wo
 
 async def _create_session(request: Request, body: SessionCreate, workspace_id: str) -> JSONBytes:
     body.check_unsupported()
+    resources = body.file_resources()
     initial = initial_event_payloads(body.initial_events)
     ref = body.agent
     agent_id = ref if isinstance(ref, str) else ref.id
@@ -55,6 +57,7 @@ async def _create_session(request: Request, body: SessionCreate, workspace_id: s
         title=body.title,
         metadata=body.metadata,
         initial_events=initial,
+        resources=resources,
     )
     commands.wake_after_create(request.app.state.engine, session)
     return json_response(session)
@@ -134,3 +137,44 @@ async def archive_session(request: Request, session_id: str, workspace_id: Works
 async def delete_session(request: Request, session_id: str, workspace_id: Workspace) -> JSONBytes:
     await commands.delete_session(store(request), request.app.state.engine, workspace_id, session_id)
     return json_response({"id": session_id, "type": "session_deleted"})
+
+
+# -- resources (REFERENCE §6.4) ------------------------------------------------------------------
+
+
+@router.get("/{session_id}/resources")
+async def list_resources(
+    request: Request,
+    session_id: str,
+    workspace_id: Workspace,
+    limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
+    page: str | None = None,
+) -> JSONBytes:
+    listing = f"resources:{session_id}"
+    after = None if page is None else decode_cursor(page, listing, str)[2]
+    result = await store(request).resources.list(workspace_id, session_id, limit=limit, after=after)
+    return json_response(page_body(listing, result, "asc"))
+
+
+@router.post("/{session_id}/resources")
+async def add_resource(request: Request, session_id: str, body: dict[str, Any], workspace_id: Workspace) -> JSONBytes:
+    param = parse_added(body)
+    return json_response(await store(request).resources.add(workspace_id, session_id, param))
+
+
+@router.get("/{session_id}/resources/{resource_id}")
+async def retrieve_resource(request: Request, session_id: str, resource_id: str, workspace_id: Workspace) -> JSONBytes:
+    return json_response(await store(request).resources.get(workspace_id, session_id, resource_id))
+
+
+@router.post("/{session_id}/resources/{resource_id}")
+async def update_resource(
+    request: Request, session_id: str, resource_id: str, body: ResourceUpdate, workspace_id: Workspace
+) -> JSONBytes:
+    return json_response(await store(request).resources.update(workspace_id, session_id, resource_id))
+
+
+@router.delete("/{session_id}/resources/{resource_id}")
+async def delete_resource(request: Request, session_id: str, resource_id: str, workspace_id: Workspace) -> JSONBytes:
+    await store(request).resources.delete(workspace_id, session_id, resource_id)
+    return json_response({"id": resource_id, "type": "session_resource_deleted"})

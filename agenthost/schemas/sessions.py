@@ -10,6 +10,7 @@ from agenthost.errors import InvalidRequest, NotSupported
 from agenthost.schemas.agents import retool
 from agenthost.schemas.common import JSON, Body, Text, Version, check_metadata
 from agenthost.schemas.events import InitialEvent
+from agenthost.schemas.resources import FileResourceParam, parse_resource
 from agenthost.schemas.tools import MCPServer, ModelParam, Skill, Tool, require_read, resolve_model, resolve_skills
 
 Id = Annotated[Text, StringConstraints(min_length=1, max_length=128)]
@@ -41,21 +42,22 @@ class SessionCreate(Body):
     environment_id: Id
     title: Text | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
-    resources: list[dict[str, Any]] = Field(default_factory=list)
+    resources: list[Any] = Field(default_factory=list, max_length=1000)
     vault_ids: list[str] = Field(default_factory=list)
     budget: dict[str, Any] | None = None
     initial_events: list[InitialEvent] = Field(default_factory=list)
 
     def check_unsupported(self) -> None:
         """Refuse what this server cannot honour yet instead of ignoring it (DESIGN invariant 7)."""
-        for index, resource in enumerate(self.resources):
-            kind = resource.get("type") if isinstance(resource, dict) else None
-            raise NotSupported(f"resources[{index}]", f"{kind or 'untyped'} resources")
         if self.vault_ids:
             raise NotSupported("vault_ids", "vaults")
         if self.given("budget") and self.budget is not None:
             raise NotSupported("budget", "session budgets")
         check_metadata(self.metadata)
+
+    def file_resources(self) -> list[FileResourceParam]:
+        """The ``resources`` entries, each validated (files only, for now)."""
+        return [parse_resource(raw, f"resources[{index}]") for index, raw in enumerate(self.resources)]
 
 
 class SessionAgentUpdate(Body):

@@ -17,10 +17,12 @@ from agenthost.errors import Conflict, InvalidRequest, NotFound
 from agenthost.ids import new_id
 from agenthost.schemas.common import JSON, now_us, ts
 from agenthost.schemas.events import event_json
+from agenthost.schemas.resources import FileResourceParam, check_mounts, file_resource_json, mount_path
 from agenthost.schemas.sessions import empty_usage, session_json
 from agenthost.store.agents import agent_for_session
 from agenthost.store.db import Database
 from agenthost.store.environments import environment_row
+from agenthost.store.files import Files, delete_session_files, insert_copies
 from agenthost.store.notify import Bus, Shown, announce, emissions_after
 from agenthost.store.paging import Lock, Page, PageRequest, created_filter, fetch_page, locked
 from agenthost.store.tables import events, sessions
@@ -174,9 +176,10 @@ def session_row(conn: sa.Connection, workspace_id: str, session_id: str, lock: L
 class Sessions:
     """Session CRUD and the read side of the event log, scoped to a workspace."""
 
-    def __init__(self, db: Database, bus: Bus):
+    def __init__(self, db: Database, bus: Bus, files: Files):
         self.db = db
         self.bus = bus
+        self.files = files
 
     async def create(
         self,
@@ -189,9 +192,32 @@ class Sessions:
         title: str | None,
         metadata: dict[str, str],
         initial_events: list[JSON],
+        resources: Sequence[FileResourceParam] = (),
     ) -> JSON:
-        """Create a session from an agent version and an environment, with its initial events, atomically."""
+        """Create a session from an agent version and an environment, with its initial events, atomically.
+
+        Attached files are copied first (the session owns its copies); the copies' rows are written
+        with the session, and their bytes removed again when that fails.
+        """
         session_id, now = new_id("sesn"), now_us()
+        sources = {f"resources[{index}].file_id": r.file_id for index, r in enumerate(resources)}
+        copies = await self.files.copy_for_session(workspace_id, sources) if sources else {}
+        copy_ids = [copy_id for copy_id, _ in copies.values()]
+        try:
+            attached = [
+                file_resource_json(
+                    new_id("sesrsc"),
+                    copies[f"resources[{index}].file_id"][0],
+                    mount_path(r.file_id, r.mount_path, f"resources[{index}].mount_path"),
+                    ts(now),
+                    ts(now),
+                )
+                for index, r in enumerate(resources)
+            ]
+            check_mounts(attached, "resources")
+        except InvalidRequest:
+            await self.files.forget(copy_ids)
+            raise
 
         def write(conn: sa.Connection) -> tuple[JSON, list[Logged]]:
             try:
@@ -225,7 +251,7 @@ class Sessions:
                 "title": title,
                 "metadata": metadata,
                 "agent": build_agent(agent),
-                "resources": [],
+                "resources": attached,
                 "vault_ids": [],
                 "usage": empty_usage(),
                 "active_us": 0,
@@ -237,6 +263,7 @@ class Sessions:
                 "archived_at": None,
             }
             conn.execute(sessions.insert().values(**values))
+            insert_copies(conn, workspace_id, session_id, copies, now)
             logged = append_events(conn, session_id, initial_events, processed=False, now=now)
             if initial_events:
                 announce(conn, "w", session_id)
@@ -244,7 +271,11 @@ class Sessions:
                 enqueue(conn, workspace_id, environment_id, session_id, now)
             return _render(SimpleNamespace(**values), now), logged
 
-        session, logged = await self.db.run_write(write)
+        try:
+            session, logged = await self.db.run_write(write)
+        except BaseException:
+            await self.files.forget(copy_ids)
+            raise
         self.bus.publish(session_id, logged)
         return session
 
@@ -336,14 +367,16 @@ class Sessions:
     async def delete(self, workspace_id: str, session_id: str) -> None:
         """Delete a session and its whole event log; open streams get ``session.deleted`` and end."""
 
-        def write(conn: sa.Connection) -> None:
+        def write(conn: sa.Connection) -> list[str]:
             row = session_row(conn, workspace_id, session_id, lock="update")
             _refuse_running(row, "deleted")
             conn.execute(events.delete().where(events.c.session_id == session_id))
             conn.execute(sessions.delete().where(sessions.c.id == session_id))
             announce(conn, "d", session_id)
+            return delete_session_files(conn, session_id)
 
-        await self.db.run_write(write)
+        owned = await self.db.run_write(write)
+        await self.files.forget(owned)
         self.bus.deleted(session_id)  # session.deleted (never persisted) ends every open stream
 
     async def events_after(self, workspace_id: str, session_id: str, event_id: str) -> tuple[int, list[Logged]]:

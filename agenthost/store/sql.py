@@ -6,14 +6,17 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 from agenthost.store.agents import Agents
 from agenthost.store.db import Database
 from agenthost.store.environments import Environments
+from agenthost.store.files import Files
 from agenthost.store.idempotency import Idempotency
 from agenthost.store.keys import Caller, Keys
 from agenthost.store.listen import Listener
 from agenthost.store.notify import Bus, Handler
+from agenthost.store.resources import SessionResources
 from agenthost.store.sessions import Sessions
 from agenthost.store.work import Work
 
@@ -24,13 +27,15 @@ __all__ = ["Caller", "Store"]
 class Store:
     """Every repository of agenthost over one SQLAlchemy database (SQLite or PostgreSQL)."""
 
-    def __init__(self, url: str, *, work_lease_seconds: int = 90):
+    def __init__(self, url: str, *, files_dir: Path | None = None, work_lease_seconds: int = 90):
         self.db = Database(url)
+        self.files = Files(self.db, files_dir)
+        self.resources = SessionResources(self.db, self.files)
         self.keys = Keys(self.db)
         self.agents = Agents(self.db)
         self.environments = Environments(self.db)
         self.bus = Bus(self.db)
-        self.sessions = Sessions(self.db, self.bus)
+        self.sessions = Sessions(self.db, self.bus, self.files)
         self.idempotency = Idempotency(self.db)
         self.work = Work(self.db, work_lease_seconds)
         self._listener: Listener | None = None

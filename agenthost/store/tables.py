@@ -173,3 +173,27 @@ environment_workers = sa.Table(
     sa.Column("worker_id", sa.String(256), primary_key=True),
     sa.Column("last_poll_at", Micros, nullable=False),
 )
+
+# Migration 0007: Files API metadata (REFERENCE §10); the contents are in the files directory
+# (store/blobs.py), named by id. ``kind``: ``upload`` (POST /v1/files), ``copy`` (a session's own copy
+# of an upload, made when it is attached) or ``output`` (written to /mnt/session/outputs; ``path`` is
+# its place there and ``source_mtime`` the modification time it was read at). Copies and outputs
+# belong to ``session_id`` and go with the session.
+files = sa.Table(
+    "files",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("workspace_id", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("filename", sa.Text, nullable=False),
+    sa.Column("mime_type", sa.String(255), nullable=False),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+    sa.Column("downloadable", sa.Boolean, nullable=False),
+    sa.Column("session_id", sa.String(64), nullable=True),
+    sa.Column("path", sa.Text, nullable=True),
+    sa.Column("source_mtime", sa.BigInteger, nullable=True),
+    sa.Column("created_at", Micros, nullable=False),
+    sa.Column("expires_at", Micros, nullable=True),
+    sa.Index("ix_files_workspace_id", "workspace_id", "id"),
+    sa.Index("ix_files_session_id", "session_id", "kind"),
+)

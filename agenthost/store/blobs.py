@@ -1,0 +1,86 @@
+"""File contents on disk (layer 1): one file per Files API id, written once, then only read.
+
+The database holds each file's metadata (``store/files.py``); this directory holds the
+bytes, named by id. A file is written under a temporary name and renamed into place, so a
+reader never sees half a file. A session's copy of an upload shares the upload's bytes
+through a hard link where the filesystem allows it. Every method blocks: callers run them
+in a thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from pathlib import Path
+from typing import BinaryIO
+
+from agenthost.errors import PayloadTooLarge
+
+CHUNK = 1 << 20
+
+
+class Blobs:
+    """The directory of file contents."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def path(self, file_id: str) -> Path:
+        if "/" in file_id or file_id.startswith("."):
+            raise ValueError(f"not a file id: {file_id!r}")
+        return self.root / file_id
+
+    def write(self, file_id: str, source: BinaryIO, limit: int) -> int:
+        """Copy ``source`` to the file's place and return its size; PayloadTooLarge past ``limit`` bytes."""
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        target = self.path(file_id)
+        partial = target.with_name(f".{file_id}.partial")
+        size = 0
+        try:
+            with open(partial, "wb") as out:
+                while chunk := source.read(CHUNK):
+                    size += len(chunk)
+                    if size > limit:
+                        raise PayloadTooLarge(f"file: larger than the limit of {limit} bytes")
+                    out.write(chunk)
+            partial.replace(target)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                partial.unlink()
+        return size
+
+    def copy(self, source_id: str, target_id: str) -> None:
+        """Give ``target_id`` the bytes of ``source_id`` (a hard link: contents never change)."""
+        source, target = self.path(source_id), self.path(target_id)
+        try:
+            os.link(source, target)
+        except OSError:
+            partial = target.with_name(f".{target_id}.partial")
+            shutil.copyfile(source, partial)
+            partial.replace(target)
+
+    def open(self, file_id: str) -> BinaryIO:
+        return open(self.path(file_id), "rb")
+
+    def delete(self, file_ids: list[str]) -> None:
+        for file_id in file_ids:
+            target = self.path(file_id)
+            for path in (target, target.with_name(f".{file_id}.partial")):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+
+    def stored_before(self, cutoff_us: int) -> list[str]:
+        """Ids with contents here written before ``cutoff_us`` (for removing what a crash left behind)."""
+        try:
+            entries = list(os.scandir(self.root))
+        except FileNotFoundError:
+            return []
+        found = []
+        for entry in entries:
+            try:
+                if entry.stat(follow_symlinks=False).st_mtime_ns // 1000 < cutoff_us:
+                    found.append(entry.name.removeprefix(".").removesuffix(".partial"))
+            except FileNotFoundError:
+                continue
+        return found
