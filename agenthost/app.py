@@ -104,6 +104,7 @@ def build_engine(settings: Settings, store: Store, provider: ModelProvider | Non
         web_fetch_private_hosts=frozenset(host.lower() for host in settings.web_fetch_private_hosts),
         grep_timeout_seconds=settings.grep_timeout_seconds,
         web_search_url=settings.web_search_url,
+        max_file_bytes=settings.max_file_bytes,
     )
     return Engine(
         store.db,
@@ -116,6 +117,7 @@ def build_engine(settings: Settings, store: Store, provider: ModelProvider | Non
             sandbox_idle_seconds=settings.sandbox_idle_seconds,
             run=run,
         ),
+        store.files,
     )
 
 

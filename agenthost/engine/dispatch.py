@@ -24,6 +24,7 @@ from agenthost.providers.base import ModelProvider
 from agenthost.sandbox.base import SandboxBackend
 from agenthost.schemas.common import now_us
 from agenthost.store.db import Database
+from agenthost.store.files import Files
 from agenthost.store.notify import ORIGIN, Bus, Notification
 from agenthost.store.sessions import Logged, append_events, has_queued
 from agenthost.store.tables import environments, sessions
@@ -43,9 +44,16 @@ class Engine:
     """Runs the turns of every session this process claims."""
 
     def __init__(
-        self, db: Database, bus: Bus, provider: ModelProvider, sandboxes: SandboxBackend, settings: EngineSettings
+        self,
+        db: Database,
+        bus: Bus,
+        provider: ModelProvider,
+        sandboxes: SandboxBackend,
+        settings: EngineSettings,
+        files: Files | None = None,
     ):
         self.db = db
+        self.files = files
         self.bus = bus
         self.provider = provider
         self.sandboxes = sandboxes
@@ -254,6 +262,7 @@ class Engine:
             self.sandboxes,
             self.settings.run,
             self._interrupts[lease.session_id],
+            self.files,
         )
         try:
             await run.execute()

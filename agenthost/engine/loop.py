@@ -27,10 +27,20 @@ import sqlalchemy as sa
 
 from agenthost.engine.commands import WORKER_TOOLS, answered
 from agenthost.engine.journal import Journal, LeaseLost, LogReader
+from agenthost.engine.session_files import WRITING_TOOLS, SessionFiles
 from agenthost.engine.transcript import INTERRUPTED, build_messages
+from agenthost.errors import Unavailable
 from agenthost.providers.base import ModelError, ModelProvider, ModelRequest, ModelResponse
-from agenthost.sandbox.base import NetworkPolicy, Packages, SandboxBackend, SandboxSpec, SandboxUnavailable
+from agenthost.sandbox.base import (
+    NetworkPolicy,
+    Packages,
+    Sandbox,
+    SandboxBackend,
+    SandboxSpec,
+    SandboxUnavailable,
+)
 from agenthost.schemas.common import JSON
+from agenthost.store.files import Files
 from agenthost.store.sessions import Logged, append_events, has_queued, take_queued
 from agenthost.store.tables import environments, sessions
 from agenthost.store.work import enqueue
@@ -56,6 +66,7 @@ class RunSettings:
     web_fetch_private_hosts: frozenset[str] = frozenset()
     grep_timeout_seconds: float = 30.0
     web_search_url: str | None = None
+    max_file_bytes: int = 500 * 1024 * 1024
 
 
 class Interrupted(Exception):
@@ -72,6 +83,7 @@ class Run:
         sandboxes: SandboxBackend,
         settings: RunSettings,
         interrupt: asyncio.Event,
+        files: Files | None = None,
     ):
         self.journal = journal
         self.db = journal.db
@@ -88,6 +100,8 @@ class Run:
         self.takeover = False
         self.self_hosted = False  # tools that touch files or run commands are the environment's worker's
         self.log = LogReader(journal.db, self.session_id)
+        self.files = files
+        self.session_files: SessionFiles | None = None
 
     async def execute(self) -> None:
         while True:
@@ -121,6 +135,10 @@ class Run:
             ).one()
             self._sandbox_spec(environment.get("config", {}), backend)
             self.self_hosted = environment.get("config", {}).get("type") == "self_hosted"
+            if self.session_files is None and self.files is not None:
+                self.session_files = SessionFiles(
+                    self.files, row.workspace_id, self.session_id, self.settings.max_file_bytes
+                )
             if row.archived_at is not None or row.status == "terminated":
                 _release(conn, self.session_id, now, pending=False)
                 return None
@@ -458,8 +476,9 @@ class Run:
         if self.sandbox_refusal is not None:
             return ToolOutput.text(self.sandbox_refusal, is_error=True)
         sandbox = await self.sandboxes.get(self.spec)
+        await self._mount_files(sandbox)
         try:
-            return await self._interruptible(self.toolbox.execute(tool_use["name"], tool_use["input"], sandbox))
+            output = await self._interruptible(self.toolbox.execute(tool_use["name"], tool_use["input"], sandbox))
         except Interrupted:
             await sandbox.interrupt()
             raise
@@ -467,6 +486,29 @@ class Run:
             await sandbox.close()
             self.setup_failure = f"The session's sandbox could not be set up: {exc}"
             return ToolOutput.text(self.setup_failure, is_error=True)
+        if tool_use["name"] in WRITING_TOOLS:
+            await self._collect_outputs(sandbox)
+        return output
+
+    async def _mount_files(self, sandbox: Sandbox) -> None:
+        """Put the session's file resources in place (they may have changed since the last tool call)."""
+        if self.session_files is None:
+            return
+        query = sa.select(sessions.c.resources).where(sessions.c.id == self.session_id)
+        try:
+            resources = await self.db.run_read(lambda conn: conn.execute(query).scalar_one())
+            await self.session_files.mount(sandbox, resources)
+        except (OSError, Unavailable) as exc:
+            log.warning("mounting the files of %s failed: %s", self.session_id, exc)
+
+    async def _collect_outputs(self, sandbox: Sandbox) -> None:
+        """Keep what the tool wrote to /mnt/session/outputs as session files."""
+        if self.session_files is None:
+            return
+        try:
+            await self.session_files.collect(sandbox)
+        except (OSError, Unavailable) as exc:
+            log.warning("collecting the outputs of %s failed: %s", self.session_id, exc)
 
     async def _tool_result(self, tool_use_id: str, output: ToolOutput) -> None:
         """Log the engine's result for a call, unless the call has one already (a worker answered it).

@@ -125,6 +125,10 @@ class RootedFiles:
         reachable = ", ".join(sorted(mount.path for mount in self.mounts))
         raise FileAccessError(f"{path}: the file tools reach only {reachable}; use bash for other paths")
 
+    def host_dir(self, path: str) -> Path | None:
+        """The host directory mounted at exactly ``path``, or None when nothing is mounted there."""
+        return next((mount.host for mount in self.mounts if mount.path == path), None)
+
     def _open(self, where: Located, flags: int, mode: int = 0o644) -> int:
         root = os.open(where.mount.host, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:

@@ -34,6 +34,7 @@ class Blobs:
     def write(self, file_id: str, source: BinaryIO, limit: int) -> int:
         """Copy ``source`` to the file's place and return its size; PayloadTooLarge past ``limit`` bytes."""
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.root.chmod(0o700)
         target = self.path(file_id)
         partial = target.with_name(f".{file_id}.partial")
         size = 0
@@ -44,6 +45,7 @@ class Blobs:
                     if size > limit:
                         raise PayloadTooLarge(f"file: larger than the limit of {limit} bytes")
                     out.write(chunk)
+                os.fchmod(out.fileno(), 0o644)  # readable through a sandbox's uploads mount; the root dir is 0700
             partial.replace(target)
         finally:
             with contextlib.suppress(FileNotFoundError):
@@ -52,13 +54,7 @@ class Blobs:
 
     def copy(self, source_id: str, target_id: str) -> None:
         """Give ``target_id`` the bytes of ``source_id`` (a hard link: contents never change)."""
-        source, target = self.path(source_id), self.path(target_id)
-        try:
-            os.link(source, target)
-        except OSError:
-            partial = target.with_name(f".{target_id}.partial")
-            shutil.copyfile(source, partial)
-            partial.replace(target)
+        link_or_copy(self.path(source_id), self.path(target_id))
 
     def open(self, file_id: str) -> BinaryIO:
         return open(self.path(file_id), "rb")
@@ -84,3 +80,16 @@ class Blobs:
             except FileNotFoundError:
                 continue
         return found
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """Make ``target`` a hard link to ``source``, or a copy of it across filesystems (never half a file)."""
+    try:
+        os.link(source, target)
+    except FileExistsError:
+        raise
+    except OSError:
+        partial = target.with_name(f".{target.name}.partial")
+        shutil.copyfile(source, partial)
+        partial.chmod(0o644)
+        partial.replace(target)

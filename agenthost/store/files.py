@@ -10,7 +10,6 @@ to it, and the files a session wrote to ``/mnt/session/outputs``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -186,12 +185,8 @@ class Files:
         rows = await self.db.run_read(lambda conn: list(conn.execute(query)))
         return {row.path: (row.size_bytes, row.source_mtime) for row in rows}
 
-    async def keep_output(
-        self, workspace_id: str, session_id: str, output: Output, write: Callable[[Blobs, str], int]
-    ) -> None:
-        """Store a new or changed output as a new file that replaces the path's previous one."""
-        file_id, now = new_id("file"), now_us()
-        size = await asyncio.to_thread(write, self.blobs, file_id)
+    async def record_output(self, workspace_id: str, session_id: str, output: Output, file_id: str) -> None:
+        """Record an output whose bytes are stored under ``file_id``; it replaces the path's previous file."""
         name = output.path.rsplit("/", 1)[-1]
 
         def record(conn: sa.Connection) -> list[str]:
@@ -209,12 +204,12 @@ class Files:
                     kind="output",
                     filename=name,
                     mime_type=guess_mime(name),
-                    size_bytes=size,
+                    size_bytes=output.size,
                     downloadable=True,
                     session_id=session_id,
                     path=output.path,
                     source_mtime=output.mtime,
-                    created_at=now,
+                    created_at=now_us(),
                     expires_at=None,
                 )
             )
