@@ -17,7 +17,7 @@ from fastapi import FastAPI, Request
 from sqlalchemy.exc import DBAPIError
 from starlette.responses import Response
 
-from agenthost.api import agents, environments, errors, events, files, health, sessions, work
+from agenthost.api import agents, environments, errors, events, files, health, sessions, vaults, work
 from agenthost.api.auth import Authenticator
 from agenthost.api.middleware import RequestContext
 from agenthost.engine.dispatch import Engine, EngineSettings
@@ -34,6 +34,7 @@ from agenthost.sandbox.host import SandboxConfig
 from agenthost.sandbox.local import LocalBackend
 from agenthost.settings import Settings
 from agenthost.store.keys import DEFAULT_WORKSPACE, Caller
+from agenthost.store.secrets import check_key, load_or_create_key
 from agenthost.store.sql import Store
 
 log = logging.getLogger("agenthost")
@@ -159,7 +160,9 @@ async def run_worker(
     ``ready`` gets the engine's owner name once it listens and claims.
     """
     needs_shared_database(settings, "agenthost worker")
-    store = Store(settings.resolved_database_url(), files_dir=settings.resolved_files_dir())
+    store = Store(
+        settings.resolved_database_url(), files_dir=settings.resolved_files_dir(), secret_key=secret_key(settings)
+    )
     try:
         await store.open()
         engine = build_engine(settings, store, provider)
@@ -174,6 +177,13 @@ async def run_worker(
             await _stop_engine(engine)
     finally:
         await store.close()
+
+
+def secret_key(settings: Settings) -> bytes:
+    """The key that seals credential secrets: the configured one, else the data directory's (made once)."""
+    if settings.secret_key is not None:
+        return check_key(settings.secret_key.get_secret_value().encode())
+    return load_or_create_key(settings.resolved_data_dir() / "secret.key")
 
 
 async def _purge_files_forever(store: Store, interval: float = 60.0) -> None:
@@ -202,6 +212,7 @@ def create_app(
     store = store or Store(
         settings.resolved_database_url(),
         files_dir=settings.resolved_files_dir(),
+        secret_key=secret_key(settings),
         work_lease_seconds=settings.work_lease_seconds,
     )
     if not engine:
@@ -241,7 +252,7 @@ def create_app(
     app.state.store = store
     errors.install(app)
     app.add_exception_handler(DBAPIError, _database_error)
-    for module in (health, agents, environments, work, sessions, events, files):
+    for module in (health, agents, environments, work, sessions, events, files, vaults):
         app.include_router(module.router)
     app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes, max_upload_bytes=settings.max_file_bytes)
     return app

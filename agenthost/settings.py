@@ -38,6 +38,14 @@ class Settings(BaseSettings):
             "When set, no key is generated at first start."
         ),
     )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Fernet key (32 url-safe base64-encoded bytes) that seals vault credential secrets at rest. "
+            "Default: generated at first start into `<data_dir>/secret.key` (mode 0600). Processes that share a "
+            "database must share the key."
+        ),
+    )
     host: str = Field(default="127.0.0.1", description="Interface `agenthost serve` binds to.")
     port: int = Field(default=8000, description="TCP port `agenthost serve` listens on.")
     auth_cache_seconds: float = Field(

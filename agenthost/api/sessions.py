@@ -58,6 +58,7 @@ async def _create_session(request: Request, body: SessionCreate, workspace_id: s
         metadata=body.metadata,
         initial_events=initial,
         resources=resources,
+        vault_ids=body.vault_ids,
     )
     commands.wake_after_create(request.app.state.engine, session)
     return json_response(session)

@@ -49,8 +49,8 @@ class SessionCreate(Body):
 
     def check_unsupported(self) -> None:
         """Refuse what this server cannot honour yet instead of ignoring it (DESIGN invariant 7)."""
-        if self.vault_ids:
-            raise NotSupported("vault_ids", "vaults")
+        if len(set(self.vault_ids)) != len(self.vault_ids):
+            raise InvalidRequest("vault_ids: a vault is listed twice")
         if self.given("budget") and self.budget is not None:
             raise NotSupported("budget", "session budgets")
         check_metadata(self.metadata)

@@ -26,6 +26,7 @@ from agenthost.store.files import Files, delete_session_files, insert_copies
 from agenthost.store.notify import Bus, Shown, announce, emissions_after
 from agenthost.store.paging import Lock, Page, PageRequest, created_filter, fetch_page, locked
 from agenthost.store.tables import events, sessions
+from agenthost.store.vaults import check_vaults
 from agenthost.store.work import enqueue
 
 
@@ -193,6 +194,7 @@ class Sessions:
         metadata: dict[str, str],
         initial_events: list[JSON],
         resources: Sequence[FileResourceParam] = (),
+        vault_ids: Sequence[str] = (),
     ) -> JSON:
         """Create a session from an agent version and an environment, with its initial events, atomically.
 
@@ -252,7 +254,7 @@ class Sessions:
                 "metadata": metadata,
                 "agent": build_agent(agent),
                 "resources": attached,
-                "vault_ids": [],
+                "vault_ids": list(vault_ids),
                 "usage": empty_usage(),
                 "active_us": 0,
                 "last_seq": 0,
@@ -262,6 +264,7 @@ class Sessions:
                 "updated_at": now,
                 "archived_at": None,
             }
+            check_vaults(conn, workspace_id, list(vault_ids))
             conn.execute(sessions.insert().values(**values))
             insert_copies(conn, workspace_id, session_id, copies, now)
             logged = append_events(conn, session_id, initial_events, processed=False, now=now)

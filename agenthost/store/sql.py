@@ -17,7 +17,9 @@ from agenthost.store.keys import Caller, Keys
 from agenthost.store.listen import Listener
 from agenthost.store.notify import Bus, Handler
 from agenthost.store.resources import SessionResources
+from agenthost.store.secrets import Sealer
 from agenthost.store.sessions import Sessions
+from agenthost.store.vaults import Vaults
 from agenthost.store.work import Work
 
 log = logging.getLogger("agenthost.bus")
@@ -27,8 +29,16 @@ __all__ = ["Caller", "Store"]
 class Store:
     """Every repository of agenthost over one SQLAlchemy database (SQLite or PostgreSQL)."""
 
-    def __init__(self, url: str, *, files_dir: Path | None = None, work_lease_seconds: int = 90):
+    def __init__(
+        self,
+        url: str,
+        *,
+        files_dir: Path | None = None,
+        secret_key: bytes | None = None,
+        work_lease_seconds: int = 90,
+    ):
         self.db = Database(url)
+        self.vaults = Vaults(self.db, Sealer(secret_key) if secret_key is not None else None)
         self.files = Files(self.db, files_dir)
         self.resources = SessionResources(self.db, self.files)
         self.keys = Keys(self.db)

@@ -197,3 +197,36 @@ files = sa.Table(
     sa.Index("ix_files_workspace_id", "workspace_id", "id"),
     sa.Index("ix_files_session_id", "session_id", "kind"),
 )
+
+# Migration 0008: vaults and their credentials (REFERENCE §8). ``auth`` is the public part the API
+# returns; ``secret`` the sealed secret fields (store/secrets.py), null once archived (purged).
+# ``match_key`` is what must be unique among a vault's active credentials: ``mcp:<normalised url>``
+# or ``env:<secret name>``.
+vaults = sa.Table(
+    "vaults",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("workspace_id", sa.String(64), nullable=False),
+    sa.Column("display_name", sa.Text, nullable=False),
+    sa.Column("metadata", sa.JSON, nullable=False),
+    sa.Column("created_at", Micros, nullable=False),
+    sa.Column("updated_at", Micros, nullable=False),
+    sa.Column("archived_at", Micros, nullable=True),
+    sa.Index("ix_vaults_workspace_id", "workspace_id", "id"),
+)
+
+vault_credentials = sa.Table(
+    "vault_credentials",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("vault_id", sa.String(64), sa.ForeignKey("vaults.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("display_name", sa.Text, nullable=True),
+    sa.Column("metadata", sa.JSON, nullable=False),
+    sa.Column("auth", sa.JSON, nullable=False),
+    sa.Column("secret", sa.Text, nullable=True),
+    sa.Column("match_key", sa.Text, nullable=False),
+    sa.Column("created_at", Micros, nullable=False),
+    sa.Column("updated_at", Micros, nullable=False),
+    sa.Column("archived_at", Micros, nullable=True),
+    sa.Index("ix_vault_credentials_vault_id", "vault_id", "id"),
+)
