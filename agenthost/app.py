@@ -119,6 +119,7 @@ def build_engine(settings: Settings, store: Store, provider: ModelProvider | Non
             run=run,
         ),
         store.files,
+        store.vaults,
     )
 
 

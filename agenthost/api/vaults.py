@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+import agenthost.engine.commands as commands
 from agenthost.api.deps import Workspace, store
 from agenthost.api.pagination import limit_param, page_body, page_request
 from agenthost.api.responses import JSONBytes, json_response
@@ -98,3 +99,10 @@ async def archive_credential(request: Request, vault_id: str, credential_id: str
 async def delete_credential(request: Request, vault_id: str, credential_id: str, workspace_id: Workspace) -> JSONBytes:
     await store(request).vaults.delete_credential(workspace_id, vault_id, credential_id)
     return json_response({"id": credential_id, "type": "vault_credential_deleted"})
+
+
+@router.post("/{vault_id}/credentials/{credential_id}/mcp_oauth_validate")
+async def validate_credential(
+    request: Request, vault_id: str, credential_id: str, workspace_id: Workspace
+) -> JSONBytes:
+    return json_response(await commands.validate_credential(store(request), workspace_id, vault_id, credential_id))

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
+from agenthost.engine.mcp_servers import validate
 from agenthost.errors import Conflict, InvalidRequest, NotFound
 from agenthost.schemas.common import JSON, now_us
 from agenthost.store.environments import environment_row
@@ -38,6 +39,18 @@ class Waker(Protocol):
     def provision(self, session_id: str) -> None: ...
 
 
+CALL_TYPES = ("agent.tool_use", "agent.custom_tool_use", "agent.mcp_tool_use")
+ENGINE_CALLS = ("agent.tool_use", "agent.mcp_tool_use")
+"""Calls the engine runs itself (unless a self-hosted worker takes a built-in one)."""
+RESULT_FIELDS = {
+    "agent.tool_result": "tool_use_id",
+    "user.tool_result": "tool_use_id",
+    "user.custom_tool_result": "custom_tool_use_id",
+    "agent.mcp_tool_result": "mcp_tool_use_id",
+}
+"""Each kind of tool result, and the field naming the call it answers."""
+
+
 def _target(conn: sa.Connection, session_id: str, event_id: str, field: str) -> Any:
     query = sa.select(events.c.seq, events.c.type, events.c.payload).where(
         events.c.session_id == session_id, events.c.id == event_id
@@ -51,13 +64,10 @@ def _target(conn: sa.Connection, session_id: str, event_id: str, field: str) -> 
 def answered(conn: sa.Connection, session_id: str, call_id: str) -> bool:
     """Whether a tool call already has its result in the log (from the engine, the worker or the client)."""
     result_of = sa.or_(
-        sa.and_(
-            events.c.type.in_(("agent.tool_result", "user.tool_result")),
-            events.c.payload["tool_use_id"].as_string() == call_id,
-        ),
-        sa.and_(
-            events.c.type == "user.custom_tool_result", events.c.payload["custom_tool_use_id"].as_string() == call_id
-        ),
+        *(
+            sa.and_(events.c.type == kind, events.c.payload[field].as_string() == call_id)
+            for kind, field in RESULT_FIELDS.items()
+        )
     )
     query = sa.select(events.c.seq).where(events.c.session_id == session_id, result_of).limit(1)
     return conn.execute(query).first() is not None
@@ -101,7 +111,7 @@ def _check_answer(
     event_id = payload[field]
     target = _target(conn, row.id, event_id, f"{where}.{field}")
     if kind == "user.tool_confirmation":
-        if target.type != "agent.tool_use" or target.payload.get("evaluated_permission") != "ask":
+        if target.type not in ENGINE_CALLS or target.payload.get("evaluated_permission") != "ask":
             raise InvalidRequest(f"{where}.tool_use_id: {event_id} is not a tool use that asks for confirmation")
     elif kind == "user.custom_tool_result":
         if target.type != "agent.custom_tool_use":
@@ -212,3 +222,8 @@ def wake_after_create(engine: Waker | None, session: JSON) -> None:
     engine.provision(session["id"])
     if session["status"] == "running":
         engine.wake(session["id"])
+
+
+async def validate_credential(store: Store, workspace_id: str, vault_id: str, credential_id: str) -> JSON:
+    """``POST .../credentials/{id}/mcp_oauth_validate`` (REFERENCE §8.2)."""
+    return await validate(store.vaults, workspace_id, vault_id, credential_id)

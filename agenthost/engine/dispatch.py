@@ -28,6 +28,7 @@ from agenthost.store.files import Files
 from agenthost.store.notify import ORIGIN, Bus, Notification
 from agenthost.store.sessions import Logged, append_events, has_queued
 from agenthost.store.tables import environments, sessions
+from agenthost.store.vaults import Vaults
 
 log = logging.getLogger("agenthost.engine")
 
@@ -51,9 +52,11 @@ class Engine:
         sandboxes: SandboxBackend,
         settings: EngineSettings,
         files: Files | None = None,
+        vaults: Vaults | None = None,
     ):
         self.db = db
         self.files = files
+        self.vaults = vaults
         self.bus = bus
         self.provider = provider
         self.sandboxes = sandboxes
@@ -263,6 +266,7 @@ class Engine:
             self.settings.run,
             self._interrupts[lease.session_id],
             self.files,
+            self.vaults,
         )
         try:
             await run.execute()

@@ -25,8 +25,9 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
-from agenthost.engine.commands import WORKER_TOOLS, answered
+from agenthost.engine.commands import CALL_TYPES, ENGINE_CALLS, RESULT_FIELDS, WORKER_TOOLS, answered
 from agenthost.engine.journal import Journal, LeaseLost, LogReader
+from agenthost.engine.mcp_servers import connect as connect_mcp
 from agenthost.engine.session_files import WRITING_TOOLS, SessionFiles
 from agenthost.engine.transcript import INTERRUPTED, build_messages
 from agenthost.errors import Unavailable
@@ -43,8 +44,10 @@ from agenthost.schemas.common import JSON
 from agenthost.store.files import Files
 from agenthost.store.sessions import Logged, append_events, has_queued, take_queued
 from agenthost.store.tables import environments, sessions
+from agenthost.store.vaults import Vaults
 from agenthost.store.work import enqueue
 from agenthost.tools.base import ToolOutput
+from agenthost.tools.mcp import MCPConnection
 from agenthost.tools.registry import Toolbox
 
 T = TypeVar("T")
@@ -84,6 +87,7 @@ class Run:
         settings: RunSettings,
         interrupt: asyncio.Event,
         files: Files | None = None,
+        vaults: Vaults | None = None,
     ):
         self.journal = journal
         self.db = journal.db
@@ -102,8 +106,19 @@ class Run:
         self.log = LogReader(journal.db, self.session_id)
         self.files = files
         self.session_files: SessionFiles | None = None
+        self.vaults = vaults
+        self.workspace_id = ""
+        self.vault_ids: list[str] = []
+        self.mcp: dict[str, MCPConnection] | None = None  # connected at the run's first turn
 
     async def execute(self) -> None:
+        try:
+            await self._turns()
+        finally:
+            for connection in (self.mcp or {}).values():
+                await connection.close()
+
+    async def _turns(self) -> None:
         while True:
             taken = await self._start()
             if taken is None:
@@ -135,6 +150,7 @@ class Run:
             ).one()
             self._sandbox_spec(environment.get("config", {}), backend)
             self.self_hosted = environment.get("config", {}).get("type") == "self_hosted"
+            self.workspace_id, self.vault_ids = row.workspace_id, list(row.vault_ids)
             if self.session_files is None and self.files is not None:
                 self.session_files = SessionFiles(
                     self.files, row.workspace_id, self.session_id, self.settings.max_file_bytes
@@ -171,7 +187,25 @@ class Run:
             grep_timeout=self.settings.grep_timeout_seconds,
             search_url=self.settings.web_search_url,
         )
+        if taken is not None:
+            await self._connect_mcp()
         return taken
+
+    async def _connect_mcp(self) -> None:
+        """Connect the agent's MCP servers once per run and offer their tools; a server that fails is a
+        ``session.error`` and the turn goes on without it (BEHAVIOUR §5.1)."""
+        if self.mcp is None:
+            self.mcp, failed = await connect_mcp(self.agent, self.vaults, self.workspace_id, self.vault_ids)
+            for server, failure in failed:
+                error = {
+                    "type": failure.kind,
+                    "message": failure.message,
+                    "mcp_server_name": server,
+                    "retry_status": {"type": "retrying"},  # the next run connects again
+                }
+                await self.journal.append([{"type": "session.error", "error": error}])
+        for name, connection in self.mcp.items():
+            self.toolbox.add_mcp(name, connection.tools)
 
     def _sandbox_spec(self, config: JSON, backend: str | None) -> None:
         """What the session's sandbox must be, from its environment (read at every run: changes apply next time)."""
@@ -243,15 +277,9 @@ class Run:
         cut_off = [e["id"] for e in log if e["type"] == "span.model_request_start" and e["id"] not in ended]
         if cut_off:  # the model call in flight died with its run: its span ends as failed
             await self.journal.append([_span_end(start_id, None, is_error=True) for start_id in cut_off])
-        answered = {
-            e.get("tool_use_id") or e.get("custom_tool_use_id")
-            for e in log
-            if e["type"] in ("agent.tool_result", "user.custom_tool_result", "user.tool_result")
-        }
+        answered = {e[RESULT_FIELDS[e["type"]]] for e in log if e["type"] in RESULT_FIELDS}
         confirmations = {e["tool_use_id"]: e for e in log if e["type"] == "user.tool_confirmation"}
-        open_calls = [
-            e for e in log if e["type"] in ("agent.tool_use", "agent.custom_tool_use") and e["id"] not in answered
-        ]
+        open_calls = [e for e in log if e["type"] in CALL_TYPES and e["id"] not in answered]
         blocking: list[str] = []
         for index, event in enumerate(open_calls):
             confirmation = confirmations.get(event["id"])
@@ -259,23 +287,23 @@ class Run:
             if event["type"] == "agent.custom_tool_use" or (permission == "ask" and confirmation is None):
                 blocking.append(event["id"])
             elif permission == "deny" or (confirmation is not None and confirmation["result"] != "allow"):
-                await self._tool_result(event["id"], _refusal(event, confirmation))
+                await self._tool_result(event, _refusal(event, confirmation))
             elif self._on_worker(event):
                 blocking.append(event["id"])  # the worker runs it (or ran it): its result is still to come
-            elif event["name"] in READ_ONLY_TOOLS:
+            elif event["type"] == "agent.tool_use" and event["name"] in READ_ONLY_TOOLS:
                 try:
                     output = await self._run_tool(event)
                 except Interrupted:
-                    await self._tool_result(event["id"], ToolOutput.text("Interrupted by the user.", is_error=True))
+                    await self._tool_result(event, ToolOutput.text("Interrupted by the user.", is_error=True))
                     for later in open_calls[index + 1 :]:
-                        if later["type"] == "agent.tool_use":
-                            await self._tool_result(later["id"], ToolOutput.text(INTERRUPTED, is_error=True))
+                        if later["type"] in ENGINE_CALLS:
+                            await self._tool_result(later, ToolOutput.text(INTERRUPTED, is_error=True))
                     await self._close_worker_calls(blocking, open_calls)
                     raise
-                await self._tool_result(event["id"], output)
+                await self._tool_result(event, output)
             else:
                 await self._tool_result(
-                    event["id"],
+                    event,
                     ToolOutput.text(
                         "This tool call was cut off when agenthost's engine stopped; it may or may not have "
                         "completed and was not run again.",
@@ -299,14 +327,14 @@ class Run:
                 try:
                     output = await self._run_tool(tool_use)
                 except Interrupted:
-                    await self._tool_result(tool_use["id"], ToolOutput.text("Interrupted by the user.", is_error=True))
+                    await self._tool_result(tool_use, ToolOutput.text("Interrupted by the user.", is_error=True))
                     for later, _ in answered[index + 1 :]:
-                        await self._tool_result(later["id"], ToolOutput.text(INTERRUPTED, is_error=True))
+                        await self._tool_result(later, ToolOutput.text(INTERRUPTED, is_error=True))
                     await self._close_worker_calls(waiting, [call for call, _ in answered])
                     raise
             else:
                 output = _refusal(tool_use, confirmation)
-            await self._tool_result(tool_use["id"], output)
+            await self._tool_result(tool_use, output)
         return waiting
 
     async def _close_worker_calls(self, call_ids: list[str], calls: list[JSON]) -> None:
@@ -314,7 +342,7 @@ class Run:
         from the worker is refused instead of landing in a later turn."""
         for call in calls:
             if call["id"] in call_ids and self._on_worker(call):
-                await self._tool_result(call["id"], ToolOutput.text(INTERRUPTED, is_error=True))
+                await self._tool_result(call, ToolOutput.text(INTERRUPTED, is_error=True))
 
     def _on_worker(self, tool_use: JSON) -> bool:
         """Whether the session's self-hosted worker runs this call (web tools run here, in the server)."""
@@ -397,7 +425,7 @@ class Run:
             total["cache_creation"] = creation
             return total
 
-        calls = [p for p in payloads if p["type"] in ("agent.tool_use", "agent.custom_tool_use")]
+        calls = [p for p in payloads if p["type"] in CALL_TYPES]
         # When every call waits on someone else (the client, a confirmation, the worker), the pause is
         # written with the calls: an answer can never reach the log before the session says it waits.
         pause = bool(calls) and all(self._waits(call) for call in calls)
@@ -407,7 +435,7 @@ class Run:
             conn.execute(sessions.update().where(sessions.c.id == self.session_id).values(updated_at=now, usage=total))
             logged = append_events(conn, self.session_id, payloads, processed=True, now=now)
             published.extend(logged)
-            uses = [e for _, e in logged if e["type"] in ("agent.tool_use", "agent.custom_tool_use")]
+            uses = [e for _, e in logged if e["type"] in CALL_TYPES]
             if not pause:
                 return uses, None
             waiting = {"type": "requires_action", "event_ids": [e["id"] for e in uses]}
@@ -428,6 +456,8 @@ class Run:
         if spec is not None and spec.kind == "custom":
             return {"type": "agent.custom_tool_use", "name": name, "input": tool_input, "session_thread_id": None}
         event: JSON = {"type": "agent.tool_use", "name": name, "input": tool_input, "session_thread_id": None}
+        if spec is not None and spec.kind == "mcp":
+            event = {**event, "type": "agent.mcp_tool_use", "mcp_server_name": spec.server, "name": spec.tool}
         if spec is None:
             event |= {"evaluated_permission": "deny", "evaluation": None}
         elif spec.policy == "always_allow":
@@ -453,7 +483,7 @@ class Run:
                 blocking.append(tool_use["id"])
                 continue
             if tool_use.get("evaluated_permission") == "deny":
-                await self._tool_result(tool_use["id"], _refusal(tool_use, None))
+                await self._tool_result(tool_use, _refusal(tool_use, None))
                 continue
             if self._on_worker(tool_use):
                 blocking.append(tool_use["id"])  # the worker sees the call on its stream and answers it
@@ -461,16 +491,21 @@ class Run:
             try:
                 output = await self._run_tool(tool_use)
             except Interrupted:
-                await self._tool_result(tool_use["id"], ToolOutput.text("Interrupted by the user.", is_error=True))
+                await self._tool_result(tool_use, ToolOutput.text("Interrupted by the user.", is_error=True))
                 for later in tool_uses[index + 1 :]:
-                    if later["type"] == "agent.tool_use" and later.get("evaluated_permission") != "ask":
-                        await self._tool_result(later["id"], ToolOutput.text(INTERRUPTED, is_error=True))
+                    if later["type"] in ENGINE_CALLS and later.get("evaluated_permission") != "ask":
+                        await self._tool_result(later, ToolOutput.text(INTERRUPTED, is_error=True))
                 await self._close_worker_calls(blocking, tool_uses)  # earlier calls left to the worker
                 raise
-            await self._tool_result(tool_use["id"], output)
+            await self._tool_result(tool_use, output)
         return blocking
 
     async def _run_tool(self, tool_use: JSON) -> ToolOutput:
+        if tool_use["type"] == "agent.mcp_tool_use":
+            connection = (self.mcp or {}).get(tool_use["mcp_server_name"])
+            if connection is None:
+                return ToolOutput.text(f"MCP server {tool_use['mcp_server_name']!r} is not connected.", is_error=True)
+            return await self._interruptible(connection.call(tool_use["name"], tool_use["input"]))
         if tool_use["name"] in SERVER_TOOLS:  # run in the server: no sandbox is started for them
             return await self._interruptible(self.toolbox.execute(tool_use["name"], tool_use["input"], None))
         if self.sandbox_refusal is not None:
@@ -510,13 +545,17 @@ class Run:
         except (OSError, Unavailable) as exc:
             log.warning("collecting the outputs of %s failed: %s", self.session_id, exc)
 
-    async def _tool_result(self, tool_use_id: str, output: ToolOutput) -> None:
+    async def _tool_result(self, call: JSON, output: ToolOutput) -> None:
         """Log the engine's result for a call, unless the call has one already (a worker answered it).
 
         Only a self-hosted session's worker answers built-in calls besides the engine, so only there is
         the log looked at first.
         """
-        result = {"type": "agent.tool_result", "tool_use_id": tool_use_id, "content": output.content}
+        tool_use_id = call["id"]
+        if call["type"] == "agent.mcp_tool_use":
+            result = {"type": "agent.mcp_tool_result", "mcp_tool_use_id": tool_use_id, "content": output.content}
+        else:
+            result = {"type": "agent.tool_result", "tool_use_id": tool_use_id, "content": output.content}
         result["is_error"] = output.is_error
 
         def work(conn: sa.Connection, _row: Any, now: int, published: list[Logged]) -> None:

@@ -11,12 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 from agenthost.schemas.common import JSON
+from agenthost.tools.mcp import mcp_tool_name
 
 INTERRUPTED = "This tool call did not run: the turn was interrupted."
 _RESULT_TYPES = {
     "agent.tool_result": "tool_use_id",
     "user.custom_tool_result": "custom_tool_use_id",
     "user.tool_result": "tool_use_id",
+    "agent.mcp_tool_result": "mcp_tool_use_id",
 }
 
 
@@ -46,6 +48,9 @@ def _blocks(event: JSON) -> list[JSON]:
         ]
     if kind in ("agent.tool_use", "agent.custom_tool_use"):
         return [{"type": "tool_use", "id": event["id"], "name": event["name"], "input": event["input"]}]
+    if kind == "agent.mcp_tool_use":
+        name = mcp_tool_name(event["mcp_server_name"], event["name"])
+        return [{"type": "tool_use", "id": event["id"], "name": name, "input": event["input"]}]
     if kind in _RESULT_TYPES:
         block: JSON = {"type": "tool_result", "tool_use_id": event[_RESULT_TYPES[kind]]}
         content = [_clean(b) for b in event.get("content") or [] if _has_text(b)]
@@ -59,7 +64,7 @@ def _blocks(event: JSON) -> list[JSON]:
 
 def _role(event: JSON) -> str | None:
     kind = event["type"]
-    if kind in ("agent.message", "agent.tool_use", "agent.custom_tool_use"):
+    if kind in ("agent.message", "agent.tool_use", "agent.custom_tool_use", "agent.mcp_tool_use"):
         return "assistant"
     if kind in ("user.message", "system.message") or kind in _RESULT_TYPES:
         return "user"

@@ -14,6 +14,7 @@ from agenthost.sandbox.base import Sandbox
 from agenthost.sandbox.rooted import FileAccessError
 from agenthost.tools import bash, files, web_fetch, web_search
 from agenthost.tools.base import ToolInputError, ToolOutput
+from agenthost.tools.mcp import MCPTool, mcp_tool_name
 
 Executor = Callable[[Sandbox, dict[str, Any]], Awaitable[ToolOutput]]
 
@@ -29,11 +30,15 @@ BUILTIN: dict[str, tuple[str, dict[str, Any], Executor]] = {
 
 @dataclass(frozen=True)
 class ToolSpec:
-    """One tool the model may call: built-in (runs in the sandbox) or custom (runs in the client)."""
+    """One tool the model may call: built-in (sandbox or server), custom (the client) or an MCP server's."""
 
     name: str
-    kind: Literal["builtin", "custom"]
+    kind: Literal["builtin", "custom", "mcp"]
     policy: str
+    server: str | None = None
+    """MCP tools: the server's name in the agent's ``mcp_servers``."""
+    tool: str | None = None
+    """MCP tools: the tool's own name on its server."""
 
 
 class Toolbox:
@@ -54,6 +59,7 @@ class Toolbox:
         self._private_hosts = private_hosts
         self._search_url = search_url
         self.mcp_servers = [server["name"] for server in agent.get("mcp_servers", [])]
+        self._agent_tools: list[dict[str, Any]] = agent.get("tools", [])
         for tool in agent.get("tools", []):
             if tool["type"] == "agent_toolset_20260401":
                 self._add_toolset(tool)
@@ -77,6 +83,22 @@ class Toolbox:
             self._specs[name] = ToolSpec(name, "builtin", config["permission_policy"]["type"])
             self._configs[name] = config
             self.definitions.append({"name": name, "description": description, "input_schema": schema})
+
+    def add_mcp(self, server: str, tools: list[MCPTool]) -> None:
+        """Offer a connected MCP server's tools, filtered and governed by its ``mcp_toolset``."""
+        toolset = next(
+            (t for t in self._agent_tools if t["type"] == "mcp_toolset" and t["mcp_server_name"] == server), None
+        )
+        if toolset is None:
+            return
+        configs = {config["name"]: config for config in toolset["configs"]}
+        for tool in tools:
+            config = configs.get(tool.name, toolset["default_config"])
+            if not config["enabled"]:
+                continue
+            name = mcp_tool_name(server, tool.name)
+            self._specs[name] = ToolSpec(name, "mcp", config["permission_policy"]["type"], server, tool.name)
+            self.definitions.append({"name": name, "description": tool.description, "input_schema": tool.input_schema})
 
     def spec(self, name: str) -> ToolSpec | None:
         """The tool called ``name``, or None when the agent does not have it enabled."""
