@@ -18,6 +18,7 @@ from agenthost.store.listen import Listener
 from agenthost.store.notify import Bus, Handler
 from agenthost.store.resources import SessionResources
 from agenthost.store.sessions import Sessions
+from agenthost.store.skills import Skills
 from agenthost.store.work import Work
 
 log = logging.getLogger("agenthost.bus")
@@ -31,6 +32,7 @@ class Store:
         self.db = Database(url)
         self.files = Files(self.db, files_dir)
         self.resources = SessionResources(self.db, self.files)
+        self.skills = Skills(self.db, files_dir)
         self.keys = Keys(self.db)
         self.agents = Agents(self.db)
         self.environments = Environments(self.db)
