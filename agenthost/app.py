@@ -17,7 +17,7 @@ from fastapi import FastAPI, Request
 from sqlalchemy.exc import DBAPIError
 from starlette.responses import Response
 
-from agenthost.api import agents, environments, errors, events, files, health, sessions, vaults, work
+from agenthost.api import agents, environments, errors, events, files, health, sessions, skills, vaults, work
 from agenthost.api.auth import Authenticator
 from agenthost.api.middleware import RequestContext
 from agenthost.engine.dispatch import Engine, EngineSettings
@@ -188,10 +188,11 @@ def secret_key(settings: Settings) -> bytes:
 
 
 async def _purge_files_forever(store: Store, interval: float = 60.0) -> None:
-    """Delete expired files and bytes a crash left without a record, once a minute."""
+    """Delete expired files, and bytes and skill archives a crash left without a record, once a minute."""
     while True:
         try:
             await store.files.purge()
+            await store.skills.purge()
         except Exception:
             log.exception("purging expired files failed; trying again")
         await asyncio.sleep(interval)
@@ -253,7 +254,12 @@ def create_app(
     app.state.store = store
     errors.install(app)
     app.add_exception_handler(DBAPIError, _database_error)
-    for module in (health, agents, environments, work, sessions, events, files, vaults):
+    for module in (health, agents, environments, work, sessions, events, files, vaults, skills):
         app.include_router(module.router)
-    app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes, max_upload_bytes=settings.max_file_bytes)
+    app.add_middleware(
+        RequestContext,
+        max_body_bytes=settings.max_body_bytes,
+        max_upload_bytes=settings.max_file_bytes,
+        max_skill_bytes=settings.max_skill_bytes,
+    )
     return app

@@ -72,6 +72,14 @@ class Settings(BaseSettings):
         gt=0,
         description="Largest file `POST /v1/files` accepts, and largest session output kept as a file; larger get 413.",
     )
+    max_skill_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        gt=0,
+        description=(
+            "Largest total size of the files of one skill upload (`POST /v1/skills`, `POST /v1/skills/{id}/versions`), "
+            "uncompressed; larger uploads get 413."
+        ),
+    )
     log_level: str = Field(default="info", description="Log level of the server and uvicorn.")
     ping_seconds: float = Field(
         default=15.0, gt=0, description="Interval of `ping` frames on event streams (keeps idle streams open)."

@@ -222,6 +222,7 @@ def test_settings(data_dir: Path, db_url: str) -> Settings:
         sandbox_trusted_hosts=TRUSTED_TEST_HOSTS,
         sandbox_idle_seconds=1.0,  # the fake model also serves pages for web_fetch
         max_file_bytes=1024 * 1024,
+        max_skill_bytes=256 * 1024,
         work_lease_seconds=2,  # a self-hosted worker's item goes back to the queue 2 s after its last beat
     )
 

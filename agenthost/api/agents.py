@@ -17,7 +17,9 @@ router = APIRouter(prefix="/v1/agents", tags=["agents"])
 
 @router.post("")
 async def create_agent(request: Request, body: AgentCreate, workspace_id: Workspace) -> JSONBytes:
-    return json_response(await store(request).agents.create(workspace_id, config_from_create(body)))
+    config = config_from_create(body)
+    await store(request).skills.check_references(workspace_id, body.skills, "skills")
+    return json_response(await store(request).agents.create(workspace_id, config))
 
 
 @router.get("")
@@ -47,6 +49,7 @@ async def retrieve_agent(
 
 @router.post("/{agent_id}")
 async def update_agent(request: Request, agent_id: str, body: AgentUpdate, workspace_id: Workspace) -> JSONBytes:
+    await store(request).skills.check_references(workspace_id, body.skills or [], "skills")
     agent = await store(request).agents.update(
         workspace_id, agent_id, body.version, lambda current: config_from_update(current, body)
     )

@@ -7,7 +7,8 @@ unauthenticated client gets 401 whatever it sends. Verified keys are remembered 
 
 An *environment key* (``agenthost keys create --environment ENV``) is what a self-hosted
 environment's worker holds: it may use that environment's work endpoints and read and
-answer the sessions of that environment, nothing else (``check_environment_key``).
+answer the sessions of that environment, and read the workspace's skill versions (to mount
+them), nothing else (``check_environment_key``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ WORKSPACE = "agenthost.workspace"
 CALLER = "agenthost.caller"
 _WORK_PATH = re.compile(r"^/v1/environments/([^/]+)/work(/[^/]+)*$")
 _SESSION_PATH = re.compile(r"^/v1/sessions/([^/]+)(/events|/events/stream)?$")
+# The SDK worker fetches the custom skills of the sessions it runs: versions.retrieve, then download.
+_SKILL_VERSION_PATH = re.compile(r"^/v1/skills/[^/]+/versions/[^/]+(/content)?$")
 
 
 class Authenticator:
@@ -79,6 +82,8 @@ async def check_environment_key(
     work = _WORK_PATH.match(path)
     if work is not None and work.group(1) == environment_id:
         return
+    if method == "GET" and _SKILL_VERSION_PATH.match(path):
+        return  # reading the workspace's skill versions, as a worker must
     session = _SESSION_PATH.match(path)
     allowed = method == "GET" or (method == "POST" and session is not None and session.group(2) == "/events")
     if session is not None and allowed:

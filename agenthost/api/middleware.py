@@ -7,6 +7,8 @@ gets 413, without a byte of the body being parsed.
 
 from __future__ import annotations
 
+import re
+
 import orjson
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
@@ -16,19 +18,37 @@ from agenthost.api.auth import CALLER, WORKSPACE, Authenticator, check_environme
 from agenthost.api.errors import REQUEST_ID
 from agenthost.errors import AgentHostError, InvalidRequest, PayloadTooLarge
 from agenthost.ids import new_id
+from agenthost.schemas.skills import MAX_SKILL_FILES
 
 UPLOAD_PATHS = frozenset({"/v1/files"})
 UPLOAD_FRAMING = 64 * 1024
+SKILL_UPLOAD = re.compile(r"^/v1/skills(/[^/]+/versions)?$")
+SKILL_FRAMING = MAX_SKILL_FILES * 1024  # each files[] part has its own headers
 
 
 class RequestContext:
     """Give each request an id (``request-id`` header), authenticate ``/v1`` calls, refuse oversized bodies."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, max_upload_bytes: int | None = None):
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        max_upload_bytes: int | None = None,
+        max_skill_bytes: int | None = None,
+    ):
         self.app = app
         self.max_body_bytes = max_body_bytes
-        # A file upload may be as large as a file, plus the multipart framing around it.
+        # A file upload may be as large as a file, plus the multipart framing around it; a skill
+        # upload as large as its files together.
         self.max_upload_bytes = max(max_body_bytes, (max_upload_bytes or 0) + UPLOAD_FRAMING)
+        self.max_skill_upload_bytes = max(max_body_bytes, (max_skill_bytes or 0) + SKILL_FRAMING)
+
+    def _limit(self, method: str, path: str) -> int:
+        if method == "POST" and path in UPLOAD_PATHS:
+            return self.max_upload_bytes
+        if method == "POST" and SKILL_UPLOAD.match(path):
+            return self.max_skill_upload_bytes
+        return self.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -36,8 +56,7 @@ class RequestContext:
             return
         rid: str = scope.setdefault(REQUEST_ID, new_id("req"))
         header = rid.encode()
-        upload = scope["method"] == "POST" and scope["path"] in UPLOAD_PATHS
-        limit = self.max_upload_bytes if upload else self.max_body_bytes
+        limit = self._limit(scope["method"], scope["path"])
         received = 0
 
         async def send_with_id(message: Message) -> None:

@@ -45,4 +45,6 @@ async def read_form(request: Request, *, file_fields: frozenset[str], max_files:
     try:
         return await parser.parse()
     except MultiPartException as exc:
+        if exc.message.startswith("Too many files"):
+            raise InvalidRequest(f"{sorted(file_fields)[0]}: at most {max_files} file parts are allowed") from None
         raise HTTPException(400, f"body: {exc.message}") from None

@@ -43,6 +43,8 @@ async def _create_session(request: Request, body: SessionCreate, workspace_id: s
     ref = body.agent
     agent_id = ref if isinstance(ref, str) else ref.id
     version = ref.version if isinstance(ref, AgentRef | AgentWithOverrides) else None
+    if isinstance(ref, AgentWithOverrides):
+        await store(request).skills.check_references(workspace_id, ref.skills or [], "agent.skills")
 
     def build_agent(agent: JSON) -> JSON:
         snap = snapshot(agent["id"], agent["version"], agent)

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field, StringConstraints, TypeAdapter
 
 from agenthost.errors import InvalidRequest, NotSupported
-from agenthost.schemas.common import JSON, Body
+from agenthost.schemas.common import JSON, Body, Text
 
 BUILTIN_TOOLS = ("bash", "edit", "read", "write", "glob", "grep", "web_fetch", "web_search")
 MAX_TOOLS = 128
@@ -194,16 +194,19 @@ class MCPServer(Body):
     url: Annotated[str, StringConstraints(min_length=1, max_length=2048)]
 
 
+SkillRef = Annotated[Text, StringConstraints(min_length=1, max_length=128)]
+
+
 class AnthropicSkill(Body):
     type: Literal["anthropic"]
-    skill_id: Annotated[str, StringConstraints(min_length=1)]
-    version: str | None = None
+    skill_id: SkillRef
+    version: SkillRef | None = None
 
 
 class CustomSkill(Body):
     type: Literal["custom"]
-    skill_id: Annotated[str, StringConstraints(min_length=1)]
-    version: str | None = None
+    skill_id: SkillRef
+    version: SkillRef | None = None
 
 
 Skill = Annotated[AnthropicSkill | CustomSkill, Field(discriminator="type")]
@@ -454,18 +457,27 @@ def resolve_tools(
 
 
 def resolve_skills(skills: list[Any], tools: list[JSON], *, field: str = "skills") -> list[JSON]:
-    """Resolved skill references: version filled in (REFERENCE §2.4, BEHAVIOUR §3.6)."""
+    """Resolved skill references: version filled in, ``latest`` when omitted (REFERENCE §2.4, BEHAVIOUR §3.6).
+
+    That custom skills (and pinned versions) exist in the workspace is the store's check
+    (``Skills.check_references``), made by the route before it writes.
+    """
     if len(skills) > MAX_SKILLS:
         raise InvalidRequest(f"{field}: at most {MAX_SKILLS} skills are allowed")
     resolved: list[JSON] = []
+    seen: dict[tuple[str, str], int] = {}
     for index, skill in enumerate(skills):
-        if isinstance(skill, CustomSkill):
-            raise NotSupported(f"{field}[{index}]", "custom skills (they need the Skills API, /v1/skills)")
-        if skill.skill_id not in ANTHROPIC_SKILLS:
+        if isinstance(skill, AnthropicSkill) and skill.skill_id not in ANTHROPIC_SKILLS:
             raise InvalidRequest(
                 f"{field}[{index}].skill_id: unknown Anthropic skill {skill.skill_id!r} "
                 f"(one of {', '.join(ANTHROPIC_SKILLS)})"
             )
+        if skill.version is not None and not skill.version.strip():
+            raise InvalidRequest(f"{field}[{index}].version: must not be blank (omit it for the latest version)")
+        key = (skill.type, skill.skill_id)
+        if key in seen:
+            raise InvalidRequest(f"{field}[{index}].skill_id: {skill.skill_id!r} is listed twice (also [{seen[key]}])")
+        seen[key] = index
         resolved.append({"type": skill.type, "skill_id": skill.skill_id, "version": skill.version or "latest"})
     require_read(resolved, tools, field)
     return resolved

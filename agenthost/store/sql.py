@@ -19,6 +19,7 @@ from agenthost.store.notify import Bus, Handler
 from agenthost.store.resources import SessionResources
 from agenthost.store.secrets import Sealer
 from agenthost.store.sessions import Sessions
+from agenthost.store.skills import Skills
 from agenthost.store.vaults import Vaults
 from agenthost.store.work import Work
 
@@ -41,6 +42,7 @@ class Store:
         self.vaults = Vaults(self.db, Sealer(secret_key) if secret_key is not None else None)
         self.files = Files(self.db, files_dir)
         self.resources = SessionResources(self.db, self.files)
+        self.skills = Skills(self.db, files_dir)
         self.keys = Keys(self.db)
         self.agents = Agents(self.db)
         self.environments = Environments(self.db)

@@ -230,3 +230,34 @@ vault_credentials = sa.Table(
     sa.Column("archived_at", Micros, nullable=True),
     sa.Index("ix_vault_credentials_vault_id", "vault_id", "id"),
 )
+
+# Migration 0009: the Skills API (REFERENCE §11). A skill's ``name`` is its kebab-case slug, unique in
+# its workspace and the same in every version; ``latest_version_id`` is its newest version (a skill
+# always has one). Each version's files are one zip archive in the files directory's ``skills``
+# folder (store/blobs.py), named by the version id.
+skills = sa.Table(
+    "skills",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("workspace_id", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("display_name", sa.String(255), nullable=False),
+    sa.Column("latest_version_id", sa.String(64), nullable=False),
+    sa.Column("created_at", Micros, nullable=False),
+    sa.Column("updated_at", Micros, nullable=False),
+    sa.UniqueConstraint("workspace_id", "name", name="uq_skills_workspace_name"),
+    sa.Index("ix_skills_workspace_id", "workspace_id", "id"),
+)
+
+skill_versions = sa.Table(
+    "skill_versions",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("skill_id", sa.String(64), sa.ForeignKey("skills.id"), nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("file_count", sa.Integer, nullable=False),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),  # of the files, uncompressed
+    sa.Column("created_at", Micros, nullable=False),
+    sa.Index("ix_skill_versions_skill_id", "skill_id", "id"),
+)

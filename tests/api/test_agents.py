@@ -320,7 +320,15 @@ INVALID_AGENTS: list[tuple[dict[str, Any], str]] = [
         "$ref",
     ),
     ({**AGENT, "skills": [{"type": "anthropic", "skill_id": "pdf"}]}, "read tool"),
-    ({**AGENT, "skills": [{"type": "custom", "skill_id": "skill_1"}]}, "not supported"),
+    ({**AGENT, "skills": [{"type": "custom", "skill_id": "skill_1"}]}, "read tool"),
+    (
+        {
+            **AGENT,
+            "tools": [{"type": "agent_toolset_20260401"}],
+            "skills": [{"type": "anthropic", "skill_id": "pdf"}] * 2,
+        },
+        "skills[1].skill_id",
+    ),
     ({**AGENT, "multiagent": {"type": "multiagent_20261001"}}, "multiagent"),
     (
         {
