@@ -17,7 +17,7 @@ from fastapi import FastAPI, Request
 from sqlalchemy.exc import DBAPIError
 from starlette.responses import Response
 
-from agenthost.api import agents, environments, errors, events, files, health, sessions, work
+from agenthost.api import agents, environments, errors, events, files, health, memory_stores, sessions, work
 from agenthost.api.auth import Authenticator
 from agenthost.api.middleware import RequestContext
 from agenthost.engine.dispatch import Engine, EngineSettings
@@ -241,7 +241,7 @@ def create_app(
     app.state.store = store
     errors.install(app)
     app.add_exception_handler(DBAPIError, _database_error)
-    for module in (health, agents, environments, work, sessions, events, files):
+    for module in (health, agents, environments, work, sessions, events, files, memory_stores):
         app.include_router(module.router)
     app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes, max_upload_bytes=settings.max_file_bytes)
     return app
