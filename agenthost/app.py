@@ -17,7 +17,19 @@ from fastapi import FastAPI, Request
 from sqlalchemy.exc import DBAPIError
 from starlette.responses import Response
 
-from agenthost.api import agents, environments, errors, events, files, health, sessions, skills, vaults, work
+from agenthost.api import (
+    agents,
+    environments,
+    errors,
+    events,
+    files,
+    health,
+    memory_stores,
+    sessions,
+    skills,
+    vaults,
+    work,
+)
 from agenthost.api.auth import Authenticator
 from agenthost.api.middleware import RequestContext
 from agenthost.engine.dispatch import Engine, EngineSettings
@@ -254,7 +266,7 @@ def create_app(
     app.state.store = store
     errors.install(app)
     app.add_exception_handler(DBAPIError, _database_error)
-    for module in (health, agents, environments, work, sessions, events, files, vaults, skills):
+    for module in (health, agents, environments, work, sessions, events, files, vaults, skills, memory_stores):
         app.include_router(module.router)
     app.add_middleware(
         RequestContext,

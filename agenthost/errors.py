@@ -9,12 +9,15 @@
     ├── PermissionDenied                403 permission_error
     ├── NotFound                        404 not_found_error
     ├── Conflict                        409 invalid_request_error, x-should-retry: false
+    │   ├── MemoryPathConflict          409 memory_path_conflict_error (+ conflicting_memory_id, conflicting_path)
+    │   └── MemoryPreconditionFailed    409 memory_precondition_failed_error
     ├── PreconditionFailed              412 invalid_request_error (a compare-and-set lost)
     ├── PayloadTooLarge                 413 request_too_large
     └── Unavailable                     503 api_error, x-should-retry: true (the database went away)
 
 Each class knows its status, wire ``type`` and whether a client should retry;
-an instance may carry an ``error_code`` that the SDK maps to a finer exception.
+an instance may carry an ``error_code`` that the SDK maps to a finer exception, and
+``fields``: extra keys of the wire ``error`` object itself (beside ``type`` and ``message``).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ class AgentHostError(Exception):
         self.message = message
         self.error_code = error_code
         self.details = details
+        self.fields: dict[str, object] = {}
 
 
 class InvalidRequest(AgentHostError):
@@ -75,6 +79,26 @@ class Conflict(AgentHostError):
     status = 409
     wire_type = "invalid_request_error"
     should_retry = False
+
+
+class MemoryPathConflict(Conflict):
+    """A memory create or rename onto a path that another memory holds, or that overlaps one (REFERENCE §9.2).
+
+    The error object names the memory in the way: ``conflicting_memory_id`` and ``conflicting_path``
+    (the requested path, or the path of a memory that is its ancestor or descendant).
+    """
+
+    wire_type = "memory_path_conflict_error"
+
+    def __init__(self, message: str, *, conflicting_memory_id: str, conflicting_path: str):
+        super().__init__(message)
+        self.fields = {"conflicting_memory_id": conflicting_memory_id, "conflicting_path": conflicting_path}
+
+
+class MemoryPreconditionFailed(Conflict):
+    """A memory's content is not the one the caller's ``content_sha256`` expected; nothing changed."""
+
+    wire_type = "memory_precondition_failed_error"
 
 
 class PreconditionFailed(AgentHostError):

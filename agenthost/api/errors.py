@@ -40,9 +40,10 @@ def error_response(
     *,
     details: dict[str, Any] | None = None,
     should_retry: bool | None = None,
+    fields: dict[str, object] | None = None,
 ) -> JSONBytes:
     rid = request_id(request)
-    error: dict[str, Any] = {"type": wire_type, "message": message}
+    error: dict[str, Any] = {**(fields or {}), "type": wire_type, "message": message}
     if details:
         error["details"] = details
     headers = {"request-id": rid}
@@ -123,7 +124,13 @@ async def handle(request: Request, exc: Exception) -> JSONBytes:
         if exc.error_code:
             details["error_code"] = exc.error_code
         return error_response(
-            request, exc.status, exc.wire_type, exc.message, details=details or None, should_retry=exc.should_retry
+            request,
+            exc.status,
+            exc.wire_type,
+            exc.message,
+            details=details or None,
+            should_retry=exc.should_retry,
+            fields=exc.fields,
         )
     if isinstance(exc, RequestValidationError):
         return error_response(request, 400, "invalid_request_error", validation_message(exc.errors(), exc.body))

@@ -16,6 +16,8 @@ from agenthost.store.tables import api_keys, environments, workspaces
 
 DEFAULT_WORKSPACE = "default"
 KEY_PREFIX = "sk-ah-"
+STATIC_KEY_ID = "apikey_static"
+"""The id recorded for the key configured by ``AGENTHOST_API_KEY``, which has no row (memory versions' authors)."""
 
 
 def hash_key(key: str) -> str:
@@ -37,11 +39,15 @@ class KeyInfo:
 
 @dataclass(frozen=True)
 class Caller:
-    """Who a key speaks for: a workspace, and for an environment key, the one environment it serves."""
+    """Who a key speaks for: a workspace, and for an environment key, the one environment it serves.
+
+    ``key_id`` is the key's own id (``apikey_...``; :data:`STATIC_KEY_ID` for the configured key).
+    """
 
     workspace_id: str
     workspace: str
     environment_id: str | None = None
+    key_id: str = STATIC_KEY_ID
 
 
 class Keys:
@@ -130,9 +136,11 @@ class Keys:
     async def authenticate(self, key: str) -> Caller | None:
         """Who a key speaks for, or None when it is unknown or revoked."""
         query = (
-            sa.select(workspaces.c.id, workspaces.c.name, api_keys.c.environment_id)
+            sa.select(workspaces.c.id, workspaces.c.name, api_keys.c.environment_id, api_keys.c.id.label("key_id"))
             .join(api_keys, api_keys.c.workspace_id == workspaces.c.id)
             .where(api_keys.c.key_hash == hash_key(key), api_keys.c.revoked_at.is_(None))
         )
         found = await self.db.run_read(lambda conn: conn.execute(query).first())
-        return None if found is None else Caller(str(found.id), str(found.name), found.environment_id)
+        if found is None:
+            return None
+        return Caller(str(found.id), str(found.name), found.environment_id, str(found.key_id))

@@ -13,8 +13,9 @@ from agenthost.store.db import Database
 from agenthost.store.environments import Environments
 from agenthost.store.files import Files
 from agenthost.store.idempotency import Idempotency
-from agenthost.store.keys import Caller, Keys
+from agenthost.store.keys import STATIC_KEY_ID, Caller, Keys
 from agenthost.store.listen import Listener
+from agenthost.store.memory import MemoryStores, StoredMemory, VersionFilters
 from agenthost.store.notify import Bus, Handler
 from agenthost.store.resources import SessionResources
 from agenthost.store.secrets import Sealer
@@ -24,7 +25,7 @@ from agenthost.store.vaults import Vaults
 from agenthost.store.work import Work
 
 log = logging.getLogger("agenthost.bus")
-__all__ = ["Caller", "Store"]
+__all__ = ["STATIC_KEY_ID", "Caller", "MemoryStores", "Store", "StoredMemory", "VersionFilters"]
 
 
 class Store:
@@ -46,6 +47,7 @@ class Store:
         self.keys = Keys(self.db)
         self.agents = Agents(self.db)
         self.environments = Environments(self.db)
+        self.memory_stores = MemoryStores(self.db)
         self.bus = Bus(self.db)
         self.sessions = Sessions(self.db, self.bus, self.files)
         self.idempotency = Idempotency(self.db)

@@ -261,3 +261,61 @@ skill_versions = sa.Table(
     sa.Column("created_at", Micros, nullable=False),
     sa.Index("ix_skill_versions_skill_id", "skill_id", "id"),
 )
+
+# Migration 0010: memory stores (REFERENCE §9). ``memories`` holds each memory's current state and
+# ``memory_versions`` one immutable row per change (kept after the memory is deleted, gone with the
+# store). Content is stored as its UTF-8 bytes. Paths compare byte by byte on both databases (the
+# "C" collation on PostgreSQL), so uniqueness is exact and lists sort the same everywhere. The
+# author and redactor of a version are an actor kind (``session_actor``, ``api_actor`` ...) and the
+# id it names, so lists can filter on them.
+MemoryPath = sa.Text().with_variant(sa.Text(collation="C"), "postgresql")
+
+memory_stores = sa.Table(
+    "memory_stores",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("workspace_id", sa.String(64), nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("metadata", sa.JSON, nullable=False),
+    sa.Column("created_at", Micros, nullable=False),
+    sa.Column("updated_at", Micros, nullable=False),
+    sa.Column("archived_at", Micros, nullable=True),
+    sa.Index("ix_memory_stores_workspace_id", "workspace_id", "id"),
+)
+
+memories = sa.Table(
+    "memories",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("store_id", sa.String(64), sa.ForeignKey("memory_stores.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("path", MemoryPath, nullable=False),
+    sa.Column("content", sa.LargeBinary, nullable=False),
+    sa.Column("content_sha256", sa.String(64), nullable=False),
+    sa.Column("content_size_bytes", sa.Integer, nullable=False),
+    sa.Column("version_id", sa.String(64), nullable=False),
+    sa.Column("created_at", Micros, nullable=False),
+    sa.Column("updated_at", Micros, nullable=False),
+    sa.UniqueConstraint("store_id", "path", name="uq_memories_store_path"),
+)
+
+memory_versions = sa.Table(
+    "memory_versions",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("store_id", sa.String(64), sa.ForeignKey("memory_stores.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("memory_id", sa.String(64), nullable=False),
+    sa.Column("operation", sa.String(16), nullable=False),
+    sa.Column("path", MemoryPath, nullable=True),
+    sa.Column("content", sa.LargeBinary, nullable=True),
+    sa.Column("content_sha256", sa.String(64), nullable=True),
+    sa.Column("content_size_bytes", sa.Integer, nullable=True),
+    sa.Column("actor_type", sa.String(32), nullable=True),
+    sa.Column("actor_id", sa.String(255), nullable=True),
+    sa.Column("created_at", Micros, nullable=False),
+    sa.Column("redacted_at", Micros, nullable=True),
+    sa.Column("redactor_type", sa.String(32), nullable=True),
+    sa.Column("redactor_id", sa.String(255), nullable=True),
+    sa.Index("ix_memory_versions_store_id", "store_id", "id"),
+    sa.Index("ix_memory_versions_memory_id", "memory_id", "id"),
+)
