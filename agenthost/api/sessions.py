@@ -38,7 +38,7 @@ async def create_session(request: Request, body: SessionCreate, workspace_id: Wo
 
 async def _create_session(request: Request, body: SessionCreate, workspace_id: str) -> JSONBytes:
     body.check_unsupported()
-    resources = body.file_resources()
+    resources = body.parsed_resources()
     initial = initial_event_payloads(body.initial_events)
     ref = body.agent
     agent_id = ref if isinstance(ref, str) else ref.id

@@ -28,9 +28,10 @@ import sqlalchemy as sa
 from agenthost.engine.commands import CALL_TYPES, ENGINE_CALLS, RESULT_FIELDS, WORKER_TOOLS, answered
 from agenthost.engine.journal import Journal, LeaseLost, LogReader
 from agenthost.engine.mcp_servers import connect as connect_mcp
+from agenthost.engine.memory_mounts import MemoryMirror, memory_mounts, memory_prompt
 from agenthost.engine.session_files import WRITING_TOOLS, SessionFiles
 from agenthost.engine.transcript import INTERRUPTED, build_messages
-from agenthost.errors import Unavailable
+from agenthost.errors import AgentHostError, Unavailable
 from agenthost.providers.base import ModelError, ModelProvider, ModelRequest, ModelResponse
 from agenthost.sandbox.base import (
     NetworkPolicy,
@@ -110,6 +111,8 @@ class Run:
         self.workspace_id = ""
         self.vault_ids: list[str] = []
         self.mcp: dict[str, MCPConnection] | None = None  # connected at the run's first turn
+        self.memory: MemoryMirror | None = None
+        self.memory_note: str | None = None
 
     async def execute(self) -> None:
         try:
@@ -148,7 +151,10 @@ class Run:
                 .join(environments, environments.c.id == sessions.c.environment_id)
                 .where(sessions.c.id == self.session_id)
             ).one()
-            self._sandbox_spec(environment.get("config", {}), backend)
+            self._sandbox_spec(environment.get("config", {}), backend, row.resources)
+            if self.memory is None:
+                self.memory = MemoryMirror(self.db, self.session_id, row.resources)
+                self.memory_note = memory_prompt(row.resources)
             self.self_hosted = environment.get("config", {}).get("type") == "self_hosted"
             self.workspace_id, self.vault_ids = row.workspace_id, list(row.vault_ids)
             if self.session_files is None and self.files is not None:
@@ -207,9 +213,9 @@ class Run:
         for name, connection in self.mcp.items():
             self.toolbox.add_mcp(name, connection.tools)
 
-    def _sandbox_spec(self, config: JSON, backend: str | None) -> None:
+    def _sandbox_spec(self, config: JSON, backend: str | None, resources: list[JSON]) -> None:
         """What the session's sandbox must be, from its environment (read at every run: changes apply next time)."""
-        self.spec = sandbox_spec(self.session_id, config, self.agent)
+        self.spec = sandbox_spec(self.session_id, config, self.agent, resources)
         self.sandbox_refusal = (
             None
             if backend in (None, self.sandboxes.name)
@@ -379,6 +385,8 @@ class Run:
         agent = self.agent
         model = agent["model"]
         system = [{"type": "text", "text": agent["system"]}] if agent.get("system") else []
+        if self.memory_note:
+            system.append({"type": "text", "text": self.memory_note})
         return ModelRequest(
             model=model["id"],
             system=system,
@@ -523,10 +531,23 @@ class Run:
             return ToolOutput.text(self.setup_failure, is_error=True)
         if tool_use["name"] in WRITING_TOOLS:
             await self._collect_outputs(sandbox)
+            if self.memory is not None:
+                try:
+                    notes = await self.memory.push(sandbox)
+                except (OSError, AgentHostError) as exc:
+                    log.warning("saving the memories of %s failed: %s", self.session_id, exc)
+                    notes = [f"Changes under /mnt/memory could not be saved: {exc}"]
+                if notes:
+                    output.content.append({"type": "text", "text": "\n".join(notes)})
         return output
 
     async def _mount_files(self, sandbox: Sandbox) -> None:
-        """Put the session's file resources in place (they may have changed since the last tool call)."""
+        """Put the session's file resources and memories in place (they may have changed since the last call)."""
+        if self.memory is not None:
+            try:
+                await self.memory.pull(sandbox)
+            except (OSError, AgentHostError) as exc:
+                log.warning("mirroring the memory stores of %s failed: %s", self.session_id, exc)
         if self.session_files is None:
             return
         query = sa.select(sessions.c.resources).where(sessions.c.id == self.session_id)
@@ -678,13 +699,14 @@ def _refusal(tool_use: JSON, confirmation: JSON | None) -> ToolOutput:
     return ToolOutput.text(text, is_error=True)
 
 
-def sandbox_spec(session_id: str, config: JSON, agent: JSON) -> SandboxSpec:
-    """The sandbox a session of this environment config and agent needs."""
+def sandbox_spec(session_id: str, config: JSON, agent: JSON, resources: list[JSON] | None = None) -> SandboxSpec:
+    """The sandbox a session of this environment config and agent (and these resources) needs."""
     mcp_urls = [server["url"] for server in agent.get("mcp_servers", []) if server.get("url")]
     return SandboxSpec(
         session_id,
         NetworkPolicy.from_environment(config.get("networking") or {}, mcp_urls),
         Packages.from_environment(config.get("packages") or {}),
+        memory_mounts(resources or []),
     )
 
 

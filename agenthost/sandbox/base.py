@@ -92,12 +92,21 @@ class Packages:
 
 
 @dataclass(frozen=True)
+class MemoryMount:
+    """A memory store mounted at ``/mnt/memory/<slug>``, writable or read-only."""
+
+    slug: str
+    writable: bool
+
+
+@dataclass(frozen=True)
 class SandboxSpec:
     """What a session's sandbox must look like."""
 
     session_id: str
     network: NetworkPolicy = field(default_factory=NetworkPolicy)
     packages: Packages = field(default_factory=Packages)
+    memory: tuple[MemoryMount, ...] = ()
 
 
 class Sandbox(Protocol):

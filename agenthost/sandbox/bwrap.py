@@ -39,7 +39,7 @@ from pathlib import Path
 from agenthost.sandbox.base import SandboxSpec, SandboxUnavailable
 from agenthost.sandbox.cgroups import Cgroup, CgroupTree
 from agenthost.sandbox.cgroups import detect as detect_cgroups
-from agenthost.sandbox.directories import OUTPUTS, UPLOADS, SessionDirs
+from agenthost.sandbox.directories import MEMORY, OUTPUTS, UPLOADS, SessionDirs
 from agenthost.sandbox.host import PATH, HostBackend, HostSandbox, SandboxConfig, log
 from agenthost.sandbox.packages import MOUNT
 from agenthost.sandbox.rooted import WORKSPACE
@@ -102,6 +102,12 @@ class BwrapSandbox(HostSandbox):
             "--bind-fd", str(fds["workspace"]), WORKSPACE,
             "--bind-fd", str(fds["outputs"]), OUTPUTS,
             "--ro-bind-fd", str(fds["uploads"]), UPLOADS,
+            "--ro-bind-fd", str(fds["memory"]), MEMORY,
+        ]  # fmt: skip
+        for mount in self.spec.memory:  # inside the read-only /mnt/memory, each store as attached
+            argv += ["--bind-fd" if mount.writable else "--ro-bind-fd", str(fds[f"memory:{mount.slug}"])]
+            argv.append(f"{MEMORY}/{mount.slug}")
+        argv += [
             "--chdir", WORKSPACE, "--clearenv",
             "--info-fd", str(info_fd), "--block-fd", str(block_fd),
         ]  # fmt: skip
@@ -113,7 +119,8 @@ class BwrapSandbox(HostSandbox):
 
     async def _launch(self) -> asyncio.subprocess.Process:
         packages = await self.packages()
-        directories = {name: getattr(self.dirs, name) for name in ("workspace", "outputs", "uploads")}
+        directories = {name: getattr(self.dirs, name) for name in ("workspace", "outputs", "uploads", "memory")}
+        directories |= {f"memory:{mount.slug}": self.dirs.memory / mount.slug for mount in self.spec.memory}
         if packages is not None:
             directories["packages"] = packages
         fds = {name: os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) for name, path in directories.items()}

@@ -1,9 +1,10 @@
 """Where a session's files live on the host (layer 1).
 
 ``<root>/<session_id>/`` holds ``workspace/`` (``/workspace``), ``outputs/``
-(``/mnt/session/outputs``) and ``uploads/`` (``/mnt/session/uploads``, read-only to the
-sandbox). They outlive the sandbox's processes and server restarts, and go with the
-session.
+(``/mnt/session/outputs``), ``uploads/`` (``/mnt/session/uploads``, read-only to the
+sandbox) and ``memory/<slug>/`` (``/mnt/memory/<slug>``, one per memory store: writable
+or read-only as attached; ``/mnt/memory`` itself is read-only). They outlive the sandbox's
+processes and server restarts, and go with the session.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from agenthost.sandbox.base import MemoryMount
 from agenthost.sandbox.rooted import WORKSPACE, Mount, RootedFiles
 
 OUTPUTS = "/mnt/session/outputs"
 UPLOADS = "/mnt/session/uploads"
+MEMORY = "/mnt/memory"
 
 
 @dataclass(frozen=True)
@@ -35,10 +38,16 @@ class SessionDirs:
     def uploads(self) -> Path:
         return self.root / "uploads"
 
-    def create(self, owner: tuple[int, int] | None) -> None:
+    @property
+    def memory(self) -> Path:
+        return self.root / "memory"
+
+    def create(self, owner: tuple[int, int] | None, memory: tuple[MemoryMount, ...] = ()) -> None:
         """Make the directories; the writable ones belong to ``owner`` (mode 0700) when given."""
         self.root.mkdir(parents=True, exist_ok=True, mode=0o711)
-        for path, writable in ((self.workspace, True), (self.outputs, True), (self.uploads, False)):
+        stores = [(self.memory / mount.slug, mount.writable) for mount in memory]
+        every = [(self.workspace, True), (self.outputs, True), (self.uploads, False), (self.memory, False), *stores]
+        for path, writable in every:
             path.mkdir(exist_ok=True, mode=0o700 if writable else 0o755)
             if writable and owner is not None:
                 os.chown(path, *owner)
@@ -47,10 +56,14 @@ class SessionDirs:
     def remove(self) -> None:
         remove_tree(self.root)
 
-    def files(self, owner: tuple[int, int] | None, *, session_mounts: bool = True) -> RootedFiles:
+    def files(
+        self, owner: tuple[int, int] | None, *, session_mounts: bool = True, memory: tuple[MemoryMount, ...] = ()
+    ) -> RootedFiles:
         mounts = [Mount(WORKSPACE, self.workspace)]
         if session_mounts:
             mounts += [Mount(OUTPUTS, self.outputs), Mount(UPLOADS, self.uploads, writable=False)]
+            mounts += [Mount(MEMORY, self.memory, writable=False)]
+            mounts += [Mount(f"{MEMORY}/{m.slug}", self.memory / m.slug, writable=m.writable) for m in memory]
         return RootedFiles(mounts, owner)
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from agenthost.sandbox.base import SandboxSpec, SandboxUnavailable
 from agenthost.sandbox.cgroups import identity_alive, server_identity
-from agenthost.sandbox.directories import OUTPUTS, UPLOADS, SessionDirs
+from agenthost.sandbox.directories import MEMORY, OUTPUTS, UPLOADS, SessionDirs
 from agenthost.sandbox.host import HostBackend, HostSandbox, SandboxConfig, log
 from agenthost.sandbox.packages import MOUNT
 from agenthost.sandbox.rooted import WORKSPACE
@@ -108,8 +108,12 @@ class DockerSandbox(HostSandbox):
             "--volume", f"{self.dirs.workspace}:{WORKSPACE}",
             "--volume", f"{self.dirs.outputs}:{OUTPUTS}",
             "--volume", f"{self.dirs.uploads}:{UPLOADS}:ro",
+            "--volume", f"{self.dirs.memory}:{MEMORY}:ro",
             "--workdir", WORKSPACE,
         ]  # fmt: skip
+        for mount in self.spec.memory:
+            mode = "rw" if mount.writable else "ro"
+            argv += ["--volume", f"{self.dirs.memory / mount.slug}:{MEMORY}/{mount.slug}:{mode}"]
         if packages is not None:
             argv += ["--volume", f"{packages}:{MOUNT}:{'rw' if self.build_into else 'ro'}"]
         if self.backend.image is None:

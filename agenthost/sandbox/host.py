@@ -87,7 +87,7 @@ class HostSandbox(ShellSandbox):
         self.uid = uid
         self.build_into = build_into
         """For a package build: the directory mounted writable at /opt/agenthost."""
-        self.files = dirs.files((uid, uid))
+        self.files = dirs.files((uid, uid), memory=spec.memory)
         self._proxy: EgressProxy | None = None
 
     def environment(self) -> dict[str, str]:
@@ -153,7 +153,7 @@ class HostBackend:
             if sandbox is not None:
                 await sandbox.close()
             dirs, uid = SessionDirs(self.root / spec.session_id), self.uid_for(spec.session_id)
-            await asyncio.to_thread(dirs.create, (uid, uid) if self.switch_user else None)
+            await asyncio.to_thread(dirs.create, (uid, uid) if self.switch_user else None, spec.memory)
             sandbox = self._sandboxes[spec.session_id] = self._make(spec, dirs, uid)
         return sandbox
 

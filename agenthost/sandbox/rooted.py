@@ -23,8 +23,8 @@ import errno
 import os
 import re
 import stat
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 WORKSPACE = "/workspace"
@@ -124,6 +124,33 @@ class RootedFiles:
                 return Located(mount, normal[len(mount.path) :].lstrip("/"))
         reachable = ", ".join(sorted(mount.path for mount in self.mounts))
         raise FileAccessError(f"{path}: the file tools reach only {reachable}; use bash for other paths")
+
+    def server_view(self) -> RootedFiles:
+        """The same mounts, all writable: for the server's own writes into mounts that are read-only to the agent."""
+        return RootedFiles([replace(mount, writable=True) for mount in self.mounts], self.owner)
+
+    def remove(self, path: str) -> None:
+        """Delete a file (a symlink itself, never its target), then the directories it leaves empty."""
+        where = self.locate(path)
+        if not where.mount.writable:
+            raise FileAccessError(f"{path}: {where.mount.path} is read-only")
+        parts = where.relative.split("/")
+        remove: Callable[..., None] = os.unlink  # the file first, then each parent while it is empty
+        while parts:
+            name = parts.pop()
+            try:
+                parent = self._open(Located(where.mount, "/".join(parts)), os.O_PATH | os.O_DIRECTORY)
+            except FileNotFoundError:
+                return
+            try:
+                remove(name, dir_fd=parent)
+            except FileNotFoundError:
+                pass
+            except OSError:  # a directory that still holds something: stop there
+                return
+            finally:
+                os.close(parent)
+            remove = os.rmdir
 
     def host_dir(self, path: str) -> Path | None:
         """The host directory mounted at exactly ``path``, or None when nothing is mounted there."""

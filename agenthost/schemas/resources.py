@@ -1,15 +1,14 @@
 """Session resources: request bodies, mount paths and the wire objects (layer 0; REFERENCE §6.4).
 
-Only file resources are implemented; GitHub repositories and memory stores are refused by
-name until they are.
+Files and memory stores are implemented; GitHub repositories are refused by name until they are.
 """
 
 from __future__ import annotations
 
 import posixpath
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, cast
 
-from pydantic import ValidationError
+from pydantic import StringConstraints, ValidationError
 
 from agenthost.errors import InvalidRequest, NotSupported
 from agenthost.schemas.common import JSON, Body, Text
@@ -25,28 +24,41 @@ class FileResourceParam(Body):
     mount_path: Text | None = None
 
 
+class MemoryStoreResourceParam(Body):
+    type: Literal["memory_store"]
+    memory_store_id: Text
+    access: Literal["read_write", "read_only"] | None = None
+    instructions: Annotated[Text, StringConstraints(max_length=4096)] | None = None
+
+
+ResourceParam = FileResourceParam | MemoryStoreResourceParam
+MEMORY = "/mnt/memory"
+MAX_MEMORY_STORES = 8
+
+
 class ResourceUpdate(Body):
     authorization_token: Text
 
 
-def parse_resource(raw: Any, field: str) -> FileResourceParam:
+def parse_resource(raw: Any, field: str) -> ResourceParam:
     """Validate one ``resources[]`` entry; the kinds agenthost does not implement yet are refused by name."""
     prefix = f"{field}." if field else ""
     kind = raw.get("type") if isinstance(raw, dict) else None
-    if kind in ("github_repository", "memory_store"):
+    if kind == "github_repository":
         raise NotSupported(field or "type", f"{kind} resources")
-    if kind != "file":
+    if kind not in ("file", "memory_store"):
         raise InvalidRequest(f"{prefix}type: must be one of file, github_repository, memory_store")
+    model: type[Body] = FileResourceParam if kind == "file" else MemoryStoreResourceParam
     try:
-        param = FileResourceParam.model_validate(raw)
+        param = model.model_validate(raw)
     except ValidationError as exc:
         error = exc.errors()[0]
         where = ".".join(str(part) for part in error["loc"])
         message = "unknown field" if error["type"] == "extra_forbidden" else error["msg"]
         raise InvalidRequest(f"{prefix}{where}: {message}") from None
-    if not param.file_id:
+    if isinstance(param, FileResourceParam) and not param.file_id:
         raise InvalidRequest(f"{prefix}file_id: must not be empty")
-    return param
+    return cast(ResourceParam, param)
 
 
 def parse_added(raw: dict[str, Any]) -> FileResourceParam:
@@ -54,7 +66,22 @@ def parse_added(raw: dict[str, Any]) -> FileResourceParam:
     kind = raw.get("type")
     if kind in ("github_repository", "memory_store"):
         raise InvalidRequest(f"type: {kind} resources can only be attached when the session is created")
-    return parse_resource(raw, "")
+    param = parse_resource(raw, "")
+    assert isinstance(param, FileResourceParam)
+    return param
+
+
+def memory_resource_json(param: MemoryStoreResourceParam, name: str, description: str, slug: str) -> JSON:
+    """A memory store as attached to a session: its name and description as they were then (REFERENCE §6.4)."""
+    return {
+        "type": "memory_store",
+        "memory_store_id": param.memory_store_id,
+        "access": param.access or "read_write",
+        "description": description,
+        "instructions": param.instructions,
+        "mount_path": f"{MEMORY}/{slug}",
+        "name": name,
+    }
 
 
 def mount_path(file_id: str, given: str | None, field: str) -> str:

@@ -277,6 +277,23 @@ def list_all(conn: sa.Connection, store_id: str) -> dict[str, StoredMemory]:
     }
 
 
+def digests(conn: sa.Connection, store_id: str) -> dict[str, str]:
+    """``{path: content_sha256}`` of every memory of a store, without reading any content."""
+    query = sa.select(memories.c.path, memories.c.content_sha256).where(memories.c.store_id == store_id)
+    return {row.path: row.content_sha256 for row in conn.execute(query)}
+
+
+def contents(conn: sa.Connection, store_id: str, paths: list[str]) -> dict[str, bytes]:
+    """``{path: content}`` of the memories at ``paths`` that exist."""
+    found: dict[str, bytes] = {}
+    for start in range(0, len(paths), 500):
+        query = sa.select(memories.c.path, memories.c.content).where(
+            memories.c.store_id == store_id, memories.c.path.in_(paths[start : start + 500])
+        )
+        found |= {row.path: bytes(row.content) for row in conn.execute(query)}
+    return found
+
+
 # -- listings --------------------------------------------------------------------------------------
 
 

@@ -11,18 +11,30 @@ from collections.abc import Callable, Sequence
 from types import SimpleNamespace
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 
 from agenthost.errors import Conflict, InvalidRequest, NotFound
 from agenthost.ids import new_id
 from agenthost.schemas.common import JSON, now_us, ts
 from agenthost.schemas.events import event_json
-from agenthost.schemas.resources import FileResourceParam, check_mounts, file_resource_json, mount_path
+from agenthost.schemas.memory import memory_slug
+from agenthost.schemas.resources import (
+    MAX_MEMORY_STORES,
+    FileResourceParam,
+    MemoryStoreResourceParam,
+    ResourceParam,
+    check_mounts,
+    file_resource_json,
+    memory_resource_json,
+    mount_path,
+)
 from agenthost.schemas.sessions import empty_usage, session_json
 from agenthost.store.agents import agent_for_session
 from agenthost.store.db import Database
 from agenthost.store.environments import environment_row
 from agenthost.store.files import Files, delete_session_files, insert_copies
+from agenthost.store.memory import store_row as memory_store_row
 from agenthost.store.notify import Bus, Shown, announce, emissions_after
 from agenthost.store.paging import Lock, Page, PageRequest, created_filter, fetch_page, locked
 from agenthost.store.tables import events, sessions
@@ -166,6 +178,31 @@ def has_queued(conn: sa.Connection, session_id: str, types: tuple[str, ...] | No
     return conn.execute(query.limit(1)).first() is not None
 
 
+def attach_stores(conn: sa.Connection, workspace_id: str, stores: dict[int, MemoryStoreResourceParam]) -> list[JSON]:
+    """The memory-store resources of a new session, each store checked (it exists here, is not archived)."""
+    if len(stores) > MAX_MEMORY_STORES:
+        raise InvalidRequest(f"resources: a session takes at most {MAX_MEMORY_STORES} memory stores")
+    attached: list[JSON] = []
+    slugs: set[str] = set()
+    for index, param in stores.items():
+        field = f"resources[{index}].memory_store_id"
+        try:
+            store = memory_store_row(conn, param.memory_store_id, workspace_id, lock="share")
+        except NotFound as exc:
+            raise NotFound(f"{field}: {exc.message}") from None
+        if store.archived_at is not None:
+            raise InvalidRequest(f"{field}: memory store {store.id} is archived; it cannot be attached")
+        if any(r["memory_store_id"] == store.id for r in attached):
+            raise InvalidRequest(f"{field}: memory store {store.id} is attached twice")
+        slug, base, number = memory_slug(store.name), memory_slug(store.name), 1
+        while slug in slugs:  # two stores whose names make the same directory
+            number += 1
+            slug = f"{base}-{number}"
+        slugs.add(slug)
+        attached.append(memory_resource_json(param, store.name, store.description, slug))
+    return attached
+
+
 def session_row(conn: sa.Connection, workspace_id: str, session_id: str, lock: Lock = None) -> Any:
     """A session's row inside a caller's transaction; 404 when unknown here."""
     row = conn.execute(locked(_BY_ID, lock, sessions), {"id": session_id, "workspace_id": workspace_id}).first()
@@ -193,30 +230,33 @@ class Sessions:
         title: str | None,
         metadata: dict[str, str],
         initial_events: list[JSON],
-        resources: Sequence[FileResourceParam] = (),
+        resources: Sequence[ResourceParam] = (),
         vault_ids: Sequence[str] = (),
     ) -> JSON:
         """Create a session from an agent version and an environment, with its initial events, atomically.
 
         Attached files are copied first (the session owns its copies); the copies' rows are written
-        with the session, and their bytes removed again when that fails.
+        with the session, and their bytes removed again when that fails. Memory stores are checked
+        and described in the session's transaction (REFERENCE §6.4: name and description as of now).
         """
         session_id, now = new_id("sesn"), now_us()
-        sources = {f"resources[{index}].file_id": r.file_id for index, r in enumerate(resources)}
+        files = {i: r for i, r in enumerate(resources) if isinstance(r, FileResourceParam)}
+        stores = {i: r for i, r in enumerate(resources) if isinstance(r, MemoryStoreResourceParam)}
+        sources = {f"resources[{index}].file_id": r.file_id for index, r in files.items()}
         copies = await self.files.copy_for_session(workspace_id, sources) if sources else {}
         copy_ids = [copy_id for copy_id, _ in copies.values()]
         try:
-            attached = [
-                file_resource_json(
+            attached = {
+                index: file_resource_json(
                     new_id("sesrsc"),
                     copies[f"resources[{index}].file_id"][0],
                     mount_path(r.file_id, r.mount_path, f"resources[{index}].mount_path"),
                     ts(now),
                     ts(now),
                 )
-                for index, r in enumerate(resources)
-            ]
-            check_mounts(attached, "resources")
+                for index, r in files.items()
+            }
+            check_mounts(list(attached.values()), "resources")
         except InvalidRequest:
             await self.files.forget(copy_ids)
             raise
@@ -253,7 +293,7 @@ class Sessions:
                 "title": title,
                 "metadata": metadata,
                 "agent": build_agent(agent),
-                "resources": attached,
+                "resources": [*attached.values(), *attach_stores(conn, workspace_id, stores)],
                 "vault_ids": list(vault_ids),
                 "usage": empty_usage(),
                 "active_us": 0,
@@ -310,8 +350,11 @@ class Sessions:
         if deployment_id is not None:
             query = query.where(sessions.c.deployment_id == deployment_id)
         if memory_store_id is not None:
-            # Memory-store resources cannot be attached yet (session create refuses them), so none match.
-            query = query.where(sa.false())
+            # Resources are JSON written by orjson (no spaces) on both databases.
+            quoted = orjson.dumps(memory_store_id).decode()
+            escaped = quoted.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            needle = f'%"memory_store_id":{escaped}%'
+            query = query.where(sa.cast(sessions.c.resources, sa.Text).like(needle, escape="\\"))
         if statuses:
             query = query.where(sessions.c.status.in_(statuses))
         if not include_archived:
