@@ -33,7 +33,7 @@ from agenthost.api import (
 from agenthost.api.auth import Authenticator
 from agenthost.api.middleware import RequestContext
 from agenthost.engine.dispatch import Engine, EngineSettings
-from agenthost.engine.loop import RunSettings
+from agenthost.engine.loop import RunSettings, Stores
 from agenthost.engine.reaper import reap_forever
 from agenthost.errors import Unavailable
 from agenthost.providers.anthropic import AnthropicProvider
@@ -130,8 +130,7 @@ def build_engine(settings: Settings, store: Store, provider: ModelProvider | Non
             sandbox_idle_seconds=settings.sandbox_idle_seconds,
             run=run,
         ),
-        store.files,
-        store.vaults,
+        Stores(store.files, store.vaults, store.skills),
     )
 
 

@@ -19,16 +19,14 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from agenthost.engine.journal import Journal, Lease, LeaseLost
-from agenthost.engine.loop import Run, RunSettings, sandbox_spec
+from agenthost.engine.loop import Run, RunSettings, Stores, sandbox_spec
 from agenthost.providers.base import ModelProvider
 from agenthost.sandbox.base import SandboxBackend
 from agenthost.schemas.common import now_us
 from agenthost.store.db import Database
-from agenthost.store.files import Files
 from agenthost.store.notify import ORIGIN, Bus, Notification
 from agenthost.store.sessions import Logged, append_events, has_queued
 from agenthost.store.tables import environments, sessions
-from agenthost.store.vaults import Vaults
 
 log = logging.getLogger("agenthost.engine")
 
@@ -51,12 +49,10 @@ class Engine:
         provider: ModelProvider,
         sandboxes: SandboxBackend,
         settings: EngineSettings,
-        files: Files | None = None,
-        vaults: Vaults | None = None,
+        stores: Stores | None = None,
     ):
         self.db = db
-        self.files = files
-        self.vaults = vaults
+        self.stores = stores
         self.bus = bus
         self.provider = provider
         self.sandboxes = sandboxes
@@ -265,8 +261,7 @@ class Engine:
             self.sandboxes,
             self.settings.run,
             self._interrupts[lease.session_id],
-            self.files,
-            self.vaults,
+            self.stores,
         )
         try:
             await run.execute()

@@ -30,6 +30,9 @@ from agenthost.engine.journal import Journal, LeaseLost, LogReader
 from agenthost.engine.mcp_servers import connect as connect_mcp
 from agenthost.engine.memory_mounts import MemoryMirror, memory_mounts, memory_prompt
 from agenthost.engine.session_files import WRITING_TOOLS, SessionFiles
+from agenthost.engine.skill_mounts import SKILLS, skills_prompt
+from agenthost.engine.skill_mounts import place as place_skills
+from agenthost.engine.skill_mounts import resolve as resolve_skills
 from agenthost.engine.transcript import INTERRUPTED, build_messages
 from agenthost.errors import AgentHostError, Unavailable
 from agenthost.providers.base import ModelError, ModelProvider, ModelRequest, ModelResponse
@@ -44,6 +47,7 @@ from agenthost.sandbox.base import (
 from agenthost.schemas.common import JSON
 from agenthost.store.files import Files
 from agenthost.store.sessions import Logged, append_events, has_queued, take_queued
+from agenthost.store.skills import SkillArchive, Skills
 from agenthost.store.tables import environments, sessions
 from agenthost.store.vaults import Vaults
 from agenthost.store.work import enqueue
@@ -56,6 +60,15 @@ log = logging.getLogger("agenthost.engine")
 WORK = ("user.message", "system.message", "user.tool_confirmation")
 READ_ONLY_TOOLS = frozenset({"read", "glob", "grep"})  # safe to run again after a crash
 SERVER_TOOLS = frozenset({"web_fetch", "web_search"})  # run by the server itself, never in a sandbox
+
+
+@dataclass(frozen=True)
+class Stores:
+    """The repositories a run reaches besides the session's own rows."""
+
+    files: Files
+    vaults: Vaults
+    skills: Skills
 
 
 @dataclass(frozen=True)
@@ -87,8 +100,7 @@ class Run:
         sandboxes: SandboxBackend,
         settings: RunSettings,
         interrupt: asyncio.Event,
-        files: Files | None = None,
-        vaults: Vaults | None = None,
+        stores: Stores | None = None,
     ):
         self.journal = journal
         self.db = journal.db
@@ -105,9 +117,13 @@ class Run:
         self.takeover = False
         self.self_hosted = False  # tools that touch files or run commands are the environment's worker's
         self.log = LogReader(journal.db, self.session_id)
-        self.files = files
+        self.files = stores.files if stores is not None else None
         self.session_files: SessionFiles | None = None
-        self.vaults = vaults
+        self.vaults = stores.vaults if stores is not None else None
+        self.skills = stores.skills if stores is not None else None
+        self.skill_versions: list[SkillArchive] | None = None  # resolved at the run's first turn
+        self.skills_placed = False
+        self.skills_note: str | None = None
         self.workspace_id = ""
         self.vault_ids: list[str] = []
         self.mcp: dict[str, MCPConnection] | None = None  # connected at the run's first turn
@@ -195,6 +211,9 @@ class Run:
         )
         if taken is not None:
             await self._connect_mcp()
+            if self.skill_versions is None:
+                self.skill_versions = await resolve_skills(self.skills, self.workspace_id, self.agent)
+                self.skills_note = skills_prompt(self.skill_versions)
         return taken
 
     async def _connect_mcp(self) -> None:
@@ -385,8 +404,7 @@ class Run:
         agent = self.agent
         model = agent["model"]
         system = [{"type": "text", "text": agent["system"]}] if agent.get("system") else []
-        if self.memory_note:
-            system.append({"type": "text", "text": self.memory_note})
+        system += [{"type": "text", "text": note} for note in (self.memory_note, self.skills_note) if note]
         return ModelRequest(
             model=model["id"],
             system=system,
@@ -548,6 +566,13 @@ class Run:
                 await self.memory.pull(sandbox)
             except (OSError, AgentHostError) as exc:
                 log.warning("mirroring the memory stores of %s failed: %s", self.session_id, exc)
+        skills_dir = sandbox.files.host_dir(SKILLS)
+        if not self.skills_placed and skills_dir is not None:
+            try:
+                await asyncio.to_thread(place_skills, skills_dir, self.skill_versions or [])
+                self.skills_placed = True
+            except OSError as exc:
+                log.warning("placing the skills of %s failed: %s", self.session_id, exc)
         if self.session_files is None:
             return
         query = sa.select(sessions.c.resources).where(sessions.c.id == self.session_id)

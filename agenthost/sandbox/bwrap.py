@@ -39,7 +39,7 @@ from pathlib import Path
 from agenthost.sandbox.base import SandboxSpec, SandboxUnavailable
 from agenthost.sandbox.cgroups import Cgroup, CgroupTree
 from agenthost.sandbox.cgroups import detect as detect_cgroups
-from agenthost.sandbox.directories import MEMORY, OUTPUTS, UPLOADS, SessionDirs
+from agenthost.sandbox.directories import MEMORY, OUTPUTS, SKILLS, UPLOADS, SessionDirs
 from agenthost.sandbox.host import PATH, HostBackend, HostSandbox, SandboxConfig, log
 from agenthost.sandbox.packages import MOUNT
 from agenthost.sandbox.rooted import WORKSPACE
@@ -103,6 +103,7 @@ class BwrapSandbox(HostSandbox):
             "--bind-fd", str(fds["outputs"]), OUTPUTS,
             "--ro-bind-fd", str(fds["uploads"]), UPLOADS,
             "--ro-bind-fd", str(fds["memory"]), MEMORY,
+            "--ro-bind-fd", str(fds["skills"]), SKILLS,
         ]  # fmt: skip
         for mount in self.spec.memory:  # inside the read-only /mnt/memory, each store as attached
             argv += ["--bind-fd" if mount.writable else "--ro-bind-fd", str(fds[f"memory:{mount.slug}"])]
@@ -119,7 +120,8 @@ class BwrapSandbox(HostSandbox):
 
     async def _launch(self) -> asyncio.subprocess.Process:
         packages = await self.packages()
-        directories = {name: getattr(self.dirs, name) for name in ("workspace", "outputs", "uploads", "memory")}
+        names = ("workspace", "outputs", "uploads", "memory", "skills")
+        directories = {name: getattr(self.dirs, name) for name in names}
         directories |= {f"memory:{mount.slug}": self.dirs.memory / mount.slug for mount in self.spec.memory}
         if packages is not None:
             directories["packages"] = packages

@@ -2,8 +2,9 @@
 
 ``<root>/<session_id>/`` holds ``workspace/`` (``/workspace``), ``outputs/``
 (``/mnt/session/outputs``), ``uploads/`` (``/mnt/session/uploads``, read-only to the
-sandbox) and ``memory/<slug>/`` (``/mnt/memory/<slug>``, one per memory store: writable
-or read-only as attached; ``/mnt/memory`` itself is read-only). They outlive the sandbox's
+sandbox), ``memory/<slug>/`` (``/mnt/memory/<slug>``, one per memory store: writable
+or read-only as attached; ``/mnt/memory`` itself is read-only) and ``skills/<name>/``
+(``/mnt/skills/<name>``, the agent's skills, read-only). They outlive the sandbox's
 processes and server restarts, and go with the session.
 """
 
@@ -20,6 +21,7 @@ from agenthost.sandbox.rooted import WORKSPACE, Mount, RootedFiles
 OUTPUTS = "/mnt/session/outputs"
 UPLOADS = "/mnt/session/uploads"
 MEMORY = "/mnt/memory"
+SKILLS = "/mnt/skills"
 
 
 @dataclass(frozen=True)
@@ -42,11 +44,22 @@ class SessionDirs:
     def memory(self) -> Path:
         return self.root / "memory"
 
+    @property
+    def skills(self) -> Path:
+        return self.root / "skills"
+
     def create(self, owner: tuple[int, int] | None, memory: tuple[MemoryMount, ...] = ()) -> None:
         """Make the directories; the writable ones belong to ``owner`` (mode 0700) when given."""
         self.root.mkdir(parents=True, exist_ok=True, mode=0o711)
         stores = [(self.memory / mount.slug, mount.writable) for mount in memory]
-        every = [(self.workspace, True), (self.outputs, True), (self.uploads, False), (self.memory, False), *stores]
+        every = [
+            (self.workspace, True),
+            (self.outputs, True),
+            (self.uploads, False),
+            (self.memory, False),
+            (self.skills, False),
+            *stores,
+        ]
         for path, writable in every:
             path.mkdir(exist_ok=True, mode=0o700 if writable else 0o755)
             if writable and owner is not None:
@@ -62,7 +75,7 @@ class SessionDirs:
         mounts = [Mount(WORKSPACE, self.workspace)]
         if session_mounts:
             mounts += [Mount(OUTPUTS, self.outputs), Mount(UPLOADS, self.uploads, writable=False)]
-            mounts += [Mount(MEMORY, self.memory, writable=False)]
+            mounts += [Mount(MEMORY, self.memory, writable=False), Mount(SKILLS, self.skills, writable=False)]
             mounts += [Mount(f"{MEMORY}/{m.slug}", self.memory / m.slug, writable=m.writable) for m in memory]
         return RootedFiles(mounts, owner)
 

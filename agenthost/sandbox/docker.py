@@ -33,7 +33,7 @@ from pathlib import Path
 
 from agenthost.sandbox.base import SandboxSpec, SandboxUnavailable
 from agenthost.sandbox.cgroups import identity_alive, server_identity
-from agenthost.sandbox.directories import MEMORY, OUTPUTS, UPLOADS, SessionDirs
+from agenthost.sandbox.directories import MEMORY, OUTPUTS, SKILLS, UPLOADS, SessionDirs
 from agenthost.sandbox.host import HostBackend, HostSandbox, SandboxConfig, log
 from agenthost.sandbox.packages import MOUNT
 from agenthost.sandbox.rooted import WORKSPACE
@@ -109,6 +109,7 @@ class DockerSandbox(HostSandbox):
             "--volume", f"{self.dirs.outputs}:{OUTPUTS}",
             "--volume", f"{self.dirs.uploads}:{UPLOADS}:ro",
             "--volume", f"{self.dirs.memory}:{MEMORY}:ro",
+            "--volume", f"{self.dirs.skills}:{SKILLS}:ro",
             "--workdir", WORKSPACE,
         ]  # fmt: skip
         for mount in self.spec.memory:
