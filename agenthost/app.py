@@ -90,6 +90,7 @@ def build_sandboxes(settings: Settings) -> SandboxBackend:
         Limits(settings.sandbox_memory_mb << 20, settings.sandbox_pids, settings.sandbox_cpus),
         tmp_bytes=settings.sandbox_tmp_mb << 20,
         trusted_hosts={host.lower(): address for host, address in settings.sandbox_trusted_hosts.items()},
+        upstream_ca_file=settings.sandbox_upstream_ca_file,
         mirrors={
             manager: url
             for manager, url in (("pip", settings.sandbox_pip_index_url), ("npm", settings.sandbox_npm_registry))

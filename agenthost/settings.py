@@ -167,6 +167,13 @@ class Settings(BaseSettings):
             "`/var/lib/agenthost/sandboxes/<hash of data_dir>` when the data dir is private (e.g. under /root)."
         ),
     )
+    sandbox_upstream_ca_file: Path | None = Field(
+        default=None,
+        description=(
+            "A PEM file of CAs the egress proxy trusts, besides the system's, when it forwards a request it put an "
+            "`environment_variable` credential into (e.g. an internal CA)."
+        ),
+    )
     sandbox_memory_mb: int = Field(default=4096, gt=0, description="Memory limit of one sandbox (cgroup), MiB.")
     sandbox_pids: int = Field(default=1024, gt=0, description="Most processes one sandbox may run (cgroup, rlimit).")
     sandbox_cpus: float = Field(default=1.0, gt=0, description="CPU share of one sandbox, in cores (cgroup quota).")

@@ -32,6 +32,7 @@ from agenthost.sandbox.bwrap import BwrapUnavailable, probe
 from agenthost.settings import Settings
 from agenthost.store.sql import Store
 from agenthost.testing.fake_anthropic import FakeAnthropic
+from tests.tls import CA_FILE as TEST_CA_FILE
 
 T = TypeVar("T")
 PG_URL = os.environ.get("AGENTHOST_TEST_PG_URL", "postgresql://127.0.0.1:5432/test")
@@ -220,6 +221,7 @@ def test_settings(data_dir: Path, db_url: str) -> Settings:
         sandbox_memory_mb=512,
         sandbox_pids=128,
         sandbox_trusted_hosts=TRUSTED_TEST_HOSTS,
+        sandbox_upstream_ca_file=TEST_CA_FILE,  # the tests' HTTPS servers (tests/tls.py)
         sandbox_idle_seconds=1.0,  # the fake model also serves pages for web_fetch
         max_file_bytes=1024 * 1024,
         max_skill_bytes=256 * 1024,

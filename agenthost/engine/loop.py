@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from agenthost.engine.commands import CALL_TYPES, ENGINE_CALLS, RESULT_FIELDS, WORKER_TOOLS, answered
 from agenthost.engine.journal import Journal, LeaseLost, LogReader
 from agenthost.engine.mcp_servers import connect as connect_mcp
+from agenthost.engine.mcp_servers import secret_injections
 from agenthost.engine.memory_mounts import MemoryMirror, memory_mounts, memory_prompt
 from agenthost.engine.session_files import WRITING_TOOLS, SessionFiles
 from agenthost.engine.skill_mounts import SKILLS, skills_prompt
@@ -43,13 +44,14 @@ from agenthost.sandbox.base import (
     SandboxBackend,
     SandboxSpec,
     SandboxUnavailable,
+    SecretInjection,
 )
 from agenthost.schemas.common import JSON
 from agenthost.store.files import Files
 from agenthost.store.sessions import Logged, append_events, has_queued, take_queued
 from agenthost.store.skills import SkillArchive, Skills
 from agenthost.store.tables import environments, sessions
-from agenthost.store.vaults import Vaults
+from agenthost.store.vaults import Credential, Vaults
 from agenthost.store.work import enqueue
 from agenthost.tools.base import ToolOutput
 from agenthost.tools.mcp import MCPConnection
@@ -127,6 +129,8 @@ class Run:
         self.workspace_id = ""
         self.vault_ids: list[str] = []
         self.mcp: dict[str, MCPConnection] | None = None  # connected at the run's first turn
+        self.credentials: list[Credential] | None = None  # the session's vaults, read at the run's first turn
+        self.secrets: tuple[SecretInjection, ...] = ()
         self.memory: MemoryMirror | None = None
         self.memory_note: str | None = None
 
@@ -210,17 +214,36 @@ class Run:
             search_url=self.settings.web_search_url,
         )
         if taken is not None:
+            if self.credentials is None:
+                await self._resolve_credentials()
+            self.spec = replace(self.spec, secrets=self.secrets)
             await self._connect_mcp()
             if self.skill_versions is None:
                 self.skill_versions = await resolve_skills(self.skills, self.workspace_id, self.agent)
                 self.skills_note = skills_prompt(self.skill_versions)
         return taken
 
+    async def _resolve_credentials(self) -> None:
+        """Read the session's vaults once per run: MCP credentials, and the variables the sandbox gets."""
+        vaults, ids = self.vaults, self.vault_ids
+        self.credentials = await vaults.resolve(self.workspace_id, ids) if vaults is not None and ids else []
+        self.secrets, unreachable = secret_injections(self.session_id, self.credentials, self.spec.network)
+        for credential, host in unreachable:
+            error = {
+                "type": "credential_host_unreachable_error",
+                "message": f"the environment's network policy does not allow {host}, which credential "
+                f"{credential.id} is for",
+                "credential_id": credential.id,
+                "vault_id": credential.vault_id,
+                "retry_status": {"type": "retrying"},
+            }
+            await self.journal.append([{"type": "session.error", "error": error}])
+
     async def _connect_mcp(self) -> None:
         """Connect the agent's MCP servers once per run and offer their tools; a server that fails is a
         ``session.error`` and the turn goes on without it (BEHAVIOUR §5.1)."""
         if self.mcp is None:
-            self.mcp, failed = await connect_mcp(self.agent, self.vaults, self.workspace_id, self.vault_ids)
+            self.mcp, failed = await connect_mcp(self.agent, self.vaults, self.credentials or [])
             for server, failure in failed:
                 error = {
                     "type": failure.kind,

@@ -8,12 +8,14 @@ token endpoint, and the new tokens are kept in the vault.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 
 import httpx2
 
 from agenthost.errors import InvalidRequest
+from agenthost.sandbox.base import NetworkPolicy, SecretInjection
 from agenthost.schemas.common import JSON, now_us, ts
 from agenthost.store.vaults import Credential, Vaults, match_mcp
 from agenthost.tools.mcp import MCPConnection, MCPFailure
@@ -94,7 +96,7 @@ async def _refresh(vaults: Vaults, credential: Credential, server: str) -> str:
 
 
 async def connect(
-    agent: JSON, vaults: Vaults | None, workspace_id: str, vault_ids: list[str]
+    agent: JSON, vaults: Vaults | None, credentials: list[Credential]
 ) -> tuple[dict[str, MCPConnection], list[tuple[str, MCPFailure]]]:
     """Open every MCP server the agent has a toolset for; the connections, and the servers that failed.
 
@@ -105,7 +107,6 @@ async def connect(
     servers = [server for server in agent.get("mcp_servers", []) if server["name"] in wanted]
     if not servers:
         return {}, []
-    credentials = await vaults.resolve(workspace_id, vault_ids) if vaults is not None and vault_ids else []
     connected: dict[str, MCPConnection] = {}
     failed: list[tuple[str, MCPFailure]] = []
     for server in servers:
@@ -214,3 +215,31 @@ async def _probe(url: str, token: str | None) -> tuple[str, JSON]:
     finally:
         await connection.close()
     return "valid", {"method": "tools/list", "http_response": None}
+
+
+def secret_injections(
+    session_id: str, credentials: list[Credential], network: NetworkPolicy
+) -> tuple[tuple[SecretInjection, ...], list[tuple[Credential, str]]]:
+    """The session's ``environment_variable`` credentials as sandbox variables (first vault first, by name),
+    and the hosts of theirs that the environment's network policy does not allow."""
+    found: dict[str, SecretInjection] = {}
+    unreachable: list[tuple[Credential, str]] = []
+    for credential in credentials:
+        auth, secret = credential.auth, credential.secret
+        if auth["type"] != "environment_variable" or secret is None or auth["secret_name"] in found:
+            continue
+        networking = auth["networking"]
+        hosts = tuple(networking["allowed_hosts"]) if networking["type"] == "limited" else None
+        for host in hosts or ():
+            if not host.startswith("*.") and not network.allows(host):
+                unreachable.append((credential, host))
+        digest = hashlib.sha256(f"{session_id}/{credential.id}".encode()).hexdigest()[:32]
+        found[auth["secret_name"]] = SecretInjection(
+            name=auth["secret_name"],
+            placeholder=f"agenthost-placeholder-{digest}",
+            value=secret["secret_value"],
+            hosts=hosts,
+            header=auth["injection_location"]["header"],
+            body=auth["injection_location"]["body"],
+        )
+    return tuple(found.values()), unreachable

@@ -100,6 +100,25 @@ class MemoryMount:
 
 
 @dataclass(frozen=True)
+class SecretInjection:
+    """An ``environment_variable`` credential: the sandbox's ``name`` holds ``placeholder``, and the egress
+    proxy puts ``value`` in its place in requests to ``hosts`` (None: any host the environment allows)."""
+
+    name: str
+    placeholder: str
+    value: str = field(repr=False)
+    hosts: tuple[str, ...] | None
+    header: bool
+    body: bool
+
+    def applies(self, host: str) -> bool:
+        if self.hosts is None:
+            return True
+        host = host.lower().rstrip(".")
+        return any(host == entry or (entry.startswith("*.") and host.endswith(entry[1:])) for entry in self.hosts)
+
+
+@dataclass(frozen=True)
 class SandboxSpec:
     """What a session's sandbox must look like."""
 
@@ -107,6 +126,7 @@ class SandboxSpec:
     network: NetworkPolicy = field(default_factory=NetworkPolicy)
     packages: Packages = field(default_factory=Packages)
     memory: tuple[MemoryMount, ...] = ()
+    secrets: tuple[SecretInjection, ...] = ()
 
 
 class Sandbox(Protocol):

@@ -40,7 +40,7 @@ from agenthost.sandbox.base import SandboxSpec, SandboxUnavailable
 from agenthost.sandbox.cgroups import Cgroup, CgroupTree
 from agenthost.sandbox.cgroups import detect as detect_cgroups
 from agenthost.sandbox.directories import MEMORY, OUTPUTS, SKILLS, UPLOADS, SessionDirs
-from agenthost.sandbox.host import PATH, HostBackend, HostSandbox, SandboxConfig, log
+from agenthost.sandbox.host import CA_BUNDLE, PATH, HostBackend, HostSandbox, SandboxConfig, log
 from agenthost.sandbox.packages import MOUNT
 from agenthost.sandbox.rooted import WORKSPACE
 
@@ -108,6 +108,8 @@ class BwrapSandbox(HostSandbox):
         for mount in self.spec.memory:  # inside the read-only /mnt/memory, each store as attached
             argv += ["--bind-fd" if mount.writable else "--ro-bind-fd", str(fds[f"memory:{mount.slug}"])]
             argv.append(f"{MEMORY}/{mount.slug}")
+        if self.ca_bundle is not None:  # over the system's bundle: it also trusts the egress proxy's CA
+            argv += ["--ro-bind", str(self.ca_bundle), CA_BUNDLE]
         argv += [
             "--chdir", WORKSPACE, "--clearenv",
             "--info-fd", str(info_fd), "--block-fd", str(block_fd),

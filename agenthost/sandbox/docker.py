@@ -34,7 +34,7 @@ from pathlib import Path
 from agenthost.sandbox.base import SandboxSpec, SandboxUnavailable
 from agenthost.sandbox.cgroups import identity_alive, server_identity
 from agenthost.sandbox.directories import MEMORY, OUTPUTS, SKILLS, UPLOADS, SessionDirs
-from agenthost.sandbox.host import HostBackend, HostSandbox, SandboxConfig, log
+from agenthost.sandbox.host import CA_BUNDLE, HostBackend, HostSandbox, SandboxConfig, log
 from agenthost.sandbox.packages import MOUNT
 from agenthost.sandbox.rooted import WORKSPACE
 
@@ -117,6 +117,8 @@ class DockerSandbox(HostSandbox):
             argv += ["--volume", f"{self.dirs.memory / mount.slug}:{MEMORY}/{mount.slug}:{mode}"]
         if packages is not None:
             argv += ["--volume", f"{packages}:{MOUNT}:{'rw' if self.build_into else 'ro'}"]
+        if self.ca_bundle is not None:
+            argv += ["--volume", f"{self.ca_bundle}:{CA_BUNDLE}:ro"]
         if self.backend.image is None:
             argv += ["--volume", "/usr:/usr:ro", "--volume", "/etc:/etc:ro"]
         for key, value in self.environment().items():

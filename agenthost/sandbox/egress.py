@@ -10,6 +10,12 @@ git and most HTTP clients work; anything that ignores the variables has no route
 Every request is checked twice: the host against the environment's policy before any
 DNS lookup, then every resolved address against the non-public rule, and the proxy
 connects to the address it checked. Refusals are a 403 whose body says why.
+
+A host that one of the session's ``environment_variable`` credentials may reach is treated
+differently: the proxy reads the request (ending the sandbox's TLS with
+:class:`~agenthost.sandbox.interception.Interceptor` for ``CONNECT``), puts each secret in
+place of its placeholder in the enabled locations (headers, body), and sends it on with
+``Connection: close``. One request per connection: the client opens the next one.
 """
 
 from __future__ import annotations
@@ -20,28 +26,41 @@ import ctypes
 import logging
 import os
 import socket
+import ssl
 import threading
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from agenthost.sandbox.addresses import AddressRefused, public_addresses
-from agenthost.sandbox.base import NetworkPolicy
+from agenthost.sandbox.base import NetworkPolicy, SecretInjection
+from agenthost.sandbox.interception import Interceptor
 
 PORT = 3128
 MAX_CONNECTIONS = 128  # per sandbox: past it new connections are closed at once
 _CLONE_NEWNET = 0x40000000
 _HEAD_LIMIT = 64 * 1024
+_BODY_LIMIT = 16 << 20  # a request body larger than this is passed on as it is, placeholders and all
 log = logging.getLogger("agenthost.sandbox.egress")
 
 
 class EgressProxy:
     """Serves one sandbox's proxy socket with that sandbox's policy."""
 
-    def __init__(self, policy: NetworkPolicy, trusted: Mapping[str, str], session_id: str, registries: tuple[str, ...]):
+    def __init__(
+        self,
+        policy: NetworkPolicy,
+        trusted: Mapping[str, str],
+        session_id: str,
+        registries: tuple[str, ...],
+        secrets: tuple[SecretInjection, ...] = (),
+        interceptor: Interceptor | None = None,
+    ):
         self.policy = policy
         self.registries = registries
         self.trusted = trusted
         self.session_id = session_id
+        self.secrets = secrets
+        self.interceptor = interceptor
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -101,6 +120,10 @@ class EgressProxy:
             log.info("egress %s: %s %s:%d refused: %s", self.session_id, method, host, port, exc)
             await _reply(writer, 403, f"Blocked by the sandbox network policy: {exc}.")
             return
+        injected = [secret for secret in self.secrets if secret.applies(host)]
+        if injected and (method != "CONNECT" or self.interceptor is not None):
+            await self._inject(reader, writer, method, host, port, path, version, headers, addresses[0], injected)
+            return
         try:
             upstream_reader, upstream_writer = await asyncio.wait_for(asyncio.open_connection(addresses[0], port), 15)
         except (OSError, TimeoutError) as exc:
@@ -119,6 +142,87 @@ class EgressProxy:
             await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
         finally:
             upstream_writer.close()
+
+    async def _inject(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        method: str,
+        host: str,
+        port: int,
+        path: str,
+        version: str,
+        headers: list[str],
+        address: str,
+        secrets: list[SecretInjection],
+    ) -> None:
+        """Forward one request with the secrets in place of their placeholders (see the module's docstring)."""
+        tls: ssl.SSLContext | None = None
+        if method == "CONNECT":
+            assert self.interceptor is not None
+            writer.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+            await writer.drain()
+            await writer.start_tls(self.interceptor.server_context(host))
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+            request_line, *headers = head.decode("latin-1").split("\r\n")
+            method, path, version = request_line.split(" ", 2)
+            tls = self.interceptor.upstream_context()
+        fields = [h for h in headers if h and not h.lower().startswith(("proxy-", "connection:", "keep-alive:"))]
+        length = next((int(h.split(":", 1)[1]) for h in fields if h.lower().startswith("content-length:")), None)
+        chunked = any(h.lower().startswith("transfer-encoding:") and "chunked" in h.lower() for h in fields)
+        body = b""
+        if length is not None and length <= _BODY_LIMIT and any(s.body for s in secrets):
+            body = await reader.readexactly(length)
+            for secret in secrets:
+                if secret.body:
+                    body = body.replace(secret.placeholder.encode(), secret.value.encode())
+            fields = [h for h in fields if not h.lower().startswith("content-length:")]
+            fields.append(f"Content-Length: {len(body)}")
+        for secret in secrets:
+            if secret.header:
+                fields = [_swap_header(h, secret) for h in fields]
+        try:
+            upstream_reader, upstream_writer = await asyncio.wait_for(
+                asyncio.open_connection(address, port, ssl=tls, server_hostname=host if tls else None), 15
+            )
+        except (OSError, TimeoutError, ssl.SSLError) as exc:
+            await _reply(writer, 502, f"The sandbox proxy could not connect to {host}:{port}: {exc}")
+            return
+        log.debug("egress %s: %s %s:%d with credentials, via %s", self.session_id, method, host, port, address)
+        upstream_writer.write(
+            f"{method} {path} {version}\r\n{''.join(h + chr(13) + chr(10) for h in fields)}"
+            "Connection: close\r\n\r\n".encode("latin-1")
+            + body
+        )
+        try:
+            if length is not None and not body and length:  # a body left as it was: stream it
+                await asyncio.gather(_copy(reader, upstream_writer, length), _pipe(upstream_reader, writer))
+            elif chunked:
+                await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
+            else:
+                await _pipe(upstream_reader, writer)
+        finally:
+            upstream_writer.close()
+
+
+def _swap_header(line: str, secret: SecretInjection) -> str:
+    name, colon, value = line.partition(":")
+    if not colon or secret.placeholder not in value:
+        return line
+    value = value.replace(secret.placeholder, secret.value)
+    if "\r" in value or "\n" in value:  # a secret must not start a header of its own
+        return line
+    return f"{name}:{value}"
+
+
+async def _copy(source: asyncio.StreamReader, sink: asyncio.StreamWriter, length: int) -> None:
+    while length > 0:
+        data = await source.read(min(length, 65536))
+        if not data:
+            return
+        length -= len(data)
+        sink.write(data)
+        await sink.drain()
 
 
 async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:

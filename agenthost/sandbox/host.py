@@ -22,12 +22,14 @@ from agenthost.sandbox.base import PACKAGE_REGISTRY_HOSTS, CommandResult, Sandbo
 from agenthost.sandbox.cgroups import Limits
 from agenthost.sandbox.directories import SessionDirs, session_ids_on_disk
 from agenthost.sandbox.egress import PORT, EgressProxy, listen_in_namespace
+from agenthost.sandbox.interception import Interceptor
 from agenthost.sandbox.packages import INSTALL_TIMEOUT, PackageCache, environment_variables
 from agenthost.sandbox.rooted import WORKSPACE
 from agenthost.sandbox.shell import ShellSandbox
 
 log = logging.getLogger("agenthost.sandbox")
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,8 @@ class SandboxConfig:
     """Hostnames the egress proxy sends to a fixed address, exempt from the non-public rule."""
     mirrors: dict[str, str] = field(default_factory=dict)
     """Package index URLs by manager (``pip``, ``npm``) used instead of the public registries."""
+    upstream_ca_file: Path | None = None
+    """CAs the egress proxy also trusts when it re-encrypts a request it injected credentials into."""
 
     def registries(self) -> tuple[str, ...]:
         """Hosts `allow_package_managers` opens: the public registries and the mirrors."""
@@ -103,7 +107,16 @@ class HostSandbox(ShellSandbox):
             path, extra = environment_variables(self.spec.packages)
             env["PATH"] = ":".join([*path, PATH])
             env |= extra
+        if self.spec.secrets and self.backend.network:
+            for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS"):
+                env[name] = CA_BUNDLE  # the sandbox's bundle: the system's CAs and the egress proxy's
+            env |= {secret.name: secret.placeholder for secret in self.spec.secrets}
         return env
+
+    @property
+    def ca_bundle(self) -> Path | None:
+        """The host file mounted at CA_BUNDLE, when the sandbox trusts the egress proxy's CA."""
+        return self.dirs.root / "ca-bundle.pem" if self.spec.secrets and self.backend.network else None
 
     async def packages(self) -> Path | None:
         """The directory to mount at /opt/agenthost (read-only unless this is a build), if any."""
@@ -112,7 +125,14 @@ class HostSandbox(ShellSandbox):
     async def open_proxy(self, pid: int) -> None:
         """Serve the egress proxy inside the network namespace of ``pid`` (a process of the sandbox)."""
         config = self.backend.config
-        self._proxy = EgressProxy(self.spec.network, config.trusted_hosts, self.spec.session_id, config.registries())
+        self._proxy = EgressProxy(
+            self.spec.network,
+            config.trusted_hosts,
+            self.spec.session_id,
+            config.registries(),
+            self.spec.secrets,
+            self.backend.interceptor() if self.spec.secrets else None,
+        )
         await self._proxy.serve(await listen_in_namespace(pid))
 
     async def close_proxy(self) -> None:
@@ -135,6 +155,13 @@ class HostBackend:
         """Sandboxes reach the egress proxy (it listens in their namespace, which takes CAP_SYS_ADMIN)."""
         self.packages = PackageCache(root, config.mirrors)
         self._sandboxes: dict[str, HostSandbox] = {}
+        self._interceptor: Interceptor | None = None
+
+    def interceptor(self) -> Interceptor:
+        """This process's TLS interception CA, made on first use."""
+        if self._interceptor is None:
+            self._interceptor = Interceptor(self.config.upstream_ca_file)
+        return self._interceptor
 
     def _make(self, spec: SandboxSpec, dirs: SessionDirs, uid: int, build_into: Path | None = None) -> HostSandbox:
         raise NotImplementedError
@@ -155,6 +182,8 @@ class HostBackend:
             dirs, uid = SessionDirs(self.root / spec.session_id), self.uid_for(spec.session_id)
             await asyncio.to_thread(dirs.create, (uid, uid) if self.switch_user else None, spec.memory)
             sandbox = self._sandboxes[spec.session_id] = self._make(spec, dirs, uid)
+            if sandbox.ca_bundle is not None:
+                await asyncio.to_thread(sandbox.ca_bundle.write_bytes, self.interceptor().bundle())
         return sandbox
 
     async def prepare(self, spec: SandboxSpec) -> Path | None:
