@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import anthropic
 import pytest
+import uvicorn
 
 from tests.conftest import wait_until
+from tests.engine.observe import Weather, weather_app
 
 
 class Recorder:
@@ -93,3 +97,43 @@ def assert_stream_equals_list(streamed: list[Any], client: anthropic.Anthropic, 
     for event in listed:
         assert last[event.id] == event
     return listed
+
+
+@pytest.fixture(scope="module")
+def weather() -> Iterator[Weather]:
+    """The MCP server of tests/engine/observe.py, on a loopback port, for one test module."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    state = Weather(f"http://127.0.0.1:{sock.getsockname()[1]}")
+    config = uvicorn.Config(weather_app(state), log_level="warning", lifespan="on", loop="asyncio")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    wait_until(lambda: server.started, timeout=30)
+    yield state
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def logged() -> Iterator[list[str]]:
+    """Every log line the server writes while the test runs, at every level.
+
+    The server runs in threads of this process; the test's own threads (the SDK client that sends
+    the token to create the credential, the stream readers) are left out.
+    """
+    lines: list[str] = []
+    main = threading.main_thread().ident
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.thread != main and not record.threadName.endswith("(_read)"):
+                lines.append(self.format(record))
+
+    handler, root = Keep(logging.DEBUG), logging.getLogger()
+    previous = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    yield lines
+    root.removeHandler(handler)
+    root.setLevel(previous)

@@ -22,7 +22,7 @@ import pytest
 from agenthost.testing.fake_anthropic import Text, ToolUse
 from tests.conftest import BWRAP_PROBLEM, LiveServer, Script, needs_root
 from tests.engine.conftest import Recorder, assert_stream_equals_list
-from tests.engine.test_mcp import _database_text, _files_containing, logged  # noqa: F401 - a fixture
+from tests.engine.observe import Weather, database_text, files_containing
 from tests.engine.test_turns import TOOLSET, say
 from tests.tls import server_context
 
@@ -31,6 +31,7 @@ pytestmark = [
     needs_root,
 ]
 
+ALLOW = {"type": "always_allow"}
 FETCH = """import sys, urllib.request
 url, auth = sys.argv[1], sys.argv[2]
 data = sys.argv[3].encode() if len(sys.argv) > 3 else None
@@ -94,7 +95,7 @@ def test_secret_reaches_only_its_hosts_and_nothing_else_sees_it(
     recorders: list[Recorder],
     echo: Echo,
     server: LiveServer,
-    logged: list[str],  # noqa: F811 - the fixture
+    logged: list[str],
 ) -> None:
     secret = f"sk-live-{secrets.token_hex(16)}"
     echo.secret = secret
@@ -146,12 +147,12 @@ def test_secret_reaches_only_its_hosts_and_nothing_else_sees_it(
     assert seen["authorization"] == "Bearer <<SECRET>>" and seen["body"].startswith("token=agenthost-placeholder-")
 
     assert secret not in orjson.dumps([e.model_dump(mode="json") for e in listed]).decode()
-    assert secret not in _database_text(server)
+    assert secret not in database_text(server)
     assert [line for line in logged if secret in line] == []
     assert server.sandbox_dir is not None
     workspace = server.sandbox_dir / session.id
     assert (workspace / "workspace" / "env.txt").exists()
-    assert _files_containing(workspace, secret.encode()) == []
+    assert files_containing(workspace, secret.encode()) == []
     assert not any(secret.encode() in Path(p).read_bytes() for p in _env_files(workspace))
 
 
@@ -187,3 +188,80 @@ def test_a_credential_host_the_environment_blocks_is_a_session_error(
     assert error.error.type == "credential_host_unreachable_error"
     assert error.error.credential_id == credential.id and error.error.vault_id == vault.id
     assert listed[-1].type == "session.status_idle" and listed[-1].stop_reason.type == "end_turn"
+
+
+def test_a_session_using_every_credential_kind_leaves_no_secret_behind(
+    client: anthropic.Anthropic,
+    script: Script,
+    environment: Any,
+    recorders: list[Recorder],
+    echo: Echo,
+    weather: Weather,
+    server: LiveServer,
+    logged: list[str],
+) -> None:
+    bearer, access, refresh, client_secret, variable = (f"{kind}-{secrets.token_hex(12)}" for kind in "BARCV")
+    weather.valid.add(bearer)
+    echo.secret = variable
+    local = weather.mcp_url.replace("127.0.0.1", "localhost")  # the same server under a second URL
+    vault = client.beta.vaults.create(display_name="everything")
+    credentials = client.beta.vaults.credentials
+    credentials.create(vault.id, auth={"type": "static_bearer", "mcp_server_url": weather.mcp_url, "token": bearer})
+    credentials.create(
+        vault.id,
+        auth={
+            "type": "mcp_oauth",
+            "mcp_server_url": local,
+            "access_token": access,  # refused by the server: refreshed with the refresh token and client secret
+            "refresh": {
+                "client_id": "agenthost-test",
+                "refresh_token": refresh,
+                "token_endpoint": f"{weather.url}/token",
+                "token_endpoint_auth": {"type": "client_secret_basic", "client_secret": client_secret},
+            },
+        },
+    )
+    credentials.create(
+        vault.id,
+        auth={
+            "type": "environment_variable",
+            "secret_name": "API_TOKEN",
+            "secret_value": variable,
+            "networking": {"type": "limited", "allowed_hosts": ["allowed.test"]},
+        },
+    )
+    toolsets = [
+        {"type": "mcp_toolset", "mcp_server_name": name, "default_config": {"permission_policy": ALLOW}}
+        for name in ("bearer", "oauth")
+    ]
+    servers = [
+        {"type": "url", "name": "bearer", "url": weather.mcp_url},
+        {"type": "url", "name": "oauth", "url": local},
+    ]
+    agent = script.agent(client, tools=[TOOLSET, *toolsets], mcp_servers=servers)
+    https = f"https://allowed.test:{echo.https_port}/echo"
+    script(
+        ToolUse("mcp__bearer__forecast", {"city": "Oslo"}),
+        ToolUse("mcp__oauth__forecast", {"city": "Lima"}),
+        ToolUse("write", {"file_path": "fetch.py", "content": FETCH}),
+        ToolUse("bash", {"command": f'env > env.txt; python3 fetch.py {https} "Bearer $API_TOKEN"'}),
+        Text("Done."),
+    )
+    session = client.beta.sessions.create(agent=agent.id, environment_id=environment.id, vault_ids=[vault.id])
+    recorder = Recorder(client, session.id)
+    recorders.append(recorder)
+    client.beta.sessions.events.send(session.id, events=[say("everything")])
+    listed = assert_stream_equals_list(recorder.idles(), client, session.id)
+    assert "session.error" not in [e.type for e in listed]
+    mcp = [e.content[0].text for e in listed if e.type == "agent.mcp_tool_result"]
+    assert mcp == ["sunny in Oslo", "sunny in Lima"]
+    assert orjson.loads(_results(listed)[-1]) == {"authorization": "Bearer <<SECRET>>", "body": ""}
+    assert weather.refreshes[-1]["refresh_token"] == refresh
+
+    events = orjson.dumps([e.model_dump(mode="json") for e in listed]).decode()
+    database = database_text(server)
+    assert server.sandbox_dir is not None
+    for secret in (bearer, access, refresh, client_secret, variable):
+        assert secret not in events and secret not in database
+        assert [line for line in logged if secret in line] == []
+        assert files_containing(server.sandbox_dir / session.id, secret.encode()) == []

@@ -6,136 +6,23 @@ token it sees; it also plays the OAuth token endpoint for refreshes. (BEHAVIOUR 
 
 from __future__ import annotations
 
-import logging
-import os
 import secrets
 import socket
-import threading
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import anthropic
 import orjson
 import pytest
-import sqlalchemy as sa
-import uvicorn
-from mcp.server.mcpserver import MCPServer
 
-from agenthost.settings import Settings
-from agenthost.store.sql import Store
 from agenthost.testing.fake_anthropic import Text, ToolUse
-from tests.conftest import LiveServer, Script, run_async, wait_until
+from tests.conftest import LiveServer, Script
 from tests.engine.conftest import Recorder, assert_stream_equals_list, types
+from tests.engine.observe import Weather, database_text, files_containing
 from tests.engine.test_turns import TOOLSET, say
 
 PAUSE = ["session.usage", "session.status_idle"]
-
-
-@dataclass
-class Weather:
-    """The test MCP server: which bearer tokens it accepts, and which it was sent."""
-
-    url: str
-    valid: set[str] = field(default_factory=set)
-    seen: list[str] = field(default_factory=list)
-    refreshes: list[dict[str, str]] = field(default_factory=list)
-
-    @property
-    def mcp_url(self) -> str:
-        return f"{self.url}/mcp"
-
-
-def _weather_app(state: Weather) -> Any:
-    server = MCPServer("weather")
-
-    @server.tool()
-    def forecast(city: str) -> str:
-        """Tomorrow's weather in a city."""
-        return f"sunny in {city}"
-
-    @server.tool()
-    def alerts(region: str) -> str:
-        """Weather alerts for a region."""
-        return f"no alerts in {region}"
-
-    inner = server.streamable_http_app(stateless_http=True, json_response=True)
-
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"] == "/token-denied":
-            headers = [(b"content-type", b"application/json")]
-            await send({"type": "http.response.start", "status": 400, "headers": headers})
-            await send({"type": "http.response.body", "body": b'{"error":"invalid_grant"}'})
-            return
-        if scope["type"] == "http" and scope["path"] == "/token":
-            body = b""
-            while True:
-                message = await receive()
-                body += message.get("body", b"")
-                if not message.get("more_body"):
-                    break
-            form = dict(pair.split("=", 1) for pair in body.decode().split("&"))
-            state.refreshes.append(form)
-            token = f"fresh-{secrets.token_hex(8)}"
-            state.valid.add(token)
-            answer = orjson.dumps({"access_token": token, "token_type": "bearer", "expires_in": 3600})
-            headers = [(b"content-type", b"application/json")]
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
-            await send({"type": "http.response.body", "body": answer})
-            return
-        if scope["type"] == "http":
-            token = dict(scope["headers"]).get(b"authorization", b"").decode().removeprefix("Bearer ")
-            state.seen.append(token)
-            if token not in state.valid:
-                headers = [(b"www-authenticate", b"Bearer")]
-                await send({"type": "http.response.start", "status": 401, "headers": headers})
-                await send({"type": "http.response.body", "body": b""})
-                return
-        await inner(scope, receive, send)
-
-    return app
-
-
-@pytest.fixture(scope="module")
-def weather() -> Iterator[Weather]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    state = Weather(f"http://127.0.0.1:{sock.getsockname()[1]}")
-    config = uvicorn.Config(_weather_app(state), log_level="warning", lifespan="on", loop="asyncio")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, timeout=30)
-    yield state
-    server.should_exit = True
-    thread.join(timeout=10)
-
-
-@pytest.fixture
-def logged() -> Iterator[list[str]]:
-    """Every log line the server writes while the test runs, at every level.
-
-    The server runs in threads of this process; the test's own threads (the SDK client that sends
-    the token to create the credential, the stream readers) are left out.
-    """
-    lines: list[str] = []
-    main = threading.main_thread().ident
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            if record.thread != main and not record.threadName.endswith("(_read)"):
-                lines.append(self.format(record))
-
-    handler, root = Keep(logging.DEBUG), logging.getLogger()
-    previous = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    yield lines
-    root.removeHandler(handler)
-    root.setLevel(previous)
 
 
 def _mcp_agent(
@@ -164,31 +51,6 @@ def _bearer_vault(client: anthropic.Anthropic, url: str, token: str) -> Any:
     auth = {"type": "static_bearer", "mcp_server_url": url, "token": token}
     client.beta.vaults.credentials.create(vault.id, auth=auth)
     return vault
-
-
-def _database_text(server: LiveServer) -> str:
-    async def read() -> str:
-        store = Store(Settings(database_url=server.database_url).resolved_database_url())
-        try:
-            rows = await store.db.run_read(lambda c: c.execute(sa.text("SELECT payload FROM events")).all())
-            return repr(rows)
-        finally:
-            await store.close()
-
-    return run_async(read())
-
-
-def _files_containing(root: Path, needle: bytes) -> list[str]:
-    found = []
-    for directory, _, names in os.walk(root):
-        for name in names:
-            path = Path(directory, name)
-            try:
-                if needle in path.read_bytes():
-                    found.append(str(path))
-            except OSError:
-                continue
-    return found
 
 
 def test_mcp_tool_runs_with_the_vault_token_which_appears_nowhere_else(
@@ -245,11 +107,11 @@ def test_mcp_tool_runs_with_the_vault_token_which_appears_nowhere_else(
 
     assert token in weather.seen
     assert token not in orjson.dumps([e.model_dump(mode="json") for e in listed]).decode()
-    assert token not in _database_text(server)
+    assert token not in database_text(server)
     assert any(weather.mcp_url in line for line in logged)  # the server's own requests are in the log
     assert [line for line in logged if token in line] == []
     assert server.sandbox_dir is not None
-    assert _files_containing(server.sandbox_dir / session.id, token.encode()) == []
+    assert files_containing(server.sandbox_dir / session.id, token.encode()) == []
     assert (server.sandbox_dir / session.id / "workspace" / "env.txt").exists()  # the sandbox did run
 
 
