@@ -16,9 +16,10 @@ from agenthost.ids import new_id
 from agenthost.schemas.common import JSON, now_us, ts
 from agenthost.schemas.resources import FileResourceParam, check_mounts, file_resource_json, mount_path
 from agenthost.store.db import Database
+from agenthost.store.environments import environment_row
 from agenthost.store.files import Files, delete_copy, insert_copies
 from agenthost.store.paging import Page
-from agenthost.store.sessions import session_row
+from agenthost.store.sessions import refuse_on_worker, session_row
 from agenthost.store.tables import sessions
 
 
@@ -33,10 +34,12 @@ def _find(row: Any, resource_id: str) -> JSON:
     raise NotFound(f"resource {resource_id!r} not found in session {row.id}")
 
 
-def _writable(row: Any) -> None:
+def _writable(conn: sa.Connection, row: Any) -> None:
     if row.archived_at is not None or row.status == "terminated":
         state = "archived" if row.archived_at else "terminated"
         raise Conflict(f"session {row.id} is {state}; its resources are fixed")
+    if environment_row(conn, row.workspace_id, row.environment_id).fields["config"]["type"] == "self_hosted":
+        refuse_on_worker(None)
 
 
 def _store(conn: sa.Connection, session_id: str, resources: list[JSON], now: int) -> None:
@@ -68,7 +71,7 @@ class SessionResources:
         return await self.db.run_read(lambda conn: _find(session_row(conn, workspace_id, session_id), resource_id))
 
     async def add(self, workspace_id: str, session_id: str, param: FileResourceParam) -> JSON:
-        await self.db.run_read(lambda conn: _writable(session_row(conn, workspace_id, session_id)))
+        await self.db.run_read(lambda conn: _writable(conn, session_row(conn, workspace_id, session_id)))
         path = mount_path(param.file_id, param.mount_path, "mount_path")
         copies = await self.files.copy_for_session(workspace_id, {"file_id": param.file_id})
         now = now_us()
@@ -76,7 +79,7 @@ class SessionResources:
 
         def write(conn: sa.Connection) -> JSON:
             row = session_row(conn, workspace_id, session_id, lock="update")
-            _writable(row)
+            _writable(conn, row)
             resources = [*row.resources, resource]
             check_mounts(resources, "mount_path")
             insert_copies(conn, workspace_id, session_id, copies, now)
@@ -101,7 +104,7 @@ class SessionResources:
         def write(conn: sa.Connection) -> str:
             row = session_row(conn, workspace_id, session_id, lock="update")
             resource = _find(row, resource_id)
-            _writable(row)
+            _writable(conn, row)
             resources = [r for r in row.resources if r.get("id") != resource_id]
             now = now_us()
             _store(conn, session_id, resources, now)

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
-from agenthost.errors import Conflict, InvalidRequest, NotFound
+from agenthost.errors import Conflict, InvalidRequest, NotFound, NotSupported
 from agenthost.ids import new_id
 from agenthost.schemas.common import JSON, now_us, ts
 from agenthost.schemas.events import event_json
@@ -178,6 +178,12 @@ def has_queued(conn: sa.Connection, session_id: str, types: tuple[str, ...] | No
     return conn.execute(query.limit(1)).first() is not None
 
 
+def refuse_on_worker(index: int | None) -> None:
+    """Resources are mounted by the server's sandboxes; a self-hosted worker's machine gets none of them."""
+    field = "resources" if index is None else f"resources[{index}]"
+    raise NotSupported(field, "files and memory stores in self-hosted environments (their workers run the tools)")
+
+
 def attach_stores(conn: sa.Connection, workspace_id: str, stores: dict[int, MemoryStoreResourceParam]) -> list[JSON]:
     """The memory-store resources of a new session, each store checked (it exists here, is not archived)."""
     if len(stores) > MAX_MEMORY_STORES:
@@ -279,6 +285,8 @@ class Sessions:
                     f"environment_id: environment {environment_id} is archived; new sessions cannot use it",
                     error_code="environment_archived",
                 )
+            if resources and env.fields["config"]["type"] == "self_hosted":
+                refuse_on_worker(0)
             values = {
                 "id": session_id,
                 "workspace_id": workspace_id,

@@ -191,3 +191,21 @@ def test_upload_over_the_limit_is_413_and_keeps_nothing(client: anthropic.Anthro
     assert_error(raw.post("/v1/files", files=big), 413, "request_too_large", "file")
     exact = upload(client, "exact.bin", b"x" * (1024 * 1024))
     assert [f.id for f in client.beta.files.list()] == [exact.id]
+
+
+def test_self_hosted_sessions_take_no_files_or_memory_stores(client: anthropic.Anthropic, raw: httpx2.Client) -> None:
+    """A self-hosted worker runs the tools on its own machine, where nothing the server mounts would be."""
+    agent = client.beta.agents.create(**AGENT)
+    env = client.beta.environments.create(name="own-machines", config={"type": "self_hosted"})
+    uploaded = upload(client)
+    store = client.beta.memory_stores.create(name="notes")
+    base = {"agent": agent.id, "environment_id": env.id}
+    for resource in ({"type": "file", "file_id": uploaded.id}, {"type": "memory_store", "memory_store_id": store.id}):
+        response = raw.post("/v1/sessions", json={**base, "resources": [resource]})
+        assert_error(response, 400, "invalid_request_error", "self-hosted environments")
+    assert list(client.beta.sessions.list()) == []
+    assert [f.id for f in client.beta.files.list()] == [uploaded.id]  # no copy was left behind
+    session = client.beta.sessions.create(**base)
+    response = raw.post(f"/v1/sessions/{session.id}/resources", json={"type": "file", "file_id": uploaded.id})
+    assert_error(response, 400, "invalid_request_error", "self-hosted environments")
+    assert client.beta.sessions.retrieve(session.id).resources == []
