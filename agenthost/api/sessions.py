@@ -38,7 +38,7 @@ async def create_session(request: Request, body: SessionCreate, workspace_id: Wo
 
 async def _create_session(request: Request, body: SessionCreate, workspace_id: str) -> JSONBytes:
     body.check_unsupported()
-    resources = body.file_resources()
+    resources = body.resource_params()
     initial = initial_event_payloads(body.initial_events)
     ref = body.agent
     agent_id = ref if isinstance(ref, str) else ref.id
@@ -174,7 +174,9 @@ async def retrieve_resource(request: Request, session_id: str, resource_id: str,
 async def update_resource(
     request: Request, session_id: str, resource_id: str, body: ResourceUpdate, workspace_id: Workspace
 ) -> JSONBytes:
-    return json_response(await store(request).resources.update(workspace_id, session_id, resource_id))
+    return json_response(
+        await store(request).resources.update(workspace_id, session_id, resource_id, body.authorization_token)
+    )
 
 
 @router.delete("/{session_id}/resources/{resource_id}")

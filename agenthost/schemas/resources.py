@@ -1,22 +1,35 @@
 """Session resources: request bodies, mount paths and the wire objects (layer 0; REFERENCE §6.4).
 
-Only file resources are implemented; GitHub repositories and memory stores are refused by
-name until they are.
+File resources and GitHub repositories are implemented; memory stores are refused by name
+until they are. A repository's ``authorization_token`` is write-only: it is never part of the
+wire object (``repository_json``), the store keeps it sealed apart (docs/repositories.md).
 """
 
 from __future__ import annotations
 
 import posixpath
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
 from agenthost.errors import InvalidRequest, NotSupported
 from agenthost.schemas.common import JSON, Body, Text
 
 UPLOADS = "/mnt/session/uploads"
+WORKSPACE = "/workspace"
 MAX_FILES_PER_SESSION = 500
+MAX_REPOSITORIES_PER_SESSION = 20
+"""Our pick (the contract names no limit): each repository is a full clone before the first tool call."""
 MAX_MOUNT_PATH = 1024
+MAX_TOKEN = 4096
+GITHUB = "https://github.com"
+# GitHub's own rules: owners are 1-39 letters, digits and inner hyphens; repositories 1-100 of
+# letters, digits, '.', '_' and '-'. SSH forms, `.git`, other hosts, queries and deeper paths are refused.
+_OWNER = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})")
+_REPO = re.compile(r"[A-Za-z0-9._-]{1,100}")
+_SHA = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
+_BAD_REF = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//")
 
 
 class FileResourceParam(Body):
@@ -25,28 +38,116 @@ class FileResourceParam(Body):
     mount_path: Text | None = None
 
 
+class BranchCheckout(Body):
+    type: Literal["branch"]
+    name: Text
+
+
+class CommitCheckout(Body):
+    type: Literal["commit"]
+    sha: Text
+
+
+Checkout = Annotated[BranchCheckout | CommitCheckout, Field(discriminator="type")]
+
+
+class RepositoryResourceParam(Body):
+    """``{type: github_repository, url, authorization_token?, checkout?, mount_path?}`` (REFERENCE §6.3)."""
+
+    type: Literal["github_repository"]
+    url: Text
+    authorization_token: Text | None = None
+    checkout: Checkout | None = None
+    mount_path: Text | None = None
+
+
+ResourceParam = FileResourceParam | RepositoryResourceParam
+
+
 class ResourceUpdate(Body):
     authorization_token: Text
 
 
-def parse_resource(raw: Any, field: str) -> FileResourceParam:
-    """Validate one ``resources[]`` entry; the kinds agenthost does not implement yet are refused by name."""
-    prefix = f"{field}." if field else ""
-    kind = raw.get("type") if isinstance(raw, dict) else None
-    if kind in ("github_repository", "memory_store"):
-        raise NotSupported(field or "type", f"{kind} resources")
-    if kind != "file":
-        raise InvalidRequest(f"{prefix}type: must be one of file, github_repository, memory_store")
+def _validated(model: type[Body], raw: Any, prefix: str) -> Any:
     try:
-        param = FileResourceParam.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
         error = exc.errors()[0]
         where = ".".join(str(part) for part in error["loc"])
         message = "unknown field" if error["type"] == "extra_forbidden" else error["msg"]
         raise InvalidRequest(f"{prefix}{where}: {message}") from None
+
+
+def parse_resource(raw: Any, field: str) -> ResourceParam:
+    """Validate one ``resources[]`` entry; the kinds agenthost does not implement yet are refused by name."""
+    prefix = f"{field}." if field else ""
+    kind = raw.get("type") if isinstance(raw, dict) else None
+    if kind == "memory_store":
+        raise NotSupported(field or "type", f"{kind} resources")
+    if kind == "github_repository":
+        return _repository(_validated(RepositoryResourceParam, raw, prefix), prefix)
+    if kind != "file":
+        raise InvalidRequest(f"{prefix}type: must be one of file, github_repository, memory_store")
+    param: FileResourceParam = _validated(FileResourceParam, raw, prefix)
     if not param.file_id:
         raise InvalidRequest(f"{prefix}file_id: must not be empty")
     return param
+
+
+def _repository(param: RepositoryResourceParam, prefix: str) -> RepositoryResourceParam:
+    """Check a repository's url, checkout and token; the url is kept without a trailing slash."""
+    owner, repo = repository_name(param.url, f"{prefix}url")
+    url = f"{GITHUB}/{owner}/{repo}"
+    checkout = param.checkout
+    if isinstance(checkout, BranchCheckout):
+        check_branch(checkout.name, f"{prefix}checkout.name")
+    elif isinstance(checkout, CommitCheckout):
+        if not _SHA.fullmatch(checkout.sha):
+            raise InvalidRequest(f"{prefix}checkout.sha: must be a full commit SHA (40 or 64 hexadecimal digits)")
+        checkout = CommitCheckout(type="commit", sha=checkout.sha.lower())
+    if param.authorization_token is not None:
+        check_token(param.authorization_token, f"{prefix}authorization_token")
+    return param.model_copy(update={"url": url, "checkout": checkout})
+
+
+def repository_name(url: str, field: str) -> tuple[str, str]:
+    """``(owner, repo)`` of ``https://github.com/<owner>/<repo>`` (one trailing slash tolerated); 400 otherwise."""
+    rest = url[len(GITHUB) + 1 :] if url.startswith(GITHUB + "/") else None
+    parts = rest.removesuffix("/").split("/") if rest else []
+    if (
+        len(parts) != 2
+        or not _OWNER.fullmatch(parts[0])
+        or parts[0].endswith("-")
+        or not _REPO.fullmatch(parts[1])
+        or parts[1] in (".", "..")
+        or parts[1].lower().endswith(".git")
+    ):
+        raise InvalidRequest(
+            f"{field}: {url[:200]!r} is not a GitHub repository URL of the form https://github.com/<owner>/<repo> "
+            "(no .git suffix, no SSH form, nothing after the repository name)"
+        )
+    return parts[0], parts[1]
+
+
+def check_branch(name: str, field: str) -> None:
+    """A branch name git accepts, and that cannot pass for a command-line option."""
+    if (
+        not name
+        or len(name) > 255
+        or name.startswith(("-", "/", "."))
+        or name.endswith(("/", ".", ".lock"))
+        or "/." in name
+        or _BAD_REF.search(name)
+    ):
+        raise InvalidRequest(f"{field}: {name[:200]!r} is not a valid branch name")
+
+
+def check_token(token: str, field: str) -> None:
+    """A token goes into an HTTP header: it must be non-empty printable ASCII without spaces."""
+    if not token or len(token) > MAX_TOKEN or not all("!" <= char <= "~" for char in token):
+        raise InvalidRequest(
+            f"{field}: must be 1-{MAX_TOKEN} printable ASCII characters without spaces or control characters"
+        )
 
 
 def parse_added(raw: dict[str, Any]) -> FileResourceParam:
@@ -54,7 +155,27 @@ def parse_added(raw: dict[str, Any]) -> FileResourceParam:
     kind = raw.get("type")
     if kind in ("github_repository", "memory_store"):
         raise InvalidRequest(f"type: {kind} resources can only be attached when the session is created")
-    return parse_resource(raw, "")
+    param = parse_resource(raw, "")
+    assert isinstance(param, FileResourceParam)
+    return param
+
+
+def repository_mount_path(repo: str, given: str | None, field: str) -> str:
+    """Where a repository is cloned: ``/workspace/<repo>`` by default; relative paths are under /workspace."""
+    if given is None:
+        return f"{WORKSPACE}/{repo}"
+    path = given if given.startswith("/") else f"{WORKSPACE}/{given}"
+    relative = path[len(WORKSPACE) + 1 :] if path.startswith(WORKSPACE + "/") else ""
+    if (
+        not relative
+        or len(path.encode()) > MAX_MOUNT_PATH
+        or any(part in ("", ".", "..") for part in relative.split("/"))
+        or posixpath.normpath(path) != path
+    ):
+        raise InvalidRequest(
+            f"{field}: {given[:200]!r} is not a directory under {WORKSPACE}/ (no '.', '..' or empty segments)"
+        )
+    return path
 
 
 def mount_path(file_id: str, given: str | None, field: str) -> str:
@@ -75,13 +196,17 @@ def mount_path(file_id: str, given: str | None, field: str) -> str:
 
 
 def check_mounts(resources: list[JSON], field: str) -> None:
-    """No two files at one path, none inside another's path, and at most MAX_FILES_PER_SESSION."""
-    paths = sorted(r["mount_path"] for r in resources if r["type"] == "file")
-    if len(paths) > MAX_FILES_PER_SESSION:
-        raise InvalidRequest(f"{field}: a session holds at most {MAX_FILES_PER_SESSION} files")
-    for before, after in zip(paths, paths[1:], strict=False):
-        if after == before or after.startswith(before + "/"):
-            raise InvalidRequest(f"{field}: mount_path {after} collides with another file at {before}")
+    """No two files (or repositories) at one path, none inside another's path, and the per-session limits."""
+    for kind, noun, limit in (
+        ("file", "file", MAX_FILES_PER_SESSION),
+        ("github_repository", "repository", MAX_REPOSITORIES_PER_SESSION),
+    ):
+        paths = sorted(r["mount_path"] for r in resources if r["type"] == kind)
+        if len(paths) > limit:
+            raise InvalidRequest(f"{field}: a session holds at most {limit} {noun} resources")
+        for before, after in zip(paths, paths[1:], strict=False):
+            if after == before or after.startswith(before + "/"):
+                raise InvalidRequest(f"{field}: mount_path {after} collides with another {noun} at {before}")
 
 
 def file_resource_json(resource_id: str, file_id: str, path: str, created_at: str, updated_at: str) -> JSON:
@@ -90,6 +215,21 @@ def file_resource_json(resource_id: str, file_id: str, path: str, created_at: st
         "id": resource_id,
         "file_id": file_id,
         "mount_path": path,
+        "created_at": created_at,
+        "updated_at": updated_at,
+    }
+
+
+def repository_json(
+    resource_id: str, url: str, path: str, checkout: JSON | None, created_at: str, updated_at: str
+) -> JSON:
+    """The wire object of a repository resource: never its token (REFERENCE §6.4)."""
+    return {
+        "type": "github_repository",
+        "id": resource_id,
+        "url": url,
+        "mount_path": path,
+        "checkout": checkout,
         "created_at": created_at,
         "updated_at": updated_at,
     }

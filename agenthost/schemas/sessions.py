@@ -10,7 +10,7 @@ from agenthost.errors import InvalidRequest, NotSupported
 from agenthost.schemas.agents import retool
 from agenthost.schemas.common import JSON, Body, Text, Version, check_metadata
 from agenthost.schemas.events import InitialEvent
-from agenthost.schemas.resources import FileResourceParam, parse_resource
+from agenthost.schemas.resources import ResourceParam, parse_resource
 from agenthost.schemas.tools import MCPServer, ModelParam, Skill, Tool, require_read, resolve_model, resolve_skills
 
 Id = Annotated[Text, StringConstraints(min_length=1, max_length=128)]
@@ -55,8 +55,8 @@ class SessionCreate(Body):
             raise NotSupported("budget", "session budgets")
         check_metadata(self.metadata)
 
-    def file_resources(self) -> list[FileResourceParam]:
-        """The ``resources`` entries, each validated (files only, for now)."""
+    def resource_params(self) -> list[ResourceParam]:
+        """The ``resources`` entries, each validated (files and GitHub repositories; memory stores refused)."""
         return [parse_resource(raw, f"resources[{index}]") for index, raw in enumerate(self.resources)]
 
 
