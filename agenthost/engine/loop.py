@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from agenthost.engine.commands import CALL_TYPES, ENGINE_CALLS, RESULT_FIELDS, WORKER_TOOLS, answered
 from agenthost.engine.journal import Journal, LeaseLost, LogReader
 from agenthost.engine.mcp_servers import connect as connect_mcp
+from agenthost.engine.repositories import SessionRepositories
 from agenthost.engine.session_files import WRITING_TOOLS, SessionFiles
 from agenthost.engine.transcript import INTERRUPTED, build_messages
 from agenthost.errors import Unavailable
@@ -70,6 +71,7 @@ class RunSettings:
     grep_timeout_seconds: float = 30.0
     web_search_url: str | None = None
     max_file_bytes: int = 500 * 1024 * 1024
+    github_url: str = "https://github.com"
 
 
 class Interrupted(Exception):
@@ -110,6 +112,7 @@ class Run:
         self.workspace_id = ""
         self.vault_ids: list[str] = []
         self.mcp: dict[str, MCPConnection] | None = None  # connected at the run's first turn
+        self.repositories = SessionRepositories(journal.db, vaults, self.session_id, settings.github_url)
 
     async def execute(self) -> None:
         try:
@@ -512,6 +515,8 @@ class Run:
             return ToolOutput.text(self.sandbox_refusal, is_error=True)
         sandbox = await self.sandboxes.get(self.spec)
         await self._mount_files(sandbox)
+        if failed := await self._interruptible(self.repositories.clone(sandbox)):  # BEHAVIOUR §5.4
+            await self.journal.append(failed)
         try:
             output = await self._interruptible(self.toolbox.execute(tool_use["name"], tool_use["input"], sandbox))
         except Interrupted:
