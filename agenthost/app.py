@@ -119,6 +119,7 @@ def build_engine(settings: Settings, store: Store, provider: ModelProvider | Non
         grep_timeout_seconds=settings.grep_timeout_seconds,
         web_search_url=settings.web_search_url,
         max_file_bytes=settings.max_file_bytes,
+        github_url=settings.github_url,
     )
     return Engine(
         store.db,

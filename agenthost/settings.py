@@ -125,6 +125,14 @@ class Settings(BaseSettings):
             "`GET <url>?q=<query>&format=json`). Unset: web_search is not offered to the model."
         ),
     )
+    github_url: str = Field(
+        default="https://github.com",
+        description=(
+            "Where GitHub repository resources are cloned from: replaces the `https://github.com` prefix of their "
+            "URLs when the server clones (a GitHub Enterprise host, a mirror, or a local git server in tests). "
+            "The URLs the API returns and the clones' `origin` stay `https://github.com/...`."
+        ),
+    )
     web_fetch_private_hosts: list[str] = Field(
         default_factory=list,
         description=(

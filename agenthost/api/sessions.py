@@ -174,7 +174,9 @@ async def retrieve_resource(request: Request, session_id: str, resource_id: str,
 async def update_resource(
     request: Request, session_id: str, resource_id: str, body: ResourceUpdate, workspace_id: Workspace
 ) -> JSONBytes:
-    return json_response(await store(request).resources.update(workspace_id, session_id, resource_id))
+    return json_response(
+        await store(request).resources.update(workspace_id, session_id, resource_id, body.authorization_token)
+    )
 
 
 @router.delete("/{session_id}/resources/{resource_id}")

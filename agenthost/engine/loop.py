@@ -30,6 +30,7 @@ from agenthost.engine.journal import Journal, LeaseLost, LogReader
 from agenthost.engine.mcp_servers import connect as connect_mcp
 from agenthost.engine.mcp_servers import secret_injections
 from agenthost.engine.memory_mounts import MemoryMirror, memory_mounts, memory_prompt
+from agenthost.engine.repositories import SessionRepositories
 from agenthost.engine.session_files import WRITING_TOOLS, SessionFiles
 from agenthost.engine.skill_mounts import SKILLS, skills_prompt
 from agenthost.engine.skill_mounts import place as place_skills
@@ -86,6 +87,7 @@ class RunSettings:
     grep_timeout_seconds: float = 30.0
     web_search_url: str | None = None
     max_file_bytes: int = 500 * 1024 * 1024
+    github_url: str = "https://github.com"
 
 
 class Interrupted(Exception):
@@ -133,6 +135,7 @@ class Run:
         self.secrets: tuple[SecretInjection, ...] = ()
         self.memory: MemoryMirror | None = None
         self.memory_note: str | None = None
+        self.repositories = SessionRepositories(journal.db, self.vaults, self.session_id, settings.github_url)
 
     async def execute(self) -> None:
         try:
@@ -561,6 +564,8 @@ class Run:
             return ToolOutput.text(self.sandbox_refusal, is_error=True)
         sandbox = await self.sandboxes.get(self.spec)
         await self._mount_files(sandbox)
+        if failed := await self._interruptible(self.repositories.clone(sandbox)):  # BEHAVIOUR §5.4
+            await self.journal.append(failed)
         try:
             output = await self._interruptible(self.toolbox.execute(tool_use["name"], tool_use["input"], sandbox))
         except Interrupted:

@@ -231,6 +231,29 @@ class RootedFiles:
             os.close(fd)
         return where.display
 
+    def move_in(self, source: Path, path: str) -> str:
+        """Move a directory the server made (``source``, on the same file system) to ``path``; return its path.
+
+        Parents are created as :meth:`write_bytes` creates them, and the agent's symlinks resolve inside
+        the mount. Only an empty directory may be in the way (it is replaced); anything else is an
+        OSError, as is a read-only mount.
+        """
+        where = self.locate(path)
+        if not where.mount.writable or not where.relative:
+            raise PermissionError(errno.EACCES, f"{where.mount.path} is read-only or a mount itself", path)
+        parent, _, name = where.relative.rpartition("/")
+        self._make_dirs(where.mount, parent)
+        directory = self._open(Located(where.mount, parent), os.O_PATH | os.O_DIRECTORY)
+        try:
+            os.rename(source, name, dst_dir_fd=directory)
+        except OSError as exc:
+            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+                raise FileExistsError(exc.errno, "something other than an empty directory is there", path) from None
+            raise
+        finally:
+            os.close(directory)
+        return where.display
+
     def _make_dirs(self, mount: Mount, relative: str) -> None:
         parts = [part for part in relative.split("/") if part]
         for depth in range(len(parts)):

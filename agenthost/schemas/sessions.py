@@ -56,7 +56,7 @@ class SessionCreate(Body):
         check_metadata(self.metadata)
 
     def parsed_resources(self) -> list[ResourceParam]:
-        """The ``resources`` entries, each validated (files and memory stores, for now)."""
+        """The ``resources`` entries, each validated (files, memory stores and GitHub repositories)."""
         return [parse_resource(raw, f"resources[{index}]") for index, raw in enumerate(self.resources)]
 
 

@@ -3,6 +3,9 @@
 Resources are part of the session row (``sessions.resources``), in the order they were
 attached. Only files can be added later; each gets the session's own copy, exactly as at
 create (``store/files.py``). The engine mounts them before the session's next tool call.
+
+GitHub repositories are fixed for the session's life (BEHAVIOUR §5.4): they cannot be added
+or removed after create, only their token rotated (``update``), sealed in ``session_repositories``.
 """
 
 from __future__ import annotations
@@ -14,11 +17,13 @@ import sqlalchemy as sa
 from agenthost.errors import Conflict, InvalidRequest, NotFound
 from agenthost.ids import new_id
 from agenthost.schemas.common import JSON, now_us, ts
-from agenthost.schemas.resources import FileResourceParam, check_mounts, file_resource_json, mount_path
+from agenthost.schemas.resources import FileResourceParam, check_mounts, check_token, file_resource_json, mount_path
 from agenthost.store.db import Database
 from agenthost.store.environments import environment_row
 from agenthost.store.files import Files, delete_copy, insert_copies
 from agenthost.store.paging import Page
+from agenthost.store.repositories import replace_token, seal_token
+from agenthost.store.secrets import Sealer
 from agenthost.store.sessions import refuse_on_worker, session_row
 from agenthost.store.tables import sessions
 
@@ -49,9 +54,10 @@ def _store(conn: sa.Connection, session_id: str, resources: list[JSON], now: int
 class SessionResources:
     """The resources of sessions, scoped to a workspace."""
 
-    def __init__(self, db: Database, files: Files):
+    def __init__(self, db: Database, files: Files, sealer: Sealer | None = None):
         self.db = db
         self.files = files
+        self.sealer = sealer
 
     async def list(self, workspace_id: str, session_id: str, *, limit: int | None, after: str | None) -> Page:
         def read(conn: sa.Connection) -> list[JSON]:
@@ -92,18 +98,47 @@ class SessionResources:
             await self.files.forget([copies["file_id"][0]])
             raise
 
-    async def update(self, workspace_id: str, session_id: str, resource_id: str) -> JSON:
-        """Rotate a repository's token: file resources have nothing to update (REFERENCE §6.4)."""
+    async def update(self, workspace_id: str, session_id: str, resource_id: str, token: str) -> JSON:
+        """Rotate a repository's token: file resources have nothing to update (REFERENCE §6.4).
+
+        The new token is used from the next clone on; a repository already cloned stays as it is.
+        """
         resource = await self.get(workspace_id, session_id, resource_id)
-        raise InvalidRequest(
-            f"resource {resource_id} is a {resource['type']} resource; only github_repository resources can be "
-            "updated (authorization_token)"
-        )
+        if resource["type"] != "github_repository":
+            raise InvalidRequest(
+                f"resource {resource_id} is a {resource['type']} resource; only github_repository resources can be "
+                "updated (authorization_token)"
+            )
+        check_token(token, "authorization_token")
+        sealed = seal_token(self.sealer, token, "authorization_token")
+        assert sealed is not None
+
+        def write(conn: sa.Connection) -> JSON:
+            row = session_row(conn, workspace_id, session_id, lock="update")
+            _find(row, resource_id)
+            _writable(conn, row)
+            now = now_us()
+            updated: JSON = {}
+            resources: list[JSON] = []
+            for r in row.resources:
+                if r.get("id") == resource_id:
+                    r = updated = {**r, "updated_at": ts(now)}
+                resources.append(r)
+            replace_token(conn, session_id, resource_id, sealed, now)
+            _store(conn, session_id, resources, now)
+            return updated
+
+        return await self.db.run_write(write)
 
     async def delete(self, workspace_id: str, session_id: str, resource_id: str) -> None:
         def write(conn: sa.Connection) -> str:
             row = session_row(conn, workspace_id, session_id, lock="update")
             resource = _find(row, resource_id)
+            if resource["type"] == "github_repository":
+                raise InvalidRequest(
+                    f"resource {resource_id} is a github_repository resource; repositories are fixed for the "
+                    "session's life (only their authorization_token can be updated)"
+                )
             _writable(conn, row)
             resources = [r for r in row.resources if r.get("id") != resource_id]
             now = now_us()

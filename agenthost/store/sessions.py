@@ -28,6 +28,9 @@ from agenthost.schemas.resources import (
     file_resource_json,
     memory_resource_json,
     mount_path,
+    repository_json,
+    repository_mount_path,
+    repository_name,
 )
 from agenthost.schemas.sessions import empty_usage, session_json
 from agenthost.store.agents import agent_for_session
@@ -37,6 +40,8 @@ from agenthost.store.files import Files, delete_session_files, insert_copies
 from agenthost.store.memory import store_row as memory_store_row
 from agenthost.store.notify import Bus, Shown, announce, emissions_after
 from agenthost.store.paging import Lock, Page, PageRequest, created_filter, fetch_page, locked
+from agenthost.store.repositories import delete_tokens, insert_tokens, seal_token
+from agenthost.store.secrets import Sealer
 from agenthost.store.tables import events, sessions
 from agenthost.store.vaults import check_vaults
 from agenthost.store.work import enqueue
@@ -220,10 +225,11 @@ def session_row(conn: sa.Connection, workspace_id: str, session_id: str, lock: L
 class Sessions:
     """Session CRUD and the read side of the event log, scoped to a workspace."""
 
-    def __init__(self, db: Database, bus: Bus, files: Files):
+    def __init__(self, db: Database, bus: Bus, files: Files, sealer: Sealer | None = None):
         self.db = db
         self.bus = bus
         self.files = files
+        self.sealer = sealer
 
     async def create(
         self,
@@ -242,27 +248,23 @@ class Sessions:
         """Create a session from an agent version and an environment, with its initial events, atomically.
 
         Attached files are copied first (the session owns its copies); the copies' rows are written
-        with the session, and their bytes removed again when that fails. Memory stores are checked
-        and described in the session's transaction (REFERENCE §6.4: name and description as of now).
+        with the session, and their bytes removed again when that fails. Repository tokens are
+        sealed and written apart from the resources the API returns (store/repositories.py). Memory
+        stores are checked and described in the session's transaction (REFERENCE §6.4: name and
+        description as of now).
         """
         session_id, now = new_id("sesn"), now_us()
-        files = {i: r for i, r in enumerate(resources) if isinstance(r, FileResourceParam)}
         stores = {i: r for i, r in enumerate(resources) if isinstance(r, MemoryStoreResourceParam)}
-        sources = {f"resources[{index}].file_id": r.file_id for index, r in files.items()}
+        sources = {
+            f"resources[{index}].file_id": r.file_id
+            for index, r in enumerate(resources)
+            if isinstance(r, FileResourceParam)
+        }
         copies = await self.files.copy_for_session(workspace_id, sources) if sources else {}
         copy_ids = [copy_id for copy_id, _ in copies.values()]
         try:
-            attached = {
-                index: file_resource_json(
-                    new_id("sesrsc"),
-                    copies[f"resources[{index}].file_id"][0],
-                    mount_path(r.file_id, r.mount_path, f"resources[{index}].mount_path"),
-                    ts(now),
-                    ts(now),
-                )
-                for index, r in files.items()
-            }
-            check_mounts(list(attached.values()), "resources")
+            attached, sealed = self._attach(resources, copies, now)
+            check_mounts(attached, "resources")
         except InvalidRequest:
             await self.files.forget(copy_ids)
             raise
@@ -301,7 +303,7 @@ class Sessions:
                 "title": title,
                 "metadata": metadata,
                 "agent": build_agent(agent),
-                "resources": [*attached.values(), *attach_stores(conn, workspace_id, stores)],
+                "resources": [*attached, *attach_stores(conn, workspace_id, stores)],
                 "vault_ids": list(vault_ids),
                 "usage": empty_usage(),
                 "active_us": 0,
@@ -315,6 +317,7 @@ class Sessions:
             check_vaults(conn, workspace_id, list(vault_ids))
             conn.execute(sessions.insert().values(**values))
             insert_copies(conn, workspace_id, session_id, copies, now)
+            insert_tokens(conn, session_id, sealed, now)
             logged = append_events(conn, session_id, initial_events, processed=False, now=now)
             if initial_events:
                 announce(conn, "w", session_id)
@@ -329,6 +332,27 @@ class Sessions:
             raise
         self.bus.publish(session_id, logged)
         return session
+
+    def _attach(
+        self, resources: Sequence[ResourceParam], copies: dict[str, tuple[str, str]], now: int
+    ) -> tuple[list[JSON], dict[str, str | None]]:
+        """The resources' wire objects, and each repository resource's sealed token by resource id."""
+        attached: list[JSON] = []
+        sealed: dict[str, str | None] = {}
+        for index, r in enumerate(resources):
+            field, resource_id = f"resources[{index}]", new_id("sesrsc")
+            if isinstance(r, MemoryStoreResourceParam):
+                continue  # attached in the session's transaction (attach_stores)
+            if isinstance(r, FileResourceParam):
+                path = mount_path(r.file_id, r.mount_path, f"{field}.mount_path")
+                attached.append(file_resource_json(resource_id, copies[f"{field}.file_id"][0], path, ts(now), ts(now)))
+                continue
+            _, repo = repository_name(r.url, f"{field}.url")
+            path = repository_mount_path(repo, r.mount_path, f"{field}.mount_path")
+            checkout = r.checkout.model_dump() if r.checkout is not None else None
+            attached.append(repository_json(resource_id, r.url, path, checkout, ts(now), ts(now)))
+            sealed[resource_id] = seal_token(self.sealer, r.authorization_token, f"{field}.authorization_token")
+        return attached, sealed
 
     async def environment_of(self, workspace_id: str, session_id: str) -> str:
         """The environment a session runs in; 404 when unknown here."""
@@ -425,6 +449,7 @@ class Sessions:
             row = session_row(conn, workspace_id, session_id, lock="update")
             _refuse_running(row, "deleted")
             conn.execute(events.delete().where(events.c.session_id == session_id))
+            delete_tokens(conn, session_id)
             conn.execute(sessions.delete().where(sessions.c.id == session_id))
             announce(conn, "d", session_id)
             return delete_session_files(conn, session_id)

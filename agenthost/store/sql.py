@@ -40,16 +40,17 @@ class Store:
         work_lease_seconds: int = 90,
     ):
         self.db = Database(url)
-        self.vaults = Vaults(self.db, Sealer(secret_key) if secret_key is not None else None)
+        sealer = Sealer(secret_key) if secret_key is not None else None
+        self.vaults = Vaults(self.db, sealer)
         self.files = Files(self.db, files_dir)
-        self.resources = SessionResources(self.db, self.files)
+        self.resources = SessionResources(self.db, self.files, sealer)
         self.skills = Skills(self.db, files_dir)
         self.keys = Keys(self.db)
         self.agents = Agents(self.db)
         self.environments = Environments(self.db)
         self.memory_stores = MemoryStores(self.db)
         self.bus = Bus(self.db)
-        self.sessions = Sessions(self.db, self.bus, self.files)
+        self.sessions = Sessions(self.db, self.bus, self.files, sealer)
         self.idempotency = Idempotency(self.db)
         self.work = Work(self.db, work_lease_seconds)
         self._listener: Listener | None = None

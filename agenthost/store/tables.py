@@ -319,3 +319,17 @@ memory_versions = sa.Table(
     sa.Index("ix_memory_versions_store_id", "store_id", "id"),
     sa.Index("ix_memory_versions_memory_id", "memory_id", "id"),
 )
+
+# Migration 0011: the authorization tokens of a session's GitHub repository resources, sealed with the
+# server key (store/secrets.py) and kept apart from ``sessions.resources``, which the API returns. One
+# row per repository resource, ``token`` null when none was given (a public repository).
+session_repositories = sa.Table(
+    "session_repositories",
+    metadata,
+    sa.Column("resource_id", sa.String(64), primary_key=True),
+    sa.Column("session_id", sa.String(64), sa.ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("token", sa.Text, nullable=True),
+    sa.Column("created_at", Micros, nullable=False),
+    sa.Column("updated_at", Micros, nullable=False),
+    sa.Index("ix_session_repositories_session_id", "session_id"),
+)

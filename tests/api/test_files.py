@@ -162,7 +162,7 @@ def test_bad_resources_are_refused_and_change_nothing(client: anthropic.Anthropi
             400,
             "collides",
         ),
-        ([{"type": "github_repository", "url": "https://github.com/a/b"}], 400, "not supported"),
+        ([{"type": "github_repository", "url": "https://gitlab.com/a/b"}], 400, "resources[0].url"),
         ([{"type": "volume"}], 400, "resources[0].type"),
     ]
     for resources, status, mention in cases:

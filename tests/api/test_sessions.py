@@ -130,7 +130,7 @@ def test_initial_events_are_the_first_events_and_start_the_first_turn(
 @pytest.mark.parametrize(
     ("extra", "mentions"),
     [
-        ({"resources": [{"type": "github_repository", "url": "https://github.com/a/b"}]}, "resources[0]"),
+        ({"resources": [{"type": "memory_store", "memory_store_id": "m1", "access": "all"}]}, "resources[0].access"),
         ({"vault_ids": ["vlt_1", "vlt_1"]}, "vault_ids"),
         ({"budget": {"type": "limit", "max_list_cost": {"amount": "100", "currency": "USD"}}}, "budget"),
         (

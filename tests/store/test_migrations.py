@@ -30,7 +30,7 @@ def test_migrations_build_every_table_and_are_idempotent(server: LiveServer) -> 
 
     names, heads, changed = run_async(check())
     assert set(metadata.tables) <= names
-    assert heads == ["0010"]
+    assert heads == ["0011"]
     assert changed == 0
 
 
