@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mimetypes
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -33,7 +34,7 @@ def _filename(part: UploadFile, mime_type: str) -> str:
 def _expiry(raw: object) -> int | None:
     if raw is None:
         return None
-    if not isinstance(raw, str) or not raw.strip().lstrip("-").isdigit():
+    if not isinstance(raw, str) or not re.fullmatch(r"\s*-?[0-9]{1,12}\s*", raw):
         raise InvalidRequest("expires_in_seconds: must be an integer number of seconds")
     seconds = int(raw)
     if not MIN_EXPIRY <= seconds <= MAX_EXPIRY:

@@ -70,7 +70,8 @@ async def refresh_access_token(credential: Credential) -> RefreshOutcome:
     if not isinstance(token, str) or not token:
         return RefreshOutcome("failed", http_status=response.status_code, content_type=content_type, body=body)
     expires_in = granted.get("expires_in")
-    expires_at = now_us() + int(expires_in) * 1_000_000 if isinstance(expires_in, int | float) else None
+    valid = isinstance(expires_in, int | float) and 0 < expires_in < 10 * 365 * 86_400  # not NaN, not forever
+    expires_at = now_us() + int(expires_in * 1_000_000) if valid else None
     new_refresh = granted.get("refresh_token") if isinstance(granted.get("refresh_token"), str) else None
     return RefreshOutcome("succeeded", token, expires_at, new_refresh, response.status_code, content_type)
 

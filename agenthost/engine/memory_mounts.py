@@ -17,6 +17,9 @@ import asyncio
 import hashlib
 import logging
 from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
 
 from agenthost.errors import AgentHostError
 from agenthost.sandbox.base import MemoryMount, Sandbox
@@ -76,6 +79,20 @@ def memory_prompt(resources: list[JSON]) -> str | None:
     return "\n".join(lines)
 
 
+def _load(manifest: Path) -> dict[str, dict[str, str]]:
+    try:
+        loaded = orjson.loads(manifest.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def _dump(manifest: Path, mirrored: dict[str, dict[str, str]]) -> None:
+    partial = manifest.with_suffix(".partial")
+    partial.write_bytes(orjson.dumps(mirrored))
+    partial.replace(manifest)
+
+
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -86,6 +103,10 @@ def _scan(sandbox: Sandbox, store: AttachedStore) -> dict[str, bytes | None]:
     try:
         for display, info, dir_fd, name in sandbox.files.walk(store.root):
             path = display[len(store.root) :]
+            try:
+                path.encode("utf-8")
+            except UnicodeEncodeError:  # a name that is not UTF-8 cannot be a memory's path: left on disk only
+                continue
             found[path] = None if info.st_size > MAX_BYTES else sandbox.files.read_at(dir_fd, name, MAX_BYTES)
     except Exception as exc:  # the directory is not there (yet), or cannot be read: nothing to mirror
         log.debug("memory directory %s unreadable: %s", store.root, exc)
@@ -100,16 +121,25 @@ class MemoryMirror:
         self.actor = Actor.session(session_id)
         self.stores = attached_stores(resources)
         self._disk: dict[str, dict[str, str]] | None = None  # slug -> {path: sha} as last mirrored
+        self._manifest: Path | None = None
 
     async def pull(self, sandbox: Sandbox) -> None:
-        """Bring every store's directory up to date with the store (nothing when the sandbox has no mounts)."""
-        if not self.stores or sandbox.files.host_dir(self.stores[0].root) is None:
+        """Bring every store's directory up to date with the store (nothing when the sandbox has no mounts).
+
+        A run's first pull starts from the manifest the last run left (what was mirrored then): changes
+        on disk since, which a cut-off run never wrote back, are written back first instead of lost.
+        """
+        memory_dir = sandbox.files.host_dir(MEMORY)
+        if not self.stores or memory_dir is None:
             return
-        first = self._disk is None
-        self._disk = self._disk or {}
+        if self._disk is None:
+            self._manifest = memory_dir.parent / "memory.json"
+            self._disk = await asyncio.to_thread(_load, self._manifest)
+            if self._disk:
+                await self.push(sandbox)
         for store in self.stores:
             stored = await self.db.run_read(lambda conn, s=store: digests(conn, s.store_id))
-            if first or store.slug not in self._disk:
+            if store.slug not in self._disk:  # no manifest: what is on disk now is taken as mirrored
                 on_disk = await asyncio.to_thread(_scan, sandbox, store)
                 self._disk[store.slug] = {p: _sha(d) if d is not None else OVERSIZE for p, d in on_disk.items()}
             mirrored = self._disk[store.slug]
@@ -119,15 +149,29 @@ class MemoryMirror:
                 continue
             fresh = await self.db.run_read(lambda conn, s=store, p=stale: contents(conn, s.store_id, p))
             await asyncio.to_thread(self._apply, sandbox, store, fresh, gone)
-            self._disk[store.slug] = dict(stored)
+            for path in gone:
+                mirrored.pop(path, None)
+            for path, data in fresh.items():  # what was written, not what was listed (it may have changed since)
+                mirrored[path] = _sha(data)
+        await self._save()
+
+    async def _save(self) -> None:
+        if self._manifest is not None and self._disk is not None:
+            await asyncio.to_thread(_dump, self._manifest, self._disk)
 
     @staticmethod
     def _apply(sandbox: Sandbox, store: AttachedStore, fresh: dict[str, bytes], gone: list[str]) -> None:
         view = sandbox.files.server_view()
         for path in gone:
-            view.remove(store.root + path)
+            try:
+                view.remove(store.root + path)
+            except Exception as exc:  # a path the agent made unusable: leave it, the rest still syncs
+                log.warning("could not remove %s%s from the sandbox: %s", store.root, path, exc)
         for path, data in fresh.items():
-            view.write_bytes(store.root + path, data)
+            try:
+                view.write_bytes(store.root + path, data)
+            except Exception as exc:  # e.g. a directory where the file goes, or a name the filesystem refuses
+                log.warning("could not mirror %s%s into the sandbox: %s", store.root, path, exc)
 
     async def push(self, sandbox: Sandbox) -> list[str]:
         """Write back what changed in the writable stores' directories; the notes for the agent."""
@@ -139,6 +183,16 @@ class MemoryMirror:
                 continue
             on_disk = await asyncio.to_thread(_scan, sandbox, store)
             mirrored = self._disk.setdefault(store.slug, {})
+            # Deletions first: a file replaced by a directory of the same name must be gone before the
+            # directory's files are written.
+            for path in [p for p in mirrored if p not in on_disk]:
+                try:
+                    await self.db.run_write(
+                        lambda conn, s=store, p=path: delete_memory_by_path(conn, s.store_id, p, self.actor)
+                    )
+                except AgentHostError as exc:
+                    notes.append(f"{store.root + path} was not deleted from the memory store: {exc.message}")
+                del mirrored[path]
             for path, data in on_disk.items():
                 sha = _sha(data) if data is not None else OVERSIZE
                 if mirrored.get(path) == sha:
@@ -149,14 +203,7 @@ class MemoryMirror:
                 else:
                     notes.append(note)
                     await self._undo(sandbox, store, path, mirrored)
-            for path in [p for p in mirrored if p not in on_disk]:
-                try:
-                    await self.db.run_write(
-                        lambda conn, s=store, p=path: delete_memory_by_path(conn, s.store_id, p, self.actor)
-                    )
-                except AgentHostError as exc:
-                    notes.append(f"{store.root + path} was not deleted from the memory store: {exc.message}")
-                del mirrored[path]
+        await self._save()
         return notes
 
     async def _write(self, store: AttachedStore, path: str, data: bytes | None) -> str | None:

@@ -129,6 +129,10 @@ class SessionFiles:
         count = len(seen)
         for display, info, dir_fd, name in sandbox.files.walk(OUTPUTS):
             relative = display[len(OUTPUTS) + 1 :]
+            try:
+                relative.encode("utf-8")
+            except UnicodeEncodeError:  # a name that is not UTF-8 cannot be a file's name in the API
+                continue
             if seen.get(relative) == (info.st_size, info.st_mtime_ns) or info.st_size > self.max_bytes:
                 continue
             if relative not in seen:

@@ -167,7 +167,15 @@ class EgressProxy:
             request_line, *headers = head.decode("latin-1").split("\r\n")
             method, path, version = request_line.split(" ", 2)
             tls = self.interceptor.upstream_context()
-        fields = [h for h in headers if h and not h.lower().startswith(("proxy-", "connection:", "keep-alive:"))]
+            if not path.startswith("/"):  # an absolute target could name another host behind the same address
+                await _reply(writer, 400, "The sandbox proxy takes origin-form requests (GET /path) in a tunnel.")
+                return
+        # The Host header is the checked host, whatever the client wrote: a front end shared by several sites
+        # routes by it, and the secret must reach only the credential's host.
+        dropped = ("proxy-", "connection:", "keep-alive:", "host:")
+        fields = [h for h in headers if h and not h.lower().startswith(dropped)]
+        default_port = 443 if tls is not None else 80
+        fields.insert(0, f"Host: {host}" if port == default_port else f"Host: {host}:{port}")
         length = next((int(h.split(":", 1)[1]) for h in fields if h.lower().startswith("content-length:")), None)
         chunked = any(h.lower().startswith("transfer-encoding:") and "chunked" in h.lower() for h in fields)
         body = b""

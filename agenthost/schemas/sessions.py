@@ -43,7 +43,7 @@ class SessionCreate(Body):
     title: Text | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
     resources: list[Any] = Field(default_factory=list, max_length=1000)
-    vault_ids: list[str] = Field(default_factory=list)
+    vault_ids: list[Text] = Field(default_factory=list, max_length=100)
     budget: dict[str, Any] | None = None
     initial_events: list[InitialEvent] = Field(default_factory=list)
 

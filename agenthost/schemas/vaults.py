@@ -20,6 +20,12 @@ from agenthost.schemas.common import JSON, Body, Text, now_us, ts
 
 MAX_CREDENTIALS_PER_VAULT = 20
 MAX_ALLOWED_HOSTS = 16
+RESERVED_NAMES = frozenset(
+    {"PATH", "HOME", "LANG", "TERM", "SHELL", "PWD", "NO_PROXY", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE",
+     "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS", "PIP_INDEX_URL", "PIP_TRUSTED_HOST", "NPM_CONFIG_REGISTRY", "LD_PRELOAD",
+     "LD_LIBRARY_PATH"}
+)  # fmt: skip
+"""Variables the sandbox sets itself (or that change how every program runs): no credential may take them."""
 
 DisplayName = Annotated[Text, StringConstraints(min_length=1, max_length=255)]
 Secret = Annotated[Text, StringConstraints(min_length=1, max_length=16_384)]
@@ -250,6 +256,8 @@ def credential_parts(auth: MCPOAuth | StaticBearer | EnvironmentVariable) -> tup
         return public, secret, f"mcp:{url}"
     if not _SECRET_NAME.fullmatch(auth.secret_name):
         raise InvalidRequest("auth.secret_name: must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*)")
+    if auth.secret_name.upper() in RESERVED_NAMES or auth.secret_name.upper().endswith("_PROXY"):
+        raise InvalidRequest(f"auth.secret_name: {auth.secret_name} is set by the sandbox itself; choose another name")
     public = {
         "type": "environment_variable",
         "secret_name": auth.secret_name,

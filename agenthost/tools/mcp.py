@@ -11,6 +11,7 @@ events carry the server name and the tool's own name.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import re
@@ -55,51 +56,68 @@ class MCPTool:
 
 @dataclass
 class MCPConnection:
-    """One MCP server for the length of a run."""
+    """One MCP server for the length of a run.
+
+    The MCP client lives in a task of its own, from connecting to closing: its task groups belong
+    to that task, so a server that goes away cancels that task, never the run that calls tools.
+    """
 
     name: str
     url: str
     token: str | None = None
     tools: list[MCPTool] = field(default_factory=list)
-    _stack: contextlib.AsyncExitStack | None = None
-    _client: Client | None = None
     statuses: list[int] = field(default_factory=list)
     """The HTTP status of every response the server gave (to tell a refused credential from a failure)."""
+    _client: Client | None = None
+    _task: asyncio.Task[None] | None = None
+    _closing: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def open(self) -> list[MCPTool]:
         """Connect and list the server's tools; MCPFailure names what went wrong."""
+        ready: asyncio.Future[list[MCPTool]] = asyncio.get_running_loop().create_future()
+        self._task = asyncio.create_task(self._serve(ready), name=f"mcp-{self.name}")
+        try:
+            self.tools = await asyncio.shield(ready)
+        except asyncio.CancelledError:
+            await self.close()
+            raise
+        return self.tools
+
+    async def _serve(self, ready: asyncio.Future[list[MCPTool]]) -> None:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
         async def record(response: httpx2.Response) -> None:
             self.statuses.append(response.status_code)
 
-        stack = contextlib.AsyncExitStack()
-        http = await stack.enter_async_context(
-            httpx2.AsyncClient(
-                headers=headers,
-                timeout=httpx2.Timeout(CALL_TIMEOUT, connect=CONNECT_TIMEOUT),
-                event_hooks={"response": [record]},
-            )
-        )
         try:
-            client = await stack.enter_async_context(
-                Client(streamable_http_client(self.url, http_client=http), read_timeout_seconds=CALL_TIMEOUT)
-            )
-            listed: list[MCPTool] = []
-            cursor: str | None = None
-            while True:
-                page = await client.list_tools(cursor=cursor)
-                listed += [MCPTool(t.name, t.description or "", dict(t.input_schema)) for t in page.tools]
-                cursor = page.next_cursor
-                if not cursor:
-                    break
-        except BaseException as exc:
-            await _close_quietly(stack)
-            if isinstance(exc, Exception | ExceptionGroup):
-                raise self._failure(exc) from None
-            raise
-        self._stack, self._client, self.tools = stack, client, listed
-        return listed
+            async with (
+                httpx2.AsyncClient(
+                    headers=headers,
+                    timeout=httpx2.Timeout(CALL_TIMEOUT, connect=CONNECT_TIMEOUT),
+                    event_hooks={"response": [record]},
+                ) as http,
+                Client(streamable_http_client(self.url, http_client=http), read_timeout_seconds=CALL_TIMEOUT) as client,
+            ):
+                listed: list[MCPTool] = []
+                cursor: str | None = None
+                while True:
+                    page = await client.list_tools(cursor=cursor)
+                    listed += [MCPTool(t.name, t.description or "", dict(t.input_schema)) for t in page.tools]
+                    cursor = page.next_cursor
+                    if not cursor:
+                        break
+                self._client = client
+                ready.set_result(listed)
+                await self._closing.wait()
+        except BaseException as exc:  # noqa: BLE001 - handed to open(), or the connection just ends
+            if not ready.done():
+                if isinstance(exc, Exception | ExceptionGroup):
+                    ready.set_exception(self._failure(exc))
+                else:
+                    gone = MCPFailure("mcp_connection_failed_error", f"MCP server {self.name!r} went away")
+                    ready.set_exception(gone)
+        finally:
+            self._client = None
 
     def _failure(self, exc: BaseException) -> MCPFailure:
         if any(status in (401, 403) for status in self.statuses):
@@ -114,12 +132,24 @@ class MCPConnection:
         return MCPFailure("mcp_connection_failed_error", reason)
 
     async def call(self, tool: str, arguments: dict[str, Any]) -> ToolOutput:
-        """Call a tool; a failure is an error result the model can read."""
-        if self._client is None:
+        """Call a tool; a failure (the server gone, a protocol error) is an error result the model can read."""
+        client, serving = self._client, self._task
+        if client is None or serving is None or serving.done():
             return ToolOutput.text(f"MCP server {self.name!r} is not connected.", is_error=True)
+        calling = asyncio.ensure_future(client.call_tool(tool, arguments))
         try:
-            result = await self._client.call_tool(tool, arguments)
-        except Exception as exc:  # a broken connection, a protocol error: the model sees it
+            await asyncio.wait({calling, serving}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:  # the run's interrupt
+            calling.cancel()
+            raise
+        if not calling.done():  # the connection ended first
+            calling.cancel()
+            with contextlib.suppress(BaseException):
+                await calling
+            return ToolOutput.text(f"The MCP server {self.name!r} went away during the call.", is_error=True)
+        try:
+            result = calling.result()
+        except BaseException as exc:  # noqa: BLE001 - cancelled by the dying connection, or a protocol error
             return ToolOutput.text(f"The MCP server {self.name!r} failed: {_cause(exc)}", is_error=True)
         blocks: list[dict[str, Any]] = []
         for item in result.content:
@@ -135,14 +165,11 @@ class MCPConnection:
         return ToolOutput(blocks, bool(result.is_error))
 
     async def close(self) -> None:
-        if self._stack is not None:
-            stack, self._stack, self._client = self._stack, None, None
-            await _close_quietly(stack)
-
-
-async def _close_quietly(stack: contextlib.AsyncExitStack) -> None:
-    with contextlib.suppress(Exception, ExceptionGroup):
-        await stack.aclose()
+        self._closing.set()
+        task, self._task = self._task, None
+        if task is not None:
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(task, 10)
 
 
 def _cause(exc: BaseException) -> str:

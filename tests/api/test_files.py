@@ -57,7 +57,7 @@ def test_an_upload_is_not_downloadable_and_other_workspaces_do_not_see_it(
 
 def test_bad_uploads_are_refused_and_store_nothing(client: anthropic.Anthropic, raw: httpx2.Client) -> None:
     files = {"file": ("x.txt", b"data", "text/plain")}
-    for value in ("10", "7776001", "soon"):
+    for value in ("10", "7776001", "soon", "²", "--5"):
         response = raw.post("/v1/files", files=files, data={"expires_in_seconds": value})
         assert_error(response, 400, "invalid_request_error", "expires_in_seconds")
     assert_error(raw.post("/v1/files", data={"expires_in_seconds": "3600"}), 400, "invalid_request_error", "file")

@@ -112,6 +112,8 @@ def test_credential_rules(client: anthropic.Anthropic, raw: httpx2.Client) -> No
     assert_error(raw.post(path, json={"auth": ENV_VAR}), 409, "invalid_request_error", "auth.secret_name")
     bad = [
         ({**ENV_VAR, "secret_name": "1BAD"}, "auth.secret_name"),
+        ({**ENV_VAR, "secret_name": "PATH"}, "auth.secret_name"),
+        ({**ENV_VAR, "secret_name": "https_proxy"}, "auth.secret_name"),
         ({**ENV_VAR, "secret_name": "OTHER", "injection_location": {"body": False}}, "injection_location"),
         ({**ENV_VAR, "secret_name": "OTHER", "injection_location": None}, "injection_location"),
         ({**ENV_VAR, "secret_name": "OTHER", "networking": limited(["a.com/x"])}, "allowed_hosts[0]"),
