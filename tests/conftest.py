@@ -9,6 +9,7 @@ Each test gets its own workspace and key, so tests never see each other's resour
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -236,25 +237,29 @@ test_settings.__test__ = False  # type: ignore[attr-defined]  # a helper, not a 
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, fake: FakeAnthropic
 ) -> Iterator[LiveServer]:
-    backend: str = request.param
-    data_dir = tmp_path_factory.mktemp(f"agenthost-{backend}")
-    db_url = f"sqlite:///{data_dir / 'agenthost.db'}" if backend == "sqlite" else _pg_database()
     # Environment packages come from a pip index that the fake model's server also serves.
     index = f"http://allowed.test:{urlsplit(fake.url).port}/pages/simple"
     # web_search asks a search service that the fake model's server also plays (its page "search").
     search = f"{fake.url}/pages/search"
-    settings = test_settings(data_dir, db_url).model_copy(
-        update={"sandbox_pip_index_url": index, "web_search_url": search}
-    )
-    base_url, uv, thread = serve_in_thread(settings)
+    with live_server(request.param, tmp_path_factory, sandbox_pip_index_url=index, web_search_url=search) as served:
+        yield served
+
+
+@contextlib.contextmanager
+def live_server(backend: str, tmp_path_factory: pytest.TempPathFactory, **settings: Any) -> Iterator[LiveServer]:
+    """A test server on ``backend`` (sqlite or postgres, a fresh database) with these settings changed."""
+    data_dir = tmp_path_factory.mktemp(f"agenthost-{backend}")
+    db_url = f"sqlite:///{data_dir / 'agenthost.db'}" if backend == "sqlite" else _pg_database()
+    configured = test_settings(data_dir, db_url).model_copy(update=settings)
+    base_url, uv, thread = serve_in_thread(configured)
     try:
-        yield LiveServer(base_url, db_url, backend, settings.resolved_sandbox_dir())
+        yield LiveServer(base_url, db_url, backend, configured.resolved_sandbox_dir())
     finally:
         uv.should_exit = True
         thread.join(timeout=30)
         if backend == "postgres":
             _drop_pg_database(db_url)
-        shutil.rmtree(settings.resolved_sandbox_dir(), ignore_errors=True)
+        shutil.rmtree(configured.resolved_sandbox_dir(), ignore_errors=True)
 
 
 @pytest.fixture

@@ -8,10 +8,7 @@ on each database, with that setting.
 
 from __future__ import annotations
 
-import logging
 import os
-import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,11 +26,8 @@ from tests.conftest import (
     BWRAP_PROBLEM,
     LiveServer,
     Script,
-    _drop_pg_database,
-    _pg_database,
+    live_server,
     run_async,
-    serve_in_thread,
-    test_settings,
     wait_until,
 )
 from tests.engine.conftest import Recorder, assert_stream_equals_list, types
@@ -60,39 +54,8 @@ def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, fake: FakeAnthropic, github: GitHub
 ) -> Iterator[LiveServer]:
     """An agenthost that clones from the local GitHub (this module's own; the shared one clones from github.com)."""
-    backend: str = request.param
-    data_dir = tmp_path_factory.mktemp(f"repositories-{backend}")
-    db_url = f"sqlite:///{data_dir / 'agenthost.db'}" if backend == "sqlite" else _pg_database()
-    settings = test_settings(data_dir, db_url).model_copy(update={"github_url": github.url})
-    base_url, uv, thread = serve_in_thread(settings)
-    try:
-        yield LiveServer(base_url, db_url, backend, settings.resolved_sandbox_dir())
-    finally:
-        uv.should_exit = True
-        thread.join(timeout=30)
-        if backend == "postgres":
-            _drop_pg_database(db_url)
-        shutil.rmtree(settings.resolved_sandbox_dir(), ignore_errors=True)
-
-
-@pytest.fixture
-def logged() -> Iterator[list[str]]:
-    """Every log line of the server's threads while the test runs (the test's own threads are left out)."""
-    lines: list[str] = []
-    main = threading.main_thread().ident
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            if record.thread != main and not record.threadName.endswith("(_read)"):
-                lines.append(self.format(record))
-
-    handler, root = Keep(logging.DEBUG), logging.getLogger()
-    previous = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    yield lines
-    root.removeHandler(handler)
-    root.setLevel(previous)
+    with live_server(request.param, tmp_path_factory, github_url=github.url) as served:
+        yield served
 
 
 def _database_text(server: LiveServer) -> str:
