@@ -29,11 +29,14 @@ import socket
 import ssl
 import threading
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from agenthost.sandbox.addresses import AddressRefused, public_addresses
 from agenthost.sandbox.base import NetworkPolicy, SecretInjection
-from agenthost.sandbox.interception import Interceptor
+
+if TYPE_CHECKING:  # cryptography's x509 is imported only by a server that intercepts
+    from agenthost.sandbox.interception import Interceptor
 
 PORT = 3128
 MAX_CONNECTIONS = 128  # per sandbox: past it new connections are closed at once

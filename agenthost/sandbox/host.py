@@ -16,13 +16,16 @@ import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from agenthost.sandbox.base import PACKAGE_REGISTRY_HOSTS, CommandResult, SandboxSpec
 from agenthost.sandbox.cgroups import Limits
 from agenthost.sandbox.directories import SessionDirs, session_ids_on_disk
 from agenthost.sandbox.egress import PORT, EgressProxy, listen_in_namespace
-from agenthost.sandbox.interception import Interceptor
+
+if TYPE_CHECKING:
+    from agenthost.sandbox.interception import Interceptor
 from agenthost.sandbox.packages import INSTALL_TIMEOUT, PackageCache, environment_variables
 from agenthost.sandbox.rooted import WORKSPACE
 from agenthost.sandbox.shell import ShellSandbox
@@ -160,6 +163,8 @@ class HostBackend:
     def interceptor(self) -> Interceptor:
         """This process's TLS interception CA, made on first use."""
         if self._interceptor is None:
+            from agenthost.sandbox.interception import Interceptor  # cryptography's x509, only when needed
+
             self._interceptor = Interceptor(self.config.upstream_ca_file)
         return self._interceptor
 

@@ -4,15 +4,20 @@ The key is a Fernet key (AES-128-CBC with HMAC-SHA256, from ``cryptography``): g
 operator (``AGENTHOST_SECRET_KEY``) or generated at first start into ``<data_dir>/secret.key``
 (mode 0600). Every process that shares a database must use the same key; a secret sealed
 with another key cannot be opened, and the credential then fails as a bad token would.
+
+``cryptography`` is imported on first use: its OpenSSL bindings cost ~8 MiB that a server
+without vaults never needs.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 from pathlib import Path
+from typing import Any
 
 import orjson
-from cryptography.fernet import Fernet, InvalidToken
 
 from agenthost.schemas.common import JSON
 
@@ -25,14 +30,24 @@ class Sealer:
     """Encrypts and decrypts the secret part of credentials."""
 
     def __init__(self, key: bytes):
-        self._fernet = Fernet(key)
+        self._key = check_key(key)
+        self._fernet: Any = None
+
+    def _cipher(self) -> Any:
+        if self._fernet is None:
+            from cryptography.fernet import Fernet
+
+            self._fernet = Fernet(self._key)
+        return self._fernet
 
     def seal(self, secret: JSON) -> str:
-        return self._fernet.encrypt(orjson.dumps(secret)).decode()
+        return str(self._cipher().encrypt(orjson.dumps(secret)).decode())
 
     def open(self, sealed: str) -> JSON:
+        from cryptography.fernet import InvalidToken
+
         try:
-            return orjson.loads(self._fernet.decrypt(sealed.encode()))
+            return orjson.loads(self._cipher().decrypt(sealed.encode()))
         except (InvalidToken, ValueError) as exc:
             raise SecretUnreadable("the secret was sealed with another key") from exc
 
@@ -47,7 +62,7 @@ def load_or_create_key(path: Path) -> bytes:
     partial = path.with_name(f".{path.name}.{os.getpid()}")
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as out:
-        out.write(Fernet.generate_key() + b"\n")
+        out.write(base64.urlsafe_b64encode(os.urandom(32)) + b"\n")
     try:
         os.link(partial, path)  # fails when another process made the key first: use theirs
     except FileExistsError:
@@ -58,9 +73,11 @@ def load_or_create_key(path: Path) -> bytes:
 
 
 def check_key(key: bytes) -> bytes:
-    """Refuse a malformed key at start, with the reason."""
+    """Refuse a malformed key at start, with the reason (a Fernet key is 32 bytes, url-safe base64)."""
     try:
-        Fernet(key)
-    except ValueError as exc:
-        raise ValueError(f"AGENTHOST_SECRET_KEY is not a Fernet key (32 url-safe base64 bytes): {exc}") from None
+        raw = base64.urlsafe_b64decode(key)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 32:
+        raise ValueError("AGENTHOST_SECRET_KEY is not a Fernet key (32 bytes, url-safe base64-encoded)")
     return key

@@ -16,13 +16,14 @@ import contextlib
 import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx2
-from mcp.client.client import Client
-from mcp.client.streamable_http import streamable_http_client
 
 from agenthost.tools.base import ToolOutput
+
+if TYPE_CHECKING:
+    from mcp.client.client import Client
 
 CONNECT_TIMEOUT = 15.0
 CALL_TIMEOUT = 300.0
@@ -84,6 +85,10 @@ class MCPConnection:
         return self.tools
 
     async def _serve(self, ready: asyncio.Future[list[MCPTool]]) -> None:
+        # Imported here: the mcp SDK costs ~50 MiB, paid only by processes whose agents use MCP servers.
+        from mcp.client.client import Client
+        from mcp.client.streamable_http import streamable_http_client
+
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
         async def record(response: httpx2.Response) -> None:
