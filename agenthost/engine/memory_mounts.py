@@ -19,8 +19,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import orjson
-
+from agenthost.engine.manifests import read_manifest, write_manifest
 from agenthost.errors import AgentHostError
 from agenthost.sandbox.base import MemoryMount, Sandbox
 from agenthost.schemas.common import JSON
@@ -79,20 +78,6 @@ def memory_prompt(resources: list[JSON]) -> str | None:
     return "\n".join(lines)
 
 
-def _load(manifest: Path) -> dict[str, dict[str, str]]:
-    try:
-        loaded = orjson.loads(manifest.read_bytes())
-    except (OSError, orjson.JSONDecodeError):
-        return {}
-    return loaded if isinstance(loaded, dict) else {}
-
-
-def _dump(manifest: Path, mirrored: dict[str, dict[str, str]]) -> None:
-    partial = manifest.with_suffix(".partial")
-    partial.write_bytes(orjson.dumps(mirrored))
-    partial.replace(manifest)
-
-
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -134,7 +119,7 @@ class MemoryMirror:
             return
         if self._disk is None:
             self._manifest = memory_dir.parent / "memory.json"
-            self._disk = await asyncio.to_thread(_load, self._manifest)
+            self._disk = await asyncio.to_thread(read_manifest, self._manifest)
             if self._disk:
                 await self.push(sandbox)
         for store in self.stores:
@@ -157,7 +142,7 @@ class MemoryMirror:
 
     async def _save(self) -> None:
         if self._manifest is not None and self._disk is not None:
-            await asyncio.to_thread(_dump, self._manifest, self._disk)
+            await asyncio.to_thread(write_manifest, self._manifest, self._disk)
 
     @staticmethod
     def _apply(sandbox: Sandbox, store: AttachedStore, fresh: dict[str, bytes], gone: list[str]) -> None:

@@ -28,11 +28,10 @@ import os
 import shutil
 import signal
 from pathlib import Path
-from typing import Any
 
-import orjson
 import sqlalchemy as sa
 
+from agenthost.engine.manifests import read_manifest, write_manifest
 from agenthost.errors import InvalidRequest
 from agenthost.sandbox.base import Sandbox
 from agenthost.schemas.common import JSON
@@ -83,7 +82,7 @@ class SessionRepositories:
         if running_since != self._turn:  # a new turn tries the failed ones again
             self._turn, self._failed = running_since, set()
         root = workspace.parent
-        cloned = await asyncio.to_thread(_read_manifest, root)
+        cloned = await asyncio.to_thread(read_manifest, root / MANIFEST)
         errors: list[JSON] = []
         for repository in found:
             resource_id, url = repository.resource["id"], repository.resource["url"]
@@ -97,7 +96,7 @@ class SessionRepositories:
                 errors.append(_error(failure, url))
                 continue
             cloned[resource_id] = repository.resource["mount_path"]
-            await asyncio.to_thread(_write_manifest, root, cloned)
+            await asyncio.to_thread(write_manifest, root / MANIFEST, cloned)
             log.info("cloned %s into %s for %s", url, repository.resource["mount_path"], self.session_id)
         self._complete = all(r.resource["id"] in cloned for r in found)
         return errors
@@ -288,16 +287,3 @@ def _hand_over(clone: Path, token: str | None, owner: tuple[int, int] | None) ->
     for directory, dirs, files in os.walk(clone):  # never follows the repository's symlinks
         for name in (*dirs, *files):
             os.chown(os.path.join(directory, name), *owner, follow_symlinks=False)
-
-
-def _read_manifest(root: Path) -> dict[str, Any]:
-    try:
-        return dict(orjson.loads((root / MANIFEST).read_bytes()))
-    except (FileNotFoundError, orjson.JSONDecodeError):
-        return {}
-
-
-def _write_manifest(root: Path, cloned: dict[str, Any]) -> None:
-    partial = root / (MANIFEST + ".partial")
-    partial.write_bytes(orjson.dumps(cloned))
-    partial.replace(root / MANIFEST)

@@ -20,8 +20,7 @@ import os
 import stat
 from pathlib import Path
 
-import orjson
-
+from agenthost.engine.manifests import read_manifest, write_manifest
 from agenthost.errors import PayloadTooLarge
 from agenthost.ids import new_id
 from agenthost.sandbox.base import Sandbox
@@ -41,10 +40,7 @@ WRITING_TOOLS = frozenset({"bash", "write", "edit"})
 def _place(uploads: Path, expected: dict[str, str], blobs: Blobs) -> None:
     """Make ``uploads`` hold exactly ``expected`` ({relative path: file id}), per the manifest beside it."""
     manifest_path = uploads.parent / "uploads.json"
-    try:
-        placed: dict[str, str] = orjson.loads(manifest_path.read_bytes())
-    except (FileNotFoundError, orjson.JSONDecodeError):
-        placed = {}
+    placed: dict[str, str] = read_manifest(manifest_path)
     for relative, file_id in placed.items():
         if expected.get(relative) != file_id:
             with contextlib.suppress(FileNotFoundError):
@@ -61,9 +57,7 @@ def _place(uploads: Path, expected: dict[str, str], blobs: Blobs) -> None:
             link_or_copy(blobs.path(file_id), target)
         except FileNotFoundError:
             log.warning("file %s of %s has no contents; not mounted", file_id, uploads.parent.name)
-    partial = manifest_path.with_suffix(".partial")
-    partial.write_bytes(orjson.dumps(expected))
-    partial.replace(manifest_path)
+    write_manifest(manifest_path, expected)
 
 
 def _prune(top: Path, directory: Path) -> None:

@@ -18,8 +18,7 @@ import stat
 import zipfile
 from pathlib import Path, PurePosixPath
 
-import orjson
-
+from agenthost.engine.manifests import read_manifest, write_manifest
 from agenthost.errors import AgentHostError
 from agenthost.schemas.common import JSON
 from agenthost.store.skills import SkillArchive, Skills
@@ -59,10 +58,7 @@ def skills_prompt(archives: list[SkillArchive]) -> str | None:
 def place(directory: Path, archives: list[SkillArchive]) -> None:
     """Make ``directory`` hold exactly these skill versions, unpacking only what changed (blocking)."""
     manifest_path = directory.parent / "skills.json"
-    try:
-        placed: dict[str, str] = orjson.loads(manifest_path.read_bytes())
-    except (FileNotFoundError, orjson.JSONDecodeError):
-        placed = {}
+    placed: dict[str, str] = read_manifest(manifest_path)
     wanted = {archive.name: archive for archive in archives}
     for name in list(placed):
         if name not in wanted:
@@ -77,9 +73,7 @@ def place(directory: Path, archives: list[SkillArchive]) -> None:
             log.warning("skill %s could not be unpacked: %s", name, exc)
             continue
         placed[name] = archive.version_id
-    partial = manifest_path.with_suffix(".partial")
-    partial.write_bytes(orjson.dumps(placed))
-    partial.replace(manifest_path)
+    write_manifest(manifest_path, placed)
 
 
 def _unpack(archive: SkillArchive, directory: Path) -> None:

@@ -19,6 +19,7 @@ from mcp.server.mcpserver import MCPServer
 
 from agenthost.settings import Settings
 from agenthost.store.sql import Store
+from agenthost.store.tables import metadata
 from tests.conftest import LiveServer, run_async
 
 
@@ -87,25 +88,30 @@ def weather_app(state: Weather) -> Any:
 
 
 def database_text(server: LiveServer) -> str:
+    """Every row of every table, as text."""
+
     async def read() -> str:
         store = Store(Settings(database_url=server.database_url).resolved_database_url())
         try:
-            rows = await store.db.run_read(lambda c: c.execute(sa.text("SELECT payload FROM events")).all())
-            return repr(rows)
+            return await store.db.run_read(
+                lambda c: repr([c.execute(sa.select(table)).all() for table in metadata.sorted_tables])
+            )
         finally:
             await store.close()
 
     return run_async(read())
 
 
-def files_containing(root: Path, needle: bytes) -> list[str]:
+def files_containing(root: Path, *needles: bytes) -> list[str]:
+    """The files under ``root`` that hold any of ``needles``."""
     found = []
     for directory, _, names in os.walk(root):
         for name in names:
             path = Path(directory, name)
             try:
-                if needle in path.read_bytes():
-                    found.append(str(path))
+                data = path.read_bytes()
             except OSError:
                 continue
+            if any(needle in data for needle in needles):
+                found.append(str(path))
     return found

@@ -16,21 +16,17 @@ from typing import Any
 import anthropic
 import orjson
 import pytest
-import sqlalchemy as sa
 
-from agenthost.settings import Settings
-from agenthost.store.sql import Store
-from agenthost.store.tables import metadata
 from agenthost.testing.fake_anthropic import FakeAnthropic, Text, ToolUse
 from tests.conftest import (
     BWRAP_PROBLEM,
     LiveServer,
     Script,
     live_server,
-    run_async,
     wait_until,
 )
 from tests.engine.conftest import Recorder, assert_stream_equals_list, types
+from tests.engine.observe import database_text, files_containing
 from tests.engine.test_turns import TOOLSET, say
 from tests.github import GitHub, GitHubServer, basic
 
@@ -58,40 +54,11 @@ def server(
         yield served
 
 
-def _database_text(server: LiveServer) -> str:
-    """Every row of every table, as text."""
-
-    async def read() -> str:
-        store = Store(Settings(database_url=server.database_url).resolved_database_url())
-        try:
-            return await store.db.run_read(
-                lambda c: repr([c.execute(sa.select(table)).all() for table in metadata.sorted_tables])
-            )
-        finally:
-            await store.close()
-
-    return run_async(read())
-
-
-def _files_containing(root: Path, needles: list[bytes]) -> list[str]:
-    found = []
-    for directory, _, names in os.walk(root):
-        for name in names:
-            path = Path(directory, name)
-            try:
-                data = path.read_bytes()
-            except OSError:
-                continue
-            if any(needle in data for needle in needles):
-                found.append(str(path))
-    return found
-
-
 def _assert_nowhere(token: str, server: LiveServer, session_id: str, listed: list[Any], logged: list[str]) -> None:
     """The token (and the header made of it) is in no event, database row, server log line or sandbox file."""
     secrets = [token, basic(token).removeprefix("Basic ")]
     events = orjson.dumps([e.model_dump(mode="json") for e in listed]).decode()
-    database = _database_text(server)
+    database = database_text(server)
     for secret in secrets:
         assert secret not in events
         assert secret not in database
@@ -99,7 +66,7 @@ def _assert_nowhere(token: str, server: LiveServer, session_id: str, listed: lis
     assert server.sandbox_dir is not None
     session_dir = server.sandbox_dir / session_id
     assert (session_dir / "workspace").is_dir()
-    assert _files_containing(session_dir, [s.encode() for s in secrets]) == []
+    assert files_containing(session_dir, *[s.encode() for s in secrets]) == []
 
 
 def _session(client: anthropic.Anthropic, script: Script, environment: Any, *resources: Any) -> Any:
