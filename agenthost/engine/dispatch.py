@@ -14,11 +14,12 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from agenthost.engine.journal import Journal, Lease, LeaseLost
+from agenthost.engine.journal import Carried, Journal, Lease, LeaseLost
 from agenthost.engine.loop import Run, RunSettings, Stores, sandbox_spec
 from agenthost.providers.base import ModelProvider
 from agenthost.sandbox.base import SandboxBackend
@@ -30,6 +31,9 @@ from agenthost.store.tables import environments, sessions
 
 log = logging.getLogger("agenthost.engine")
 
+CARRIED_SESSIONS = 64
+"""Sessions whose log, as read by their last run, is kept for their next run (the most recent ones)."""
+
 
 @dataclass(frozen=True)
 class EngineSettings:
@@ -37,6 +41,23 @@ class EngineSettings:
     poll_seconds: float = 1.0
     sandbox_idle_seconds: float = 300.0
     run: RunSettings = RunSettings()
+
+
+_CLAIM = (
+    sessions.update()
+    .where(
+        sessions.c.id == sa.bindparam("sid"),
+        sessions.c.pending.is_(True),
+        sa.or_(sessions.c.lease_owner.is_(None), sessions.c.lease_expires_at < sa.bindparam("now")),
+    )
+    .values(
+        lease_owner=sa.bindparam("owner"),
+        lease_generation=sessions.c.lease_generation + 1,
+        lease_expires_at=sa.bindparam("expires"),
+    )
+    .returning(sessions.c.lease_generation, sessions.c.status, sessions.c.running_since)
+)
+"""Take a session's lease when it has input and no live lease (a compare-and-set)."""
 
 
 class Engine:
@@ -65,6 +86,7 @@ class Engine:
         self._loop_task: asyncio.Task[None] | None = None
         self._idle_timers: dict[str, asyncio.TimerHandle] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self._carried: OrderedDict[str, Carried] = OrderedDict()
 
     async def start(self) -> None:
         await self.sandboxes.reconcile(self._existing)
@@ -134,6 +156,7 @@ class Engine:
 
         def stop() -> None:
             self._idle_timers.pop(session_id, None)
+            self._carried.pop(session_id, None)
             if session_id not in self._runs:
                 task = asyncio.create_task(self.sandboxes.stop(session_id))
                 self._background.add(task)
@@ -169,6 +192,7 @@ class Engine:
 
     async def forget(self, session_id: str) -> None:
         """The session was deleted: remove its sandbox and workspace."""
+        self._carried.pop(session_id, None)
         await self.sandboxes.destroy(session_id)
 
     async def _dispatch(self) -> None:
@@ -179,8 +203,10 @@ class Engine:
                 await asyncio.wait_for(self._wake.wait(), self.settings.poll_seconds)
             self._wake.clear()
             hints, self._hints = self._hints, set()
+            # Input for a session this process is running waits for the run's end (``_run`` wakes for it).
+            self._hints = hints & self._runs.keys()
             # The API said which sessions got input: claim those directly, without a scan.
-            for session_id in hints - set(self._runs):
+            for session_id in hints - self._hints:
                 try:
                     await self._start(session_id)
                 except Exception:
@@ -227,16 +253,7 @@ class Engine:
 
         def claim(conn: sa.Connection) -> int | None:
             published.clear()
-            result = conn.execute(
-                sessions.update()
-                .where(
-                    sessions.c.id == session_id,
-                    sessions.c.pending.is_(True),
-                    sa.or_(sessions.c.lease_owner.is_(None), sessions.c.lease_expires_at < now),
-                )
-                .values(lease_owner=owner, lease_generation=sessions.c.lease_generation + 1, lease_expires_at=expires)
-                .returning(sessions.c.lease_generation, sessions.c.status, sessions.c.running_since)
-            ).first()
+            result = conn.execute(_CLAIM, {"sid": session_id, "now": now, "owner": owner, "expires": expires}).first()
             if result is None:
                 return None
             if result.status == "running" and result.running_since is not None:
@@ -255,6 +272,7 @@ class Engine:
         run_task = asyncio.current_task()
         assert run_task is not None
         heartbeat = asyncio.create_task(self._heartbeat(lease, run_task))
+        carried = self._carried.pop(lease.session_id, None)
         run = Run(
             Journal(self.db, self.bus, lease),
             self.provider,
@@ -262,9 +280,13 @@ class Engine:
             self.settings.run,
             self._interrupts[lease.session_id],
             self.stores,
+            carried if carried is not None and carried.generation == lease.generation - 1 else None,
         )
         try:
             await run.execute()
+            self._carried[lease.session_id] = run.carry()
+            while len(self._carried) > CARRIED_SESSIONS:
+                self._carried.popitem(last=False)
         except LeaseLost:
             log.warning("lost the lease of %s; another engine continues it", lease.session_id)
         except asyncio.CancelledError:
@@ -276,7 +298,8 @@ class Engine:
             self._runs.pop(lease.session_id, None)
             self._interrupts.pop(lease.session_id, None)
             self._stop_sandbox_later(lease.session_id)
-            self.wake(lease.session_id)  # input may have arrived after the run's last look
+            if lease.session_id in self._hints:  # input arrived during the run, maybe after its last look
+                self._wake.set()
 
     async def _heartbeat(self, lease: Lease, run_task: asyncio.Task[None]) -> None:
         """Extend the lease every third of its length; stop the run as soon as the lease is gone."""

@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
+from agenthost.engine.session_files import SessionFiles
+from agenthost.engine.transcript import Transcript
 from agenthost.schemas.common import JSON, now_us
 from agenthost.store.db import Database
 from agenthost.store.notify import Bus
@@ -35,7 +37,16 @@ class Lease:
     generation: int
 
 
-_FENCED = [column for column in sessions.c if column.name != "agent"]
+# Every column a run's step reads, but not the agent snapshot (large JSON, read once per run).
+_FENCE = (
+    sa.select(*[column for column in sessions.c if column.name != "agent"])
+    .where(
+        sessions.c.id == sa.bindparam("sid"),
+        sessions.c.lease_owner == sa.bindparam("owner"),
+        sessions.c.lease_generation == sa.bindparam("generation"),
+    )
+    .with_for_update(of=sessions)
+)
 
 
 class Journal:
@@ -45,15 +56,14 @@ class Journal:
         self.db = db
         self.bus = bus
         self.lease = lease
+        self.row: Any = None
+        """The session's row as the newest committed write of this run read it (under its lock)."""
 
     def _fence(self, conn: sa.Connection) -> Any:
-        # Every column a run's step reads, but not the agent snapshot (large JSON, read once per run).
-        query = sa.select(*_FENCED).where(
-            sessions.c.id == self.lease.session_id,
-            sessions.c.lease_owner == self.lease.owner,
-            sessions.c.lease_generation == self.lease.generation,
-        )
-        row = conn.execute(query.with_for_update(of=sessions)).first()
+        lease = self.lease
+        row = conn.execute(
+            _FENCE, {"sid": lease.session_id, "owner": lease.owner, "generation": lease.generation}
+        ).first()
         if row is None:
             raise LeaseLost(self.lease.session_id)
         return row
@@ -64,13 +74,15 @@ class Journal:
         ``work`` appends to ``published`` the (seq, event) pairs to hand to subscribers.
         """
         published: list[Logged] = []
+        fenced: list[Any] = []
 
         def write(conn: sa.Connection) -> T:
-            row = self._fence(conn)
+            fenced[:] = [self._fence(conn)]
             published.clear()
-            return work(conn, row, now_us(), published)
+            return work(conn, fenced[0], now_us(), published)
 
         result = await self.db.run_write(write)
+        self.row = fenced[0]
         self.bus.publish(self.lease.session_id, published)
         return result
 
@@ -90,6 +102,16 @@ class Journal:
         return await self.transact(work)
 
 
+_PROCESSED = sa.select(events.c.id, events.c.payload, events.c.processed_at, events.c.seq).where(
+    events.c.session_id == sa.bindparam("sid"), events.c.processed_at.is_not(None), events.c.flushed.is_(False)
+)
+_PROCESSED_AFTER = _PROCESSED.where(
+    sa.tuple_(events.c.processed_at, events.c.seq)
+    > sa.tuple_(sa.bindparam("after_at", type_=sa.BigInteger), sa.bindparam("after_seq", type_=sa.Integer))
+)
+_PROCESSED, _PROCESSED_AFTER = (q.order_by(events.c.processed_at, events.c.seq) for q in (_PROCESSED, _PROCESSED_AFTER))
+
+
 class LogReader:
     """The processed events of one session in processing order, read incrementally during a run.
 
@@ -105,19 +127,33 @@ class LogReader:
         self._last: tuple[int, int] | None = None
 
     async def read(self) -> list[JSON]:
-        session_id, last = self.session_id, self._last
+        """Every processed event so far (one read of what is new)."""
+        return self.absorb(await self.db.run_read(self.fetch))
 
-        def fetch(conn: sa.Connection) -> list[Any]:
-            query = sa.select(events.c.id, events.c.payload, events.c.processed_at, events.c.seq).where(
-                events.c.session_id == session_id, events.c.processed_at.is_not(None), events.c.flushed.is_(False)
-            )
-            if last is not None:
-                position = sa.tuple_(sa.literal(last[0]), sa.literal(last[1]))
-                query = query.where(sa.tuple_(events.c.processed_at, events.c.seq) > position)
-            return list(conn.execute(query.order_by(events.c.processed_at, events.c.seq)))
+    def fetch(self, conn: sa.Connection) -> list[Any]:
+        """The rows processed since the last absorbed read, in processing order (inside any transaction)."""
+        if self._last is None:
+            return list(conn.execute(_PROCESSED, {"sid": self.session_id}))
+        at, seq = self._last
+        return list(conn.execute(_PROCESSED_AFTER, {"sid": self.session_id, "after_at": at, "after_seq": seq}))
 
-        rows = await self.db.run_read(fetch)
+    def absorb(self, rows: list[Any]) -> list[JSON]:
+        """Add rows from ``fetch`` once their transaction committed; return every processed event so far."""
         self.events.extend({"id": row.id, **row.payload} for row in rows)
         if rows:
             self._last = (rows[-1].processed_at, rows[-1].seq)
         return self.events
+
+
+@dataclass
+class Carried:
+    """What a run leaves to the session's next run in the same process: the log read so far and its messages.
+
+    Only the run right after it may use it (lease generation + 1): any other claim in between may
+    have been another process's, whose run this process did not see.
+    """
+
+    generation: int
+    log: LogReader
+    transcript: Transcript
+    session_files: SessionFiles | None

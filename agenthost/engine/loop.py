@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 from agenthost.engine.commands import CALL_TYPES, ENGINE_CALLS, RESULT_FIELDS, WORKER_TOOLS, answered
-from agenthost.engine.journal import Journal, LeaseLost, LogReader
+from agenthost.engine.journal import Carried, Journal, LeaseLost, LogReader
 from agenthost.engine.mcp_servers import connect as connect_mcp
 from agenthost.engine.mcp_servers import secret_injections
 from agenthost.engine.memory_mounts import MemoryMirror, memory_mounts, memory_prompt
@@ -35,7 +35,7 @@ from agenthost.engine.session_files import WRITING_TOOLS, SessionFiles
 from agenthost.engine.skill_mounts import SKILLS, skills_prompt
 from agenthost.engine.skill_mounts import place as place_skills
 from agenthost.engine.skill_mounts import resolve as resolve_skills
-from agenthost.engine.transcript import INTERRUPTED, build_messages
+from agenthost.engine.transcript import INTERRUPTED, Transcript
 from agenthost.errors import AgentHostError, Unavailable
 from agenthost.providers.base import ModelError, ModelProvider, ModelRequest, ModelResponse
 from agenthost.sandbox.base import (
@@ -94,6 +94,14 @@ class Interrupted(Exception):
     """The client sent ``user.interrupt``: stop the model or the tool now."""
 
 
+_SETUP = (
+    sa.select(sessions.c.agent, environments.c.fields, sessions.c.sandbox_backend)
+    .join(environments, environments.c.id == sessions.c.environment_id)
+    .where(sessions.c.id == sa.bindparam("sid"))
+)
+"""What a run reads once per turn besides the fenced row: the agent snapshot and the environment."""
+
+
 class Run:
     """Runs turns of one session while it has input, then leaves it idle with the lease released."""
 
@@ -105,6 +113,7 @@ class Run:
         settings: RunSettings,
         interrupt: asyncio.Event,
         stores: Stores | None = None,
+        carried: Carried | None = None,
     ):
         self.journal = journal
         self.db = journal.db
@@ -120,9 +129,10 @@ class Run:
         self.setup_failure: str | None = None
         self.takeover = False
         self.self_hosted = False  # tools that touch files or run commands are the environment's worker's
-        self.log = LogReader(journal.db, self.session_id)
+        self.log = carried.log if carried is not None else LogReader(journal.db, self.session_id)
+        self.transcript = carried.transcript if carried is not None else Transcript()
         self.files = stores.files if stores is not None else None
-        self.session_files: SessionFiles | None = None
+        self.session_files = carried.session_files if carried is not None else None
         self.vaults = stores.vaults if stores is not None else None
         self.skills = stores.skills if stores is not None else None
         self.skill_versions: list[SkillArchive] | None = None  # resolved at the run's first turn
@@ -136,6 +146,10 @@ class Run:
         self.memory: MemoryMirror | None = None
         self.memory_note: str | None = None
         self.repositories = SessionRepositories(journal.db, self.vaults, self.session_id, settings.github_url)
+
+    def carry(self) -> Carried:
+        """What the session's next run in this process may start from (``Carried``)."""
+        return Carried(self.journal.lease.generation, self.log, self.transcript, self.session_files)
 
     async def execute(self) -> None:
         try:
@@ -169,11 +183,7 @@ class Run:
         """Take queued input; None when there is no work (the lease is released)."""
 
         def work(conn: sa.Connection, row: Any, now: int, published: list[Logged]) -> list[JSON] | None:
-            self.agent, environment, backend = conn.execute(
-                sa.select(sessions.c.agent, environments.c.fields, sessions.c.sandbox_backend)
-                .join(environments, environments.c.id == sessions.c.environment_id)
-                .where(sessions.c.id == self.session_id)
-            ).one()
+            self.agent, environment, backend = conn.execute(_SETUP, {"sid": self.session_id}).one()
             self._sandbox_spec(environment.get("config", {}), backend, row.resources)
             if self.memory is None:
                 self.memory = MemoryMirror(self.db, self.session_id, row.resources)
@@ -296,7 +306,9 @@ class Run:
             if answer is None:
                 return await self._finish({"type": "retries_exhausted"}, mode="flush")
             tool_uses, refused, stop = answer
-            if stop is not None:  # paused with the calls, in the same transaction
+            if stop == "continue" and not tool_uses:
+                continue  # the turn ended, but input came meanwhile: the model reads it at once
+            if stop is not None:  # ended, or paused with the calls, in the same transaction
                 return stop
             blocking = await self._tools(tool_uses)
             if self.setup_failure is not None:  # e.g. a package that does not install: the turn cannot go on
@@ -307,12 +319,8 @@ class Run:
                 if stop != "continue":
                     return stop
                 continue  # every call was answered before the pause: the model reads the results
-            if refused:
+            if refused:  # a response without calls ended the turn already (``_log_response``)
                 return await self._finish({"type": "refusal"})
-            if not tool_uses:
-                stop = await self._finish({"type": "end_turn"})
-                if stop != "continue":
-                    return stop
 
     async def _recover(self) -> list[str]:
         """Close what a run that stopped mid-turn left open; return the calls that still need the client.
@@ -409,8 +417,7 @@ class Run:
         """
         attempt = 0
         while True:
-            log = await self.log.read()
-            (start,) = await self.journal.append([{"type": "span.model_request_start"}])
+            log, start = await self._open_span()
             try:
                 response = await self._interruptible(self.provider.complete(self._request(log)))
             except Interrupted:
@@ -426,6 +433,23 @@ class Run:
                 continue
             return await self._log_response(start["id"], response)
 
+    async def _open_span(self) -> tuple[list[JSON], JSON]:
+        """Log ``span.model_request_start`` and read what the model is to see, in one transaction.
+
+        Every writer of a session's events holds its row lock, which the fence takes first, so the
+        read sees the log exactly as it stands when the span starts.
+        """
+
+        def work(conn: sa.Connection, _row: Any, now: int, published: list[Logged]) -> tuple[list[Any], JSON]:
+            logged = append_events(
+                conn, self.session_id, [{"type": "span.model_request_start"}], processed=True, now=now
+            )
+            published.extend(logged)
+            return self.log.fetch(conn), logged[0][1]
+
+        rows, start = await self.journal.transact(work)
+        return self.log.absorb(rows), start
+
     def _request(self, log: list[JSON]) -> ModelRequest:
         agent = self.agent
         model = agent["model"]
@@ -434,7 +458,7 @@ class Run:
         return ModelRequest(
             model=model["id"],
             system=system,
-            messages=build_messages(log),
+            messages=self.transcript.messages(log),
             tools=self.toolbox.definitions,
             max_tokens=self.settings.max_tokens,
             effort=(model.get("effort") or {}).get("type"),
@@ -478,9 +502,14 @@ class Run:
             return total
 
         calls = [p for p in payloads if p["type"] in CALL_TYPES]
+        refused = response.stop_reason == "refusal"
         # When every call waits on someone else (the client, a confirmation, the worker), the pause is
         # written with the calls: an answer can never reach the log before the session says it waits.
-        pause = bool(calls) and all(self._waits(call) for call in calls)
+        # A response without calls ends the turn in the same transaction.
+        if calls:
+            ending = {"type": "requires_action"} if all(self._waits(call) for call in calls) else None
+        else:
+            ending = {"type": "refusal" if refused else "end_turn"}
 
         def work(conn: sa.Connection, row: Any, now: int, published: list[Logged]) -> tuple[list[JSON], str | None]:
             total = add_usage(row, now)
@@ -488,13 +517,15 @@ class Run:
             logged = append_events(conn, self.session_id, payloads, processed=True, now=now)
             published.extend(logged)
             uses = [e for _, e in logged if e["type"] in CALL_TYPES]
-            if not pause:
+            if ending is None:
                 return uses, None
-            waiting = {"type": "requires_action", "event_ids": [e["id"] for e in uses]}
-            return uses, self._finish_in(conn, row, now, published, waiting, "normal", usage=total)
+            if uses:
+                ending["event_ids"] = [e["id"] for e in uses]
+            # A microsecond later: input taken at the end sorts after the response in the log, as it is shown.
+            return uses, self._finish_in(conn, row, now + 1, published, ending, "normal", usage=total)
 
         tool_uses, stop = await self.journal.transact(work)
-        return tool_uses, response.stop_reason == "refusal", stop
+        return tool_uses, refused, stop
 
     def _waits(self, call: JSON) -> bool:
         """Whether the engine leaves this call to someone else: the client, a confirmation, or the worker."""
@@ -563,8 +594,9 @@ class Run:
         if self.sandbox_refusal is not None:
             return ToolOutput.text(self.sandbox_refusal, is_error=True)
         sandbox = await self.sandboxes.get(self.spec)
-        await self._mount_files(sandbox)
-        if failed := await self._interruptible(self.repositories.clone(sandbox)):  # BEHAVIOUR §5.4
+        resources = self.journal.row.resources  # as the newest write of this run read them
+        await self._mount_files(sandbox, resources)
+        if failed := await self._interruptible(self.repositories.clone(sandbox, resources)):  # BEHAVIOUR §5.4
             await self.journal.append(failed)
         try:
             output = await self._interruptible(self.toolbox.execute(tool_use["name"], tool_use["input"], sandbox))
@@ -587,8 +619,9 @@ class Run:
                     output.content.append({"type": "text", "text": "\n".join(notes)})
         return output
 
-    async def _mount_files(self, sandbox: Sandbox) -> None:
-        """Put the session's file resources and memories in place (they may have changed since the last call)."""
+    async def _mount_files(self, sandbox: Sandbox, resources: list[JSON]) -> None:
+        """Put the session's file resources and memories in place (``resources``: as the run's newest write
+        read them; they may have changed since the last call)."""
         if self.memory is not None:
             try:
                 await self.memory.pull(sandbox)
@@ -603,9 +636,7 @@ class Run:
                 log.warning("placing the skills of %s failed: %s", self.session_id, exc)
         if self.session_files is None:
             return
-        query = sa.select(sessions.c.resources).where(sessions.c.id == self.session_id)
         try:
-            resources = await self.db.run_read(lambda conn: conn.execute(query).scalar_one())
             await self.session_files.mount(sandbox, resources)
         except (OSError, Unavailable) as exc:
             log.warning("mounting the files of %s failed: %s", self.session_id, exc)
@@ -779,10 +810,13 @@ def _span_end(start_id: str, response: ModelResponse | None, *, is_error: bool) 
     }
 
 
+_RELEASE = (
+    sessions.update()
+    .where(sessions.c.id == sa.bindparam("sid"))
+    .values(lease_owner=None, lease_expires_at=None, pending=sa.bindparam("left"), updated_at=sa.bindparam("at"))
+)
+
+
 def _release(conn: sa.Connection, session_id: str, now: int, *, pending: bool) -> None:
     """Give the lease up; ``pending`` says whether input is left for the next run."""
-    conn.execute(
-        sessions.update()
-        .where(sessions.c.id == session_id)
-        .values(lease_owner=None, lease_expires_at=None, pending=pending, updated_at=now)
-    )
+    conn.execute(_RELEASE, {"sid": session_id, "left": pending, "at": now})

@@ -70,9 +70,13 @@ class SessionRepositories:
         self._failed: set[str] = set()
         self._complete = False  # every repository is cloned (or there are none): nothing more to read
 
-    async def clone(self, sandbox: Sandbox) -> list[JSON]:
-        """Clone the repositories not cloned yet; return a ``session.error`` payload for each that failed."""
-        if self._complete:
+    async def clone(self, sandbox: Sandbox, resources: list[JSON]) -> list[JSON]:
+        """Clone the repositories not cloned yet; return a ``session.error`` payload for each that failed.
+
+        ``resources``: the session's, as the run last read them; without a repository among them there
+        is nothing to read (one may be added later: the next call looks again).
+        """
+        if self._complete or not any(r["type"] == "github_repository" for r in resources):
             return []
         workspace = sandbox.files.host_dir(WORKSPACE)
         if workspace is None:

@@ -73,44 +73,61 @@ def _role(event: JSON) -> str | None:
 
 def build_messages(events: list[JSON]) -> list[dict[str, Any]]:
     """Messages for the model from processed log events, in log order, roles alternating."""
-    messages: list[dict[str, Any]] = []
-    for event in events:
-        role = _role(event)
-        blocks = _blocks(event) if role else []
-        if not blocks:
-            continue
-        if messages and messages[-1]["role"] == role:
-            messages[-1]["content"].extend(blocks)
-        else:
-            messages.append({"role": role, "content": blocks})
-    _close_open_tool_uses(messages)
-    for message in messages:
-        if message["role"] == "user":
-            # The API wants a user turn's tool results before anything else in it.
-            message["content"].sort(key=lambda b: b["type"] != "tool_result")
-    return messages
+    return Transcript().messages(events)
 
 
-def _close_open_tool_uses(messages: list[dict[str, Any]]) -> None:
-    """Give every tool use without a result an explicit error result (interrupted turns)."""
-    for index, message in enumerate(messages):
-        if message["role"] != "assistant":
-            continue
-        wanted = [b["id"] for b in message["content"] if b["type"] == "tool_use"]
-        if not wanted:
-            continue
-        following = messages[index + 1] if index + 1 < len(messages) else None
-        if following is None:
-            continue  # the newest tool uses: the engine is about to answer them
-        answered = {b.get("tool_use_id") for b in following["content"] if b["type"] == "tool_result"}
-        missing = [
-            {
-                "type": "tool_result",
-                "tool_use_id": tool_id,
-                "content": [{"type": "text", "text": INTERRUPTED}],
-                "is_error": True,
-            }
-            for tool_id in wanted
-            if tool_id not in answered
-        ]
-        following["content"][:0] = missing
+class Transcript:
+    """``build_messages`` for a log that only grows: each call converts just the events added since the last.
+
+    Messages are gathered as the log has them (``_gathered``); what the model is sent adds, to a user
+    message, error results for the previous message's unanswered tool uses, and puts tool results
+    first. That depends only on a message and the one before it, and only the newest message still
+    changes, so every earlier message is finished once and kept (``_finished``).
+    """
+
+    def __init__(self) -> None:
+        self._gathered: list[dict[str, Any]] = []
+        self._finished: list[dict[str, Any]] = []
+        self._seen = 0
+
+    def messages(self, events: list[JSON]) -> list[dict[str, Any]]:
+        """The messages for ``events``, which must extend the events of the previous call."""
+        gathered = self._gathered
+        for event in events[self._seen :]:
+            role = _role(event)
+            blocks = _blocks(event) if role else []
+            if not blocks:
+                continue
+            if gathered and gathered[-1]["role"] == role:
+                gathered[-1]["content"].extend(blocks)
+            else:
+                gathered.append({"role": role, "content": blocks})
+        self._seen = len(events)
+        while len(self._finished) < len(gathered) - 1:
+            self._finished.append(_finish(gathered, len(self._finished)))
+        return [*self._finished, _finish(gathered, len(gathered) - 1)] if gathered else []
+
+
+def _finish(gathered: list[dict[str, Any]], index: int) -> dict[str, Any]:
+    """Message ``index`` as the model is sent it (a copy: the gathered message may still grow)."""
+    message = gathered[index]
+    content = list(message["content"])
+    if message["role"] == "user":
+        previous = gathered[index - 1] if index else None
+        if previous is not None and previous["role"] == "assistant":
+            # Tool uses without a result get an explicit error result (an interrupted turn). The newest
+            # assistant message has no following message yet: the engine is about to answer its calls.
+            answered = {b.get("tool_use_id") for b in content if b["type"] == "tool_result"}
+            content[:0] = [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": block["id"],
+                    "content": [{"type": "text", "text": INTERRUPTED}],
+                    "is_error": True,
+                }
+                for block in previous["content"]
+                if block["type"] == "tool_use" and block["id"] not in answered
+            ]
+        # The API wants a user turn's tool results before anything else in it.
+        content.sort(key=lambda b: b["type"] != "tool_result")
+    return {"role": message["role"], "content": content}

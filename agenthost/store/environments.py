@@ -25,10 +25,15 @@ def _name_taken(name: str) -> Conflict:
     return Conflict(f"name: an environment named {name!r} already exists")
 
 
+_BY_ID = sa.select(environments).where(
+    environments.c.id == sa.bindparam("id"), environments.c.workspace_id == sa.bindparam("workspace_id")
+)
+_BY_ID_LOCKED = {lock: locked(_BY_ID, lock, environments) for lock in (None, "update", "share")}
+
+
 def environment_row(conn: sa.Connection, workspace_id: str, env_id: str, lock: Lock = None) -> Any:
     """The environment's row inside a caller's transaction; 404 when unknown here."""
-    query = sa.select(environments).where(environments.c.id == env_id, environments.c.workspace_id == workspace_id)
-    row = conn.execute(locked(query, lock, environments)).first()
+    row = conn.execute(_BY_ID_LOCKED[lock], {"id": env_id, "workspace_id": workspace_id}).first()
     if row is None:
         raise NotFound(f"environment {env_id!r} not found")
     return row

@@ -73,6 +73,8 @@ _BY_ID = sa.select(sessions).where(
 )
 
 
+_BY_ID_LOCKED = {lock: locked(_BY_ID, lock, sessions) for lock in (None, "update", "share")}
+
 PROCESSED_ORDER = sa.func.coalesce(events.c.processed_at, events.c.created_at)
 """Events sort by when they were processed, queued ones by when they were sent. Taking a queued event
 moves it forward in time only, so a cursor or a Last-Event-ID position never skips an event (at most
@@ -92,14 +94,25 @@ makes it, and the session row's lock orders those transactions: numbers commit i
 gaps, so a process that saw up to ``n`` catches up by reading the log's showings after ``n``."""
 
 
+# The statements of every turn are built once, with bound parameters: building one per call, and
+# SQLAlchemy's cache key for it, cost more than running it (docs/benchmarks.md, "Turns").
+_ALLOCATE = (
+    sessions.update()
+    .where(sessions.c.id == sa.bindparam("sid"))
+    .values(
+        last_seq=sessions.c.last_seq + sa.bindparam("n_seq", type_=sa.Integer),
+        last_emit=sessions.c.last_emit + sa.bindparam("n_emit", type_=sa.BigInteger),
+    )
+    .returning(sessions.c.last_seq, sessions.c.last_emit)
+)
+
+
+_INSERT = events.insert()
+
+
 def _allocate(conn: sa.Connection, session_id: str, events_: int, emissions: int) -> tuple[int, int]:
     """Reserve ``events_`` sequence numbers and ``emissions`` emission numbers; return the first of each."""
-    row = conn.execute(
-        sessions.update()
-        .where(sessions.c.id == session_id)
-        .values(last_seq=sessions.c.last_seq + events_, last_emit=sessions.c.last_emit + emissions)
-        .returning(sessions.c.last_seq, sessions.c.last_emit)
-    ).one()
+    row = conn.execute(_ALLOCATE, {"sid": session_id, "n_seq": events_, "n_emit": emissions}).one()
     return row.last_seq - events_ + 1, row.last_emit - emissions + 1
 
 
@@ -125,7 +138,7 @@ def append_events(
         }
         for index, payload in enumerate(payloads)
     ]
-    conn.execute(events.insert(), rows)
+    conn.execute(_INSERT, rows)
     announce(conn, "e", session_id, first_emit + len(rows) - 1)
     return [(r["emit_last"], event_json(r["id"], r["payload"], ts(processed_at))) for r in rows]
 
@@ -152,14 +165,7 @@ def take_queued(
     behind it become the next turn). ``flush`` drops them: processed, but never shown to the model
     (BEHAVIOUR §1.8, retries exhausted).
     """
-    query = (
-        sa.select(events.c.seq, events.c.id, events.c.payload)
-        .where(events.c.session_id == session_id, events.c.processed_at.is_(None))
-        .order_by(events.c.seq)
-    )
-    if types is not None:
-        query = query.where(events.c.type.in_(types))
-    rows = conn.execute(query).all()
+    rows = conn.execute(_QUEUED[types is not None], {"sid": session_id, "types": list(types or ())}).all()
     if not rows:
         return []
     _, first_emit = _allocate(conn, session_id, 0, len(rows))
@@ -177,10 +183,18 @@ def take_queued(
 
 
 def has_queued(conn: sa.Connection, session_id: str, types: tuple[str, ...] | None = None) -> bool:
-    query = sa.select(events.c.seq).where(events.c.session_id == session_id, events.c.processed_at.is_(None))
-    if types is not None:
-        query = query.where(events.c.type.in_(types))
-    return conn.execute(query.limit(1)).first() is not None
+    query = _ANY_QUEUED[types is not None]
+    return conn.execute(query, {"sid": session_id, "types": list(types or ())}).first() is not None
+
+
+def _queued(*columns: Any) -> tuple[sa.Select[Any], sa.Select[Any]]:
+    """A select of the session's queued events: of any type, and of the types bound as ``types``."""
+    query = sa.select(*columns).where(events.c.session_id == sa.bindparam("sid"), events.c.processed_at.is_(None))
+    return query, query.where(events.c.type.in_(sa.bindparam("types", expanding=True)))
+
+
+_QUEUED = tuple(q.order_by(events.c.seq) for q in _queued(events.c.seq, events.c.id, events.c.payload))
+_ANY_QUEUED = tuple(q.limit(1) for q in _queued(events.c.seq))
 
 
 def refuse_on_worker(index: int | None) -> None:
@@ -216,7 +230,7 @@ def attach_stores(conn: sa.Connection, workspace_id: str, stores: dict[int, Memo
 
 def session_row(conn: sa.Connection, workspace_id: str, session_id: str, lock: Lock = None) -> Any:
     """A session's row inside a caller's transaction; 404 when unknown here."""
-    row = conn.execute(locked(_BY_ID, lock, sessions), {"id": session_id, "workspace_id": workspace_id}).first()
+    row = conn.execute(_BY_ID_LOCKED[lock], {"id": session_id, "workspace_id": workspace_id}).first()
     if row is None:
         raise NotFound(f"session {session_id!r} not found")
     return row
@@ -400,7 +414,7 @@ class Sessions:
     async def update(self, workspace_id: str, session_id: str, change: Callable[[Any], JSON]) -> JSON:
         """Apply ``change`` (row -> changed wire fields); store them and log ``session.updated`` if any."""
 
-        def write(conn: sa.Connection) -> tuple[JSON, list[Logged]]:
+        def write(conn: sa.Connection) -> tuple[Any, list[Logged]]:
             row = session_row(conn, workspace_id, session_id, lock="update")
             if row.archived_at is not None:
                 raise Conflict(f"session {session_id} is archived and cannot be changed")
@@ -412,11 +426,11 @@ class Sessions:
                 updated = {"type": "session.updated", **changed}
                 logged = append_events(conn, session_id, [updated], processed=True, now=now)
                 row = session_row(conn, workspace_id, session_id)
-            return _render(row), logged
+            return row, logged
 
-        session, logged = await self.db.run_write(write)
-        self.bus.publish(session_id, logged)
-        return session
+        row, logged = await self.db.run_write(write)
+        self.bus.publish(session_id, logged)  # before the answer is rendered: the streams are told first
+        return _render(row)
 
     async def archive(self, workspace_id: str, session_id: str) -> JSON:
         """Archive: read-only from now on, status terminated, history kept (BEHAVIOUR §1.9)."""
