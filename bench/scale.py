@@ -38,7 +38,7 @@ import httpx2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from turns import KEY, TOOLSET, concurrent_turns, delivery, free_port, pct  # noqa: E402
+from turns import KEY, TOOLSET, concurrent_turns, delivery, free_port, one_bash_call, pct  # noqa: E402
 
 from agenthost.testing.fake_anthropic import FakeAnthropic, Text, ToolUse  # noqa: E402
 
@@ -160,10 +160,10 @@ def throughput(
             "workers": _cpu_seconds(engines),
             "postgres": _cpu_seconds(_postgres_pids()),
         }
+        for index in range(sessions):
+            fake.script(f"scale{workers}-{index}", *one_bash_call())
         bench_before = time.process_time()
-        elapsed, correct = asyncio.run(
-            concurrent_turns(cluster.urls[0], fake, env_id, sessions, prefix=f"scale{workers}")
-        )
+        elapsed, correct = asyncio.run(concurrent_turns(cluster.urls[0], env_id, sessions, prefix=f"scale{workers}"))
         cpu = {
             "api": _cpu_seconds(api) - before["api"],
             "workers": _cpu_seconds(engines) - before["workers"],

@@ -2,9 +2,11 @@
 
     python bench/turns.py [--turns 60] [--subscribers 100] [--sessions 200]
 
-The model is agenthost's fake Messages API (agenthost.testing.fake_anthropic) in this
-process; the server is a real `agenthost serve` process on SQLite reaching it through
-ANTHROPIC_BASE_URL. Prints one line per figure for docs/benchmarks.md.
+The model is agenthost's fake Messages API (agenthost.testing.fake_anthropic) in a process
+of its own, every reply scripted before the start, so that the clients' threads in this
+process do not slow the model down (they share one interpreter lock); the server is a real
+`agenthost serve` process on SQLite reaching it through ANTHROPIC_BASE_URL. Prints one line
+per figure for docs/benchmarks.md.
 
 (a) turn overhead: from events.send to session.status_idle seen on an open stream, for a
     turn with one bash call (two model calls, one `true` in the sandbox's shell);
@@ -63,7 +65,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(data_dir: Path, fake_url: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(data_dir: Path, fake_url: str, cpus: str | None = None) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTHOST_")}
     env |= {
@@ -74,7 +76,8 @@ def start_server(data_dir: Path, fake_url: str) -> tuple[subprocess.Popen[bytes]
         "ANTHROPIC_API_KEY": "fake",
         "AGENTHOST_ENGINE_POLL_SECONDS": "0.5",
     }
-    proc = subprocess.Popen([sys.executable, "-m", "agenthost", "serve", "--port", str(port)], env=env)
+    pinned = ["taskset", "-c", cpus] if cpus else []
+    proc = subprocess.Popen([*pinned, sys.executable, "-m", "agenthost", "serve", "--port", str(port)], env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -87,14 +90,35 @@ def start_server(data_dir: Path, fake_url: str) -> tuple[subprocess.Popen[bytes]
     raise SystemExit("server did not start")
 
 
+def _serve_model(scripts: dict[str, list[Any]], urls: Any) -> None:
+    fake = FakeAnthropic()
+    for key, replies in scripts.items():
+        fake.script(key, *replies)
+    fake.start()
+    gc.collect()
+    gc.freeze()
+    urls.put(fake.url)
+    threading.Event().wait()  # until terminated
+
+
+def start_model(scripts: dict[str, list[Any]]) -> tuple[multiprocessing.Process, str]:
+    """The scripted model in its own process; its URL."""
+    urls: Any = multiprocessing.Queue()
+    process = multiprocessing.Process(target=_serve_model, args=(scripts, urls), daemon=True)
+    process.start()
+    return process, urls.get(timeout=60)
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def turn_overhead(client: anthropic.Anthropic, fake: FakeAnthropic, env_id: str, turns: int) -> list[float]:
-    key = "bench-overhead"
-    fake.script(key, *[reply for _ in range(turns + 5) for reply in (ToolUse("bash", {"command": "true"}), Text("ok"))])
+def one_bash_call() -> list[Any]:
+    return [ToolUse("bash", {"command": "true"}), Text("ok")]
+
+
+def turn_overhead(client: anthropic.Anthropic, env_id: str, turns: int, key: str = "bench-overhead") -> list[float]:
     agent = client.beta.agents.create(model="m", name="bench", system=key, tools=TOOLSET)
     session = client.beta.sessions.create(agent=agent.id, environment_id=env_id)
     idle = threading.Semaphore(0)
@@ -194,16 +218,13 @@ def delivery(
     return latencies
 
 
-async def concurrent_turns(
-    url: str, fake: FakeAnthropic, env_id: str, sessions: int, prefix: str = "bench-many"
-) -> tuple[float, int]:
+async def concurrent_turns(url: str, env_id: str, sessions: int, prefix: str = "bench-many") -> tuple[float, int]:
     async with anthropic.AsyncAnthropic(
         base_url=url, api_key=KEY, max_retries=0, _strict_response_validation=True
     ) as client:
         ids = []
         for index in range(sessions):
             key = f"{prefix}-{index}"
-            fake.script(key, ToolUse("bash", {"command": "true"}), Text("ok"))
             agent = await client.beta.agents.create(model="m", name="many", system=key, tools=TOOLSET)
             ids.append((await client.beta.sessions.create(agent=agent.id, environment_id=env_id)).id)
         started = time.perf_counter()
@@ -237,41 +258,53 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=100)
     parser.add_argument("--sessions", type=int, default=200)
     parser.add_argument("--client-processes", type=int, default=4, help="processes holding the (b) streams")
+    parser.add_argument("--figures", default="abc", help="which figures to measure (default: abc)")
+    parser.add_argument(
+        "--server-cpus", help="pin the server (and its sandboxes) to these CPUs, the rest of the bench to the others"
+    )
     args = parser.parse_args()
-    fake = FakeAnthropic().start()
+    if args.server_cpus:
+        others = set(range(os.cpu_count() or 1)) - {int(cpu) for cpu in args.server_cpus.split(",")}
+        os.sched_setaffinity(0, others)
+    scripts = {"bench-overhead": one_bash_call() * (args.turns + 5)}
+    scripts |= {f"bench-many-{index}": one_bash_call() for index in range(args.sessions)}
+    model, model_url = start_model(scripts)
     gc.collect()
     gc.freeze()  # the load generator's own full collections stalled the fake model ~100 ms now and then
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp).chmod(0o711)  # sandbox uids pass through it to <data_dir>/sandboxes
-        proc, url = start_server(Path(tmp), fake.url)
+        proc, url = start_server(Path(tmp), model_url, args.server_cpus)
         try:
             client = anthropic.Anthropic(base_url=url, api_key=KEY, max_retries=0)
             env_id = client.beta.environments.create(name="bench").id
-            samples = turn_overhead(client, fake, env_id, args.turns)
-            print(
-                f"(a) one-bash-call turn, send -> idle on stream: p50 {statistics.median(samples):.1f} ms  "
-                f"p99 {pct(samples, 0.99):.1f} ms  (n={len(samples)})"
-            )
-            agent = client.beta.agents.create(model="m", name="quiet")
-            session = client.beta.sessions.create(agent=agent.id, environment_id=env_id)
-            latencies = delivery(client, url, session.id, args.subscribers, args.client_processes)
-            print(
-                f"(b) delivery to {args.subscribers} subscribers of one session ({args.client_processes} client "
-                f"processes): p50 {statistics.median(latencies):.2f} ms  p99 {pct(latencies, 0.99):.2f} ms  "
-                f"(n={len(latencies)})"
-            )
-            elapsed, correct = asyncio.run(concurrent_turns(url, fake, env_id, args.sessions))
-            peak = Path(f"/proc/{proc.pid}/status").read_text().split("VmHWM:")[1].split()[0]
-            rss = Path(f"/proc/{proc.pid}/status").read_text().split("VmRSS:")[1].split()[0]
-            print(
-                f"(c) {args.sessions} one-bash-call turns at once: {correct}/{args.sessions} exact sequences, "
-                f"{elapsed:.1f} s, {args.sessions / elapsed:.1f} turns/s, server peak RSS {int(peak) / 1024:.0f} MiB, "
-                f"RSS after {int(rss) / 1024:.0f} MiB"
-            )
+            if "a" in args.figures:
+                samples = turn_overhead(client, env_id, args.turns)
+                print(
+                    f"(a) one-bash-call turn, send -> idle on stream: p50 {statistics.median(samples):.1f} ms  "
+                    f"p99 {pct(samples, 0.99):.1f} ms  (n={len(samples)})"
+                )
+            if "b" in args.figures:
+                agent = client.beta.agents.create(model="m", name="quiet")
+                session = client.beta.sessions.create(agent=agent.id, environment_id=env_id)
+                latencies = delivery(client, url, session.id, args.subscribers, args.client_processes)
+                print(
+                    f"(b) delivery to {args.subscribers} subscribers of one session ({args.client_processes} client "
+                    f"processes): p50 {statistics.median(latencies):.2f} ms  p99 {pct(latencies, 0.99):.2f} ms  "
+                    f"(n={len(latencies)})"
+                )
+            if "c" in args.figures:
+                elapsed, correct = asyncio.run(concurrent_turns(url, env_id, args.sessions))
+                peak = Path(f"/proc/{proc.pid}/status").read_text().split("VmHWM:")[1].split()[0]
+                rss = Path(f"/proc/{proc.pid}/status").read_text().split("VmRSS:")[1].split()[0]
+                print(
+                    f"(c) {args.sessions} one-bash-call turns at once: {correct}/{args.sessions} exact sequences, "
+                    f"{elapsed:.1f} s, {args.sessions / elapsed:.1f} turns/s, server peak RSS "
+                    f"{int(peak) / 1024:.0f} MiB, RSS after {int(rss) / 1024:.0f} MiB"
+                )
         finally:
             proc.terminate()
             proc.wait(timeout=30)
-            fake.stop()
+            model.terminate()
 
 
 if __name__ == "__main__":

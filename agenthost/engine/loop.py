@@ -627,6 +627,8 @@ class Run:
                 await self.memory.pull(sandbox)
             except (OSError, AgentHostError) as exc:
                 log.warning("mirroring the memory stores of %s failed: %s", self.session_id, exc)
+        if not any(reference.get("type") == "custom" for reference in self.agent.get("skills", [])):
+            self.skills_placed = True  # the session's agent (a snapshot) never had any: nothing to place or remove
         skills_dir = sandbox.files.host_dir(SKILLS)
         if not self.skills_placed and skills_dir is not None:
             try:
