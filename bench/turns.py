@@ -249,6 +249,8 @@ async def concurrent_turns(url: str, env_id: str, sessions: int, prefix: str = "
         for sid in ids:
             listed = [e.type async for e in client.beta.sessions.events.list(sid)]
             correct += listed == EXPECTED
+            if listed != EXPECTED:
+                print(f"{sid}: {listed}", file=sys.stderr)
         return elapsed, correct
 
 
