@@ -247,10 +247,12 @@ async def concurrent_turns(url: str, env_id: str, sessions: int, prefix: str = "
         elapsed = time.perf_counter() - started
         correct = 0
         for sid in ids:
-            listed = [e.type async for e in client.beta.sessions.events.list(sid)]
+            events = [e async for e in client.beta.sessions.events.list(sid)]
+            listed = [e.type for e in events]
             correct += listed == EXPECTED
             if listed != EXPECTED:
-                print(f"{sid}: {listed}", file=sys.stderr)
+                errors = [e.error.message for e in events if e.type == "session.error"]
+                print(f"{sid}: {listed} {errors}", file=sys.stderr)
         return elapsed, correct
 
 
