@@ -19,14 +19,14 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from agenthost.engine.journal import Carried, Journal, Lease, LeaseLost
+from agenthost.engine.journal import Carried, Journal, Lease, LeaseLost, NotClaimed
 from agenthost.engine.loop import Run, RunSettings, Stores, sandbox_spec
 from agenthost.providers.base import ModelProvider
 from agenthost.sandbox.base import SandboxBackend
 from agenthost.schemas.common import now_us
 from agenthost.store.db import Database
 from agenthost.store.notify import ORIGIN, Bus, Notification
-from agenthost.store.sessions import Logged, append_events, has_queued
+from agenthost.store.sessions import has_queued
 from agenthost.store.tables import environments, sessions
 
 log = logging.getLogger("agenthost.engine")
@@ -41,23 +41,6 @@ class EngineSettings:
     poll_seconds: float = 1.0
     sandbox_idle_seconds: float = 300.0
     run: RunSettings = RunSettings()
-
-
-_CLAIM = (
-    sessions.update()
-    .where(
-        sessions.c.id == sa.bindparam("sid"),
-        sessions.c.pending.is_(True),
-        sa.or_(sessions.c.lease_owner.is_(None), sessions.c.lease_expires_at < sa.bindparam("now")),
-    )
-    .values(
-        lease_owner=sa.bindparam("owner"),
-        lease_generation=sessions.c.lease_generation + 1,
-        lease_expires_at=sa.bindparam("expires"),
-    )
-    .returning(sessions.c.lease_generation, sessions.c.status, sessions.c.running_since)
-)
-"""Take a session's lease when it has input and no live lease (a compare-and-set)."""
 
 
 class Engine:
@@ -207,10 +190,7 @@ class Engine:
             self._hints = hints & self._runs.keys()
             # The API said which sessions got input: claim those directly, without a scan.
             for session_id in hints - self._hints:
-                try:
-                    await self._start(session_id)
-                except Exception:
-                    log.exception("claiming %s failed; the next scan retries it", session_id)
+                self._start(session_id)
             # A scan at least every poll interval, whatever the wake-ups: expired leases, other processes' input.
             if loop.time() - last_scan >= self.settings.poll_seconds:
                 last_scan = loop.time()
@@ -232,73 +212,65 @@ class Engine:
         )
         candidates = [r for (r,) in await self.db.run_read(lambda conn: conn.execute(query).all()) if r not in busy]
         for session_id in candidates:
-            await self._start(session_id)
+            self._start(session_id)
 
-    async def _start(self, session_id: str) -> None:
-        lease = await self._claim(session_id)
-        if lease is not None:
-            log.info("%s claimed %s (lease generation %d)", self.owner, session_id, lease.generation)
-            timer = self._idle_timers.pop(session_id, None)
-            if timer is not None:
-                timer.cancel()
-            self._interrupts[session_id] = asyncio.Event()
-            self._runs[session_id] = asyncio.create_task(self._run(lease), name=f"run-{session_id}")
+    def _start(self, session_id: str) -> None:
+        """Start a run that claims the session in its first write (it ends at once if it cannot)."""
+        if session_id in self._runs:  # e.g. started since the scan read its candidates
+            return
+        self._interrupts[session_id] = asyncio.Event()
+        self._runs[session_id] = asyncio.create_task(self._run(session_id), name=f"run-{session_id}")
 
-    async def _claim(self, session_id: str) -> Lease | None:
-        now = now_us()
-        expires = now + int(self.settings.lease_seconds * 1_000_000)
-        owner = self.owner
+    def _claimed(self, lease: Lease, run_task: asyncio.Task[None]) -> asyncio.Task[None]:
+        log.info("%s claimed %s (lease generation %d)", self.owner, lease.session_id, lease.generation)
+        timer = self._idle_timers.pop(lease.session_id, None)
+        if timer is not None:
+            timer.cancel()
+        return asyncio.create_task(self._heartbeat(lease, run_task))
 
-        published: list[Logged] = []
-
-        def claim(conn: sa.Connection) -> int | None:
-            published.clear()
-            result = conn.execute(_CLAIM, {"sid": session_id, "now": now, "owner": owner, "expires": expires}).first()
-            if result is None:
-                return None
-            if result.status == "running" and result.running_since is not None:
-                # The run that had this turn died with it (its lease expired): the session is rescheduled,
-                # in the same transaction, and the run that starts now takes the turn over.
-                conn.execute(sessions.update().where(sessions.c.id == session_id).values(status="rescheduling"))
-                rescheduled = [{"type": "session.status_rescheduled"}]
-                published.extend(append_events(conn, session_id, rescheduled, processed=True, now=now))
-            return int(result.lease_generation)
-
-        generation = await self.db.run_write(claim)
-        self.bus.publish(session_id, published)
-        return None if generation is None else Lease(session_id, owner, generation)
-
-    async def _run(self, lease: Lease) -> None:
+    async def _run(self, session_id: str) -> None:
         run_task = asyncio.current_task()
         assert run_task is not None
-        heartbeat = asyncio.create_task(self._heartbeat(lease, run_task))
-        carried = self._carried.pop(lease.session_id, None)
+        heartbeat: list[asyncio.Task[None]] = []
+        journal = Journal(
+            self.db,
+            self.bus,
+            Lease(session_id, self.owner, 0),
+            claim_seconds=self.settings.lease_seconds,
+            on_claimed=lambda lease: heartbeat.append(self._claimed(lease, run_task)),
+        )
+        carried = self._carried.pop(session_id, None)
         run = Run(
-            Journal(self.db, self.bus, lease),
+            journal,
             self.provider,
             self.sandboxes,
             self.settings.run,
-            self._interrupts[lease.session_id],
+            self._interrupts[session_id],
             self.stores,
-            carried if carried is not None and carried.generation == lease.generation - 1 else None,
+            carried,
         )
         try:
             await run.execute()
-            self._carried[lease.session_id] = run.carry()
+            self._carried[session_id] = run.carry()
             while len(self._carried) > CARRIED_SESSIONS:
                 self._carried.popitem(last=False)
+        except NotClaimed:  # no input after all, or another engine holds it: nothing was read or written
+            if carried is not None:
+                self._carried[session_id] = carried
         except LeaseLost:
-            log.warning("lost the lease of %s; another engine continues it", lease.session_id)
+            log.warning("lost the lease of %s; another engine continues it", session_id)
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("run of %s failed; the lease is left to expire", lease.session_id)
+            log.exception("run of %s failed; the lease is left to expire", session_id)
         finally:
-            heartbeat.cancel()
-            self._runs.pop(lease.session_id, None)
-            self._interrupts.pop(lease.session_id, None)
-            self._stop_sandbox_later(lease.session_id)
-            if lease.session_id in self._hints:  # input arrived during the run, maybe after its last look
+            for task in heartbeat:
+                task.cancel()
+            self._runs.pop(session_id, None)
+            self._interrupts.pop(session_id, None)
+            if heartbeat:
+                self._stop_sandbox_later(session_id)
+            if session_id in self._hints:  # input arrived during the run, maybe after its last look
                 self._wake.set()
 
     async def _heartbeat(self, lease: Lease, run_task: asyncio.Task[None]) -> None:

@@ -30,6 +30,10 @@ class LeaseLost(Exception):
     """Another runner holds the session now (or the session is gone); stop without writing."""
 
 
+class NotClaimed(LeaseLost):
+    """The run's first write found no input to claim, or another runner's live lease: nothing was written."""
+
+
 @dataclass(frozen=True)
 class Lease:
     session_id: str
@@ -49,18 +53,64 @@ _FENCE = (
 )
 
 
-class Journal:
-    """Writes one run makes: events, status and usage, each write fenced by the lease."""
+_CLAIM = (
+    sessions.update()
+    .where(
+        sessions.c.id == sa.bindparam("sid"),
+        sessions.c.pending.is_(True),
+        sa.or_(sessions.c.lease_owner.is_(None), sessions.c.lease_expires_at < sa.bindparam("now")),
+    )
+    .values(
+        lease_owner=sa.bindparam("owner"),
+        lease_generation=sessions.c.lease_generation + 1,
+        lease_expires_at=sa.bindparam("expires"),
+    )
+    .returning(sessions.c.lease_generation, sessions.c.status, sessions.c.running_since)
+)
+"""Take a session's lease when it has input and no live lease (a compare-and-set)."""
 
-    def __init__(self, db: Database, bus: Bus, lease: Lease):
+
+def claim(conn: sa.Connection, session_id: str, owner: str, now: int, expires: int, published: list[Logged]) -> int:
+    """Take the session's lease inside the caller's transaction; its new generation (``NotClaimed`` if none).
+
+    A run that had the turn and died with it (its lease expired) leaves the session running: it is
+    rescheduled in the same transaction, and the run that claims it takes the turn over.
+    """
+    taken = conn.execute(_CLAIM, {"sid": session_id, "now": now, "owner": owner, "expires": expires}).first()
+    if taken is None:
+        raise NotClaimed(session_id)
+    if taken.status == "running" and taken.running_since is not None:
+        conn.execute(sessions.update().where(sessions.c.id == session_id).values(status="rescheduling"))
+        rescheduled = [{"type": "session.status_rescheduled"}]
+        published.extend(append_events(conn, session_id, rescheduled, processed=True, now=now))
+    return int(taken.lease_generation)
+
+
+class Journal:
+    """Writes one run makes: events, status and usage, each write fenced by the lease.
+
+    Given ``claim_seconds``, the run has no lease yet: its first write takes one (for that long)
+    in the same transaction, and ``on_claimed`` is called with it after the commit.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        bus: Bus,
+        lease: Lease,
+        *,
+        claim_seconds: float | None = None,
+        on_claimed: Callable[[Lease], None] | None = None,
+    ):
         self.db = db
         self.bus = bus
         self.lease = lease
+        self._claim_us = None if claim_seconds is None else int(claim_seconds * 1_000_000)
+        self._on_claimed = on_claimed
         self.row: Any = None
         """The session's row as the newest committed write of this run read it (under its lock)."""
 
-    def _fence(self, conn: sa.Connection) -> Any:
-        lease = self.lease
+    def _fence(self, conn: sa.Connection, lease: Lease) -> Any:
         row = conn.execute(
             _FENCE, {"sid": lease.session_id, "owner": lease.owner, "generation": lease.generation}
         ).first()
@@ -75,14 +125,23 @@ class Journal:
         """
         published: list[Logged] = []
         fenced: list[Any] = []
+        claimed: list[Lease] = []
 
         def write(conn: sa.Connection) -> T:
-            fenced[:] = [self._fence(conn)]
             published.clear()
+            if self._claim_us is not None:
+                now, lease = now_us(), self.lease
+                generation = claim(conn, lease.session_id, lease.owner, now, now + self._claim_us, published)
+                claimed[:] = [Lease(lease.session_id, lease.owner, generation)]
+            fenced[:] = [self._fence(conn, claimed[0] if claimed else self.lease)]
             return work(conn, fenced[0], now_us(), published)
 
         result = await self.db.run_write(write)
         self.row = fenced[0]
+        if claimed:
+            self.lease, self._claim_us = claimed[0], None
+            if self._on_claimed is not None:
+                self._on_claimed(self.lease)
         self.bus.publish(self.lease.session_id, published)
         return result
 

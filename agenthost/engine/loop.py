@@ -129,10 +129,11 @@ class Run:
         self.setup_failure: str | None = None
         self.takeover = False
         self.self_hosted = False  # tools that touch files or run commands are the environment's worker's
-        self.log = carried.log if carried is not None else LogReader(journal.db, self.session_id)
-        self.transcript = carried.transcript if carried is not None else Transcript()
+        self.log = LogReader(journal.db, self.session_id)
+        self.transcript = Transcript()
+        self._carried = carried  # taken up once the run holds its lease: see ``_adopt``
         self.files = stores.files if stores is not None else None
-        self.session_files = carried.session_files if carried is not None else None
+        self.session_files: SessionFiles | None = None
         self.vaults = stores.vaults if stores is not None else None
         self.skills = stores.skills if stores is not None else None
         self.skill_versions: list[SkillArchive] | None = None  # resolved at the run's first turn
@@ -146,6 +147,16 @@ class Run:
         self.memory: MemoryMirror | None = None
         self.memory_note: str | None = None
         self.repositories = SessionRepositories(journal.db, self.vaults, self.session_id, settings.github_url)
+
+    def _adopt(self) -> None:
+        """Start from what the session's previous run in this process read, when no other run came between.
+
+        Called once the lease is held, before anything was read from the log: the fresh reader is replaced."""
+        carried, self._carried = self._carried, None
+        if carried is not None and carried.generation == self.journal.lease.generation - 1:
+            self.log, self.transcript = carried.log, carried.transcript
+            if carried.session_files is not None:
+                self.session_files = carried.session_files
 
     def carry(self) -> Carried:
         """What the session's next run in this process may start from (``Carried``)."""
@@ -220,6 +231,7 @@ class Run:
 
         self.interrupt.clear()
         taken = await self.journal.transact(work)
+        self._adopt()
         self.toolbox = Toolbox(
             self.agent,
             private_hosts=self.settings.web_fetch_private_hosts,

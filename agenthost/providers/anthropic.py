@@ -9,8 +9,8 @@ consecutive calls of a turn read the conversation from cache.
 The body is serialised here with orjson and handed to the SDK as ready bytes: given a
 dict, the SDK copies the whole tree in Python and encodes it with the standard ``json``
 module before every call, which a long conversation makes the largest cost of a turn
-in the server (docs/benchmarks.md). Sending, errors, retries and the stream's assembly
-into a message stay the SDK's (``AsyncMessageStreamManager``).
+in the server (docs/benchmarks.md). Sending, errors and the stream's assembly into a
+message stay the SDK's (``AsyncMessageStream``).
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from typing import Any
 
 import anthropic
 import orjson
+from anthropic import not_given
 from anthropic.lib._parse._response import ResponseFormatT
-from anthropic.lib.streaming import AsyncMessageStreamManager
+from anthropic.lib.streaming import AsyncMessageStream
 from anthropic.types import Message, RawMessageStreamEvent
 from anthropic.types.parsed_message import ParsedMessage
 
@@ -60,11 +61,11 @@ class AnthropicProvider:
         if request.speed == "fast":
             params["speed"] = "fast"
         try:
-            events = self._client.post(
-                "/v1/messages", cast_to=Message, content=orjson.dumps(params), stream=True, stream_cls=_EVENTS
-            )
-            async with AsyncMessageStreamManager(events) as stream:
+            stream = AsyncMessageStream(await self._send(orjson.dumps(params)), output_format=not_given)
+            try:
                 message = await stream.get_final_message()
+            finally:
+                await stream.close()
         except anthropic.APIStatusError as exc:
             raise _classify(exc) from exc
         except anthropic.APIConnectionError as exc:
@@ -82,6 +83,23 @@ class AnthropicProvider:
                 cache_read_input_tokens=usage.cache_read_input_tokens or 0,
             ),
         )
+
+    async def _send(self, body: bytes) -> anthropic.AsyncStream[RawMessageStreamEvent]:
+        """Send the request; the response's events, once its headers came.
+
+        A connection that fails before any answer is tried once more at once, on a new connection:
+        a kept-alive connection that the server closed just as it was reused fails that way, and that
+        is no failure of the model. A timeout, or an error after the answer began, is not retried here.
+        """
+        for attempt in (1, 2):
+            try:
+                return await self._client.post(
+                    "/v1/messages", cast_to=Message, content=body, stream=True, stream_cls=_EVENTS
+                )
+            except anthropic.APIConnectionError as exc:
+                if attempt == 2 or isinstance(exc, anthropic.APITimeoutError):
+                    raise
+        raise AssertionError("unreachable")
 
 
 def _classify(exc: anthropic.APIStatusError) -> ModelError:
