@@ -70,6 +70,7 @@ class Engine:
         self._idle_timers: dict[str, asyncio.TimerHandle] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._carried: OrderedDict[str, Carried] = OrderedDict()
+        self._backoff: dict[str, float] = {}  # session -> loop time before which no run starts
 
     async def start(self) -> None:
         await self.sandboxes.reconcile(self._existing)
@@ -218,6 +219,9 @@ class Engine:
         """Start a run that claims the session in its first write (it ends at once if it cannot)."""
         if session_id in self._runs:  # e.g. started since the scan read its candidates
             return
+        if self._backoff.get(session_id, 0.0) > asyncio.get_running_loop().time():
+            return  # its last run failed before it could claim: the scan tries again later
+        self._backoff.pop(session_id, None)
         self._interrupts[session_id] = asyncio.Event()
         self._runs[session_id] = asyncio.create_task(self._run(session_id), name=f"run-{session_id}")
 
@@ -263,12 +267,14 @@ class Engine:
             raise
         except Exception:
             log.exception("run of %s failed; the lease is left to expire", session_id)
+            if not heartbeat:  # it failed in the claiming write, which left no lease: wait as long as one
+                self._backoff[session_id] = asyncio.get_running_loop().time() + self.settings.lease_seconds
         finally:
             for task in heartbeat:
                 task.cancel()
             self._runs.pop(session_id, None)
             self._interrupts.pop(session_id, None)
-            if heartbeat:
+            if heartbeat or session_id not in self._idle_timers:  # its timer may have fired during the claim
                 self._stop_sandbox_later(session_id)
             if session_id in self._hints:  # input arrived during the run, maybe after its last look
                 self._wake.set()

@@ -161,46 +161,46 @@ class Journal:
         return await self.transact(work)
 
 
-_PROCESSED = sa.select(events.c.id, events.c.payload, events.c.processed_at, events.c.seq).where(
+_PROCESSED = sa.select(events.c.id, events.c.payload, events.c.emit_last).where(
     events.c.session_id == sa.bindparam("sid"), events.c.processed_at.is_not(None), events.c.flushed.is_(False)
 )
-_PROCESSED_AFTER = _PROCESSED.where(
-    sa.tuple_(events.c.processed_at, events.c.seq)
-    > sa.tuple_(sa.bindparam("after_at", type_=sa.BigInteger), sa.bindparam("after_seq", type_=sa.Integer))
+_PROCESSED_SINCE = _PROCESSED.where(events.c.emit_last > sa.bindparam("after", type_=sa.BigInteger)).order_by(
+    events.c.emit_last
 )
-_PROCESSED, _PROCESSED_AFTER = (q.order_by(events.c.processed_at, events.c.seq) for q in (_PROCESSED, _PROCESSED_AFTER))
+_PROCESSED = _PROCESSED.order_by(events.c.processed_at, events.c.seq)
 
 
 class LogReader:
     """The processed events of one session in processing order, read incrementally during a run.
 
-    Processing only moves forward in time, so after the first read each call fetches just the
-    events processed since the last one (the transcript does not re-read the whole log per call).
-    Events carry ``id``, ``type`` and their payload; timestamps are not needed for the model.
+    The first read takes the whole log in processing order; each later one takes what was shown
+    processed since, by emission number. Emission numbers are allocated under the session row's
+    lock in commit order, whatever the writers' clocks say, so no event processed later (by an
+    API process on another host, say) can fall behind the reader's position. Events carry ``id``,
+    ``type`` and their payload; timestamps are not needed for the model.
     """
 
     def __init__(self, db: Database, session_id: str):
         self.db = db
         self.session_id = session_id
         self.events: list[JSON] = []
-        self._last: tuple[int, int] | None = None
+        self._last: int | None = None  # the highest emission number read
 
     async def read(self) -> list[JSON]:
         """Every processed event so far (one read of what is new)."""
         return self.absorb(await self.db.run_read(self.fetch))
 
     def fetch(self, conn: sa.Connection) -> list[Any]:
-        """The rows processed since the last absorbed read, in processing order (inside any transaction)."""
+        """The rows processed since the last absorbed read (inside any transaction)."""
         if self._last is None:
             return list(conn.execute(_PROCESSED, {"sid": self.session_id}))
-        at, seq = self._last
-        return list(conn.execute(_PROCESSED_AFTER, {"sid": self.session_id, "after_at": at, "after_seq": seq}))
+        return list(conn.execute(_PROCESSED_SINCE, {"sid": self.session_id, "after": self._last}))
 
     def absorb(self, rows: list[Any]) -> list[JSON]:
         """Add rows from ``fetch`` once their transaction committed; return every processed event so far."""
         self.events.extend({"id": row.id, **row.payload} for row in rows)
         if rows:
-            self._last = (rows[-1].processed_at, rows[-1].seq)
+            self._last = max(self._last or 0, max(row.emit_last for row in rows))
         return self.events
 
 

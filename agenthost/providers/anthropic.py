@@ -16,6 +16,7 @@ message stay the SDK's (``AsyncMessageStream``).
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import anthropic
@@ -61,7 +62,7 @@ class AnthropicProvider:
         if request.speed == "fast":
             params["speed"] = "fast"
         try:
-            stream = AsyncMessageStream(await self._send(orjson.dumps(params)), output_format=not_given)
+            stream = AsyncMessageStream(await self._send(_encode(params)), output_format=not_given)
             try:
                 message = await stream.get_final_message()
             finally:
@@ -100,6 +101,14 @@ class AnthropicProvider:
                 if attempt == 2 or isinstance(exc, anthropic.APITimeoutError):
                     raise
         raise AssertionError("unreachable")
+
+
+def _encode(params: dict[str, Any]) -> bytes:
+    """The request body; integers orjson cannot hold (past 64 bits, in a tool's schema say) go through ``json``."""
+    try:
+        return orjson.dumps(params)
+    except TypeError:
+        return json.dumps(params).encode()
 
 
 def _classify(exc: anthropic.APIStatusError) -> ModelError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import anthropic
 import pytest
@@ -108,4 +109,19 @@ async def test_a_model_api_that_keeps_closing_connections_is_a_retryable_model_e
     assert "could not reach the model API" in raised.value.message
     assert (proxy.dropped, proxy.forwarded) == (2, 0)  # tried twice, no more
     assert fake.requests_for(key) == []
+    await proxy.close()
+
+
+async def test_a_tool_schema_with_an_integer_past_64_bits_is_still_sent(
+    fake: FakeAnthropic, provider_via: list[AnthropicProvider]
+) -> None:
+    key = f"provider-{secrets.token_hex(4)}"
+    fake.script(key, Text("ok"))
+    proxy, provider = await start(fake, 0, provider_via)
+    schema = {"type": "object", "properties": {"n": {"type": "integer", "maximum": 2**70}}}
+    huge = replace(request(key), tools=[{"name": "count", "input_schema": schema}])
+    response = await provider.complete(huge)
+    assert response.content == [{"type": "text", "text": "ok"}]
+    (sent,) = fake.requests_for(key)
+    assert sent["tools"][0]["input_schema"]["properties"]["n"]["maximum"] == 2**70
     await proxy.close()
