@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 import anthropic
 import pytest
@@ -57,12 +57,21 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         writer.close()
 
 
+@dataclass
+class Made:
+    providers: list[AnthropicProvider] = field(default_factory=list)
+    proxies: list[DroppingProxy] = field(default_factory=list)
+
+
 @pytest.fixture
-async def provider_via(fake: FakeAnthropic) -> AsyncIterator[list[AnthropicProvider]]:
-    made: list[AnthropicProvider] = []
-    yield made
-    for provider in made:
+async def made() -> AsyncIterator[Made]:
+    """What a test started, closed after it whatever the outcome."""
+    started = Made()
+    yield started
+    for provider in started.providers:
         await provider.close()
+    for proxy in started.proxies:
+        await proxy.close()
 
 
 def request(key: str) -> ModelRequest:
@@ -76,52 +85,43 @@ def request(key: str) -> ModelRequest:
 
 
 async def start(
-    fake: FakeAnthropic, drops: int, made: list[AnthropicProvider]
-) -> tuple[DroppingProxy, AnthropicProvider]:
+    fake: FakeAnthropic, made: Made, drops: int, *replies: Text
+) -> tuple[str, DroppingProxy, AnthropicProvider]:
+    """A script key with ``replies``; a provider reaching the model through a proxy that drops ``drops`` connections."""
+    key = f"provider-{secrets.token_hex(4)}"
+    fake.script(key, *replies)
     proxy = await DroppingProxy(fake.url, drops).start()
     provider = AnthropicProvider(anthropic.AsyncAnthropic(base_url=proxy.url, api_key="sk-ant-fake", max_retries=0))
-    made.append(provider)
-    return proxy, provider
+    made.proxies.append(proxy)
+    made.providers.append(provider)
+    return key, proxy, provider
 
 
-async def test_a_connection_closed_before_any_answer_is_tried_once_more(
-    fake: FakeAnthropic, provider_via: list[AnthropicProvider]
-) -> None:
-    key = f"provider-{secrets.token_hex(4)}"
-    fake.script(key, Text("hello"))
-    proxy, provider = await start(fake, 1, provider_via)
+async def test_a_connection_closed_before_any_answer_is_tried_once_more(fake: FakeAnthropic, made: Made) -> None:
+    key, proxy, provider = await start(fake, made, 1, Text("hello"))
     response = await provider.complete(request(key))
     assert response.content == [{"type": "text", "text": "hello"}]
     assert response.stop_reason == "end_turn"
     assert (proxy.dropped, proxy.forwarded) == (1, 1)
     assert len(fake.requests_for(key)) == 1  # the model was asked once
-    await proxy.close()
 
 
 async def test_a_model_api_that_keeps_closing_connections_is_a_retryable_model_error(
-    fake: FakeAnthropic, provider_via: list[AnthropicProvider]
+    fake: FakeAnthropic, made: Made
 ) -> None:
-    key = f"provider-{secrets.token_hex(4)}"
-    proxy, provider = await start(fake, 5, provider_via)
+    key, proxy, provider = await start(fake, made, 5)
     with pytest.raises(ModelError) as raised:
         await provider.complete(request(key))
     assert raised.value.kind == "model_request_failed_error" and raised.value.retryable
     assert "could not reach the model API" in raised.value.message
     assert (proxy.dropped, proxy.forwarded) == (2, 0)  # tried twice, no more
     assert fake.requests_for(key) == []
-    await proxy.close()
 
 
-async def test_a_tool_schema_with_an_integer_past_64_bits_is_still_sent(
-    fake: FakeAnthropic, provider_via: list[AnthropicProvider]
-) -> None:
-    key = f"provider-{secrets.token_hex(4)}"
-    fake.script(key, Text("ok"))
-    proxy, provider = await start(fake, 0, provider_via)
+async def test_a_tool_schema_with_an_integer_past_64_bits_is_still_sent(fake: FakeAnthropic, made: Made) -> None:
+    key, _proxy, provider = await start(fake, made, 0, Text("ok"))
     schema = {"type": "object", "properties": {"n": {"type": "integer", "maximum": 2**70}}}
-    huge = replace(request(key), tools=[{"name": "count", "input_schema": schema}])
-    response = await provider.complete(huge)
+    response = await provider.complete(replace(request(key), tools=[{"name": "count", "input_schema": schema}]))
     assert response.content == [{"type": "text", "text": "ok"}]
     (sent,) = fake.requests_for(key)
     assert sent["tools"][0]["input_schema"]["properties"]["n"]["maximum"] == 2**70
-    await proxy.close()
