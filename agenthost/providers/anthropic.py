@@ -92,15 +92,15 @@ class AnthropicProvider:
         a kept-alive connection that the server closed just as it was reused fails that way, and that
         is no failure of the model. A timeout, or an error after the answer began, is not retried here.
         """
-        for attempt in (1, 2):
-            try:
-                return await self._client.post(
-                    "/v1/messages", cast_to=Message, content=body, stream=True, stream_cls=_EVENTS
-                )
-            except anthropic.APIConnectionError as exc:
-                if attempt == 2 or isinstance(exc, anthropic.APITimeoutError):
-                    raise
-        raise AssertionError("unreachable")
+        try:
+            return await self._post(body)
+        except anthropic.APITimeoutError:
+            raise
+        except anthropic.APIConnectionError:
+            return await self._post(body)
+
+    async def _post(self, body: bytes) -> anthropic.AsyncStream[RawMessageStreamEvent]:
+        return await self._client.post("/v1/messages", cast_to=Message, content=body, stream=True, stream_cls=_EVENTS)
 
 
 def _encode(params: dict[str, Any]) -> bytes:

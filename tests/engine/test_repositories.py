@@ -69,9 +69,15 @@ def _assert_nowhere(token: str, server: LiveServer, session_id: str, listed: lis
     assert files_containing(session_dir, *[s.encode() for s in secrets]) == []
 
 
-def _session(client: anthropic.Anthropic, script: Script, environment: Any, *resources: Any) -> Any:
+def _session(
+    client: anthropic.Anthropic, script: Script, environment: Any, recorders: list[Recorder], *resources: Any
+) -> tuple[Any, Recorder]:
+    """A session of an agent with the toolset and these resources, and a recorder of its stream."""
     agent = script.agent(client, tools=[TOOLSET])
-    return client.beta.sessions.create(agent=agent.id, environment_id=environment.id, resources=list(resources))
+    session = client.beta.sessions.create(agent=agent.id, environment_id=environment.id, resources=list(resources))
+    recorder = Recorder(client, session.id)
+    recorders.append(recorder)
+    return session, recorder
 
 
 def _results(listed: list[Any]) -> list[str]:
@@ -105,10 +111,11 @@ def test_repositories_are_cloned_at_their_branch_commit_or_default_and_the_token
         Text("still there"),
     )
     repo = {"type": "github_repository", "url": URL, "authorization_token": token}
-    session = _session(
+    session, recorder = _session(
         client,
         script,
         environment,
+        recorders,
         repo,
         {**repo, "checkout": {"type": "branch", "name": "feature"}, "mount_path": "feature-copy"},
         {
@@ -117,8 +124,6 @@ def test_repositories_are_cloned_at_their_branch_commit_or_default_and_the_token
             "mount_path": "/workspace/pinned/widgets",
         },
     )
-    recorder = Recorder(client, session.id)
-    recorders.append(recorder)
     client.beta.sessions.events.send(session.id, events=[say("look at the repositories")])
     recorder.idles(1)
     seen = len(github.headers())
@@ -177,12 +182,10 @@ def test_a_refused_token_is_a_session_error_and_the_rotated_token_clones_next_tu
         ToolUse("bash", {"command": "cat /workspace/widgets/README.md"}),
         Text("there it is"),
     )
-    session = _session(
-        client, script, environment, {"type": "github_repository", "url": URL, "authorization_token": wrong}
+    session, recorder = _session(
+        client, script, environment, recorders, {"type": "github_repository", "url": URL, "authorization_token": wrong}
     )
     (resource,) = session.resources
-    recorder = Recorder(client, session.id)
-    recorders.append(recorder)
     client.beta.sessions.events.send(session.id, events=[say("look")])
     recorder.idles(1)
     client.beta.sessions.resources.update(resource.id, session_id=session.id, authorization_token=right)
@@ -226,10 +229,11 @@ def test_each_failing_repository_is_its_own_session_error_and_the_others_are_clo
         Text("two of six"),
     )
     repo = {"type": "github_repository", "url": URL, "authorization_token": token}
-    session = _session(
+    session, recorder = _session(
         client,
         script,
         environment,
+        recorders,
         {"type": "github_repository", "url": "https://github.com/public/widgets"},  # public: no token needed
         {**repo, "checkout": {"type": "commit", "sha": github.widgets.pull}, "mount_path": "pr"},  # not on a branch
         {**repo, "checkout": {"type": "branch", "name": "nope"}, "mount_path": "nope"},
@@ -237,8 +241,6 @@ def test_each_failing_repository_is_its_own_session_error_and_the_others_are_clo
         {**repo, "url": "https://github.com/acme/missing"},
         {**repo, "url": "https://github.com/forbidden/widgets", "mount_path": "forbidden"},
     )
-    recorder = Recorder(client, session.id)
-    recorders.append(recorder)
     client.beta.sessions.events.send(session.id, events=[say("look")])
     listed = assert_stream_equals_list(recorder.idles(1), client, session.id)
 
@@ -291,14 +293,13 @@ def test_an_interrupt_stops_the_clone_and_the_next_turn_clones_again(
         ToolUse("bash", {"command": "cat /workspace/widgets/README.md"}),
         Text("cloned at last"),
     )
-    session = _session(
+    session, recorder = _session(
         client,
         script,
         environment,
+        recorders,
         {"type": "github_repository", "url": "https://github.com/slow/widgets", "authorization_token": token},
     )
-    recorder = Recorder(client, session.id)
-    recorders.append(recorder)
     try:
         client.beta.sessions.events.send(session.id, events=[say("look")])
         wait_until(github.held.is_set)  # git is waiting for the server's answer
