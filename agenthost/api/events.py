@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from agenthost.api.auth import CALLER
 from agenthost.api.deps import Workspace, store
+from agenthost.api.event_stream import EventStream
 from agenthost.api.idempotency import idempotent
 from agenthost.api.pagination import created_bounds, limit_param, page_body, page_request
 from agenthost.api.responses import JSONBytes, json_response
-from agenthost.api.sse import PING, error_frame, frame
+from agenthost.api.sse import frame
 from agenthost.engine.commands import RECEIPT, send_events
 from agenthost.errors import InvalidRequest, NotSupported, PermissionDenied
 from agenthost.schemas.events import EVENT_TYPES, SendEvents, send_payloads
-from agenthost.store.notify import FeedOverrun
 from agenthost.store.sql import Caller
 
 router = APIRouter(prefix="/v1/sessions/{session_id}/events", tags=["events"])
@@ -69,7 +67,7 @@ async def stream(
     workspace_id: Workspace,
     event_deltas: Annotated[list[str], Query(alias="event_deltas[]")] = [],  # noqa: B006
     last_event_id: Annotated[str | None, Header(alias="last-event-id")] = None,
-) -> StreamingResponse:
+) -> EventStream:
     if event_deltas:
         raise NotSupported("event_deltas[]", "live previews (event_start/event_delta)")
     sessions = store(request).sessions
@@ -82,39 +80,8 @@ async def stream(
     except BaseException:
         subscription.close()
         raise
-    ping_seconds: float = request.app.state.settings.ping_seconds
     # Showings up to this number were seen (the client's last event) or replayed from the log: the feed,
     # which may still be catching up on this replica, must not send them again.
     replayed = max(start, backlog[-1][0] if backlog else 0)
-
-    async def frames() -> AsyncIterator[bytes]:
-        try:
-            if backlog:
-                yield b"".join(frame(event) for _, event in backlog)
-            while True:
-                chunk: list[bytes] = []
-                deleted = False
-                for item in subscription.drain():
-                    if item.number <= replayed:
-                        continue  # already replayed from the log (resume raced with a publish)
-                    if item.encoded is None:
-                        item.encoded = frame(item.event)
-                    chunk.append(item.encoded)
-                    deleted = deleted or item.event["type"] == "session.deleted"
-                if chunk:
-                    yield b"".join(chunk)  # everything ready goes out in one write
-                if deleted or subscription.ended:
-                    return
-                try:
-                    async with asyncio.timeout(ping_seconds):
-                        await subscription.wait()
-                except TimeoutError:
-                    yield PING
-        except FeedOverrun:
-            yield error_frame("api_error", "this stream fell too far behind; reconnect and list events to catch up")
-        finally:
-            subscription.close()
-
-    return StreamingResponse(
-        frames(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    )
+    framed = b"".join(frame(event) for _, event in backlog)
+    return EventStream(subscription, framed, replayed, request.app.state.settings.ping_seconds)

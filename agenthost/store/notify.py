@@ -3,9 +3,9 @@
 Every showing of an event has an emission number (``store.sessions.Logged``), allocated in
 the transaction that shows it, in commit order and without gaps. One :class:`Feed` per
 session with subscribers in this process holds what was shown since its oldest subscriber
-joined, up to its *watermark* (the newest number it holds), and one ``asyncio.Event`` that
-wakes every subscriber at once: a publish costs one append and one wake-up however many
-clients watch the session.
+joined, up to its *watermark* (the newest number it holds), and calls each subscriber's
+listener when it changes, there and then: a publish costs one append and no task wake-up,
+however many clients watch the session (``api.event_stream`` writes from its listener).
 
 Feeds are filled two ways, both after commit (persist, then notify):
 
@@ -131,7 +131,7 @@ class Feed:
 
     items: deque[Published] = field(default_factory=lambda: deque(maxlen=FEED_SIZE))
     first_position: int = 0
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    listeners: list[Callable[[], None]] = field(default_factory=list)
     subscribers: int = 0
     closed: bool = False
     watermark: int | None = None  # None until the feed read where the session's showings stand
@@ -174,8 +174,11 @@ class Feed:
         self._wake()
 
     def _wake(self) -> None:
-        self.changed.set()
-        self.changed = asyncio.Event()
+        for listener in tuple(self.listeners):  # a listener may leave while it is called
+            try:
+                listener()
+            except Exception:
+                log.exception("a subscriber of a session feed failed to take its events")
 
 
 class FeedOverrun(Exception):
@@ -338,14 +341,21 @@ class Bus:
 
 
 class Subscription:
-    """One subscriber's position in a session feed: ``drain`` what is there, ``wait`` for more."""
+    """One subscriber's position in a session feed: ``drain`` what is there; ``listen`` to hear of more."""
 
     def __init__(self, session_id: str, feed: Feed):
         self._session_id = session_id
         self._feed = feed
         self._position = feed.end
         self._open = True
+        self._listener: Callable[[], None] | None = None
         self._finalizer: weakref.finalize[Any, Any]
+
+    def listen(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` (synchronously, on the loop) whenever the feed changes, until closed."""
+        if self._open and self._listener is None:
+            self._listener = listener
+            self._feed.listeners.append(listener)
 
     def drain(self) -> list[Published]:
         """Every showing since the last drain, in order."""
@@ -353,15 +363,11 @@ class Subscription:
         if self._position < feed.first_position:
             raise FeedOverrun(self._session_id)
         start = self._position - feed.first_position
-        items = [feed.items[index] for index in range(start, len(feed.items))]
+        count = len(feed.items) - start
         self._position = feed.end
-        return items
-
-    async def wait(self) -> None:
-        """Return when something was shown (or the feed closed); no task is created per wait."""
-        feed = self._feed
-        if self._position >= feed.end and not feed.closed and self._open:
-            await feed.changed.wait()
+        if count == 1:  # the usual case: one event was shown since the last drain
+            return [feed.items[-1]]
+        return [feed.items[index] for index in range(start, start + count)]
 
     @property
     def ended(self) -> bool:
@@ -371,6 +377,9 @@ class Subscription:
     def close(self) -> None:
         if self._open:
             self._open = False
+            if self._listener is not None:
+                self._feed.listeners.remove(self._listener)
+                self._listener = None
             self._finalizer()
 
 

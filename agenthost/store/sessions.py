@@ -7,6 +7,7 @@ sequence never has gaps or duplicates whichever process appends.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from types import SimpleNamespace
 from typing import Any
@@ -108,6 +109,13 @@ _ALLOCATE = (
 
 
 _INSERT = events.insert()
+
+
+@functools.cache
+def _changing(columns: tuple[str, ...]) -> sa.Update:
+    """``UPDATE sessions`` of these columns and ``updated_at``, built once per set of columns."""
+    values = {name: sa.bindparam(f"v_{name}", type_=sessions.c[name].type) for name in (*columns, "updated_at")}
+    return sessions.update().where(sessions.c.id == sa.bindparam("sid")).values(values)
 
 
 def _allocate(conn: sa.Connection, session_id: str, events_: int, emissions: int) -> tuple[int, int]:
@@ -422,10 +430,13 @@ class Sessions:
             logged: list[Logged] = []
             if changed:
                 now = now_us()
-                conn.execute(sessions.update().where(sessions.c.id == session_id).values(updated_at=now, **changed))
+                conn.execute(
+                    _changing(tuple(sorted(changed))),
+                    {"sid": session_id, "v_updated_at": now} | {f"v_{name}": value for name, value in changed.items()},
+                )
                 updated = {"type": "session.updated", **changed}
                 logged = append_events(conn, session_id, [updated], processed=True, now=now)
-                row = session_row(conn, workspace_id, session_id)
+                row = SimpleNamespace(**row._asdict() | changed | {"updated_at": now})
             return row, logged
 
         row, logged = await self.db.run_write(write)

@@ -1,0 +1,174 @@
+"""The response of ``/events/stream`` (layer 4): frames are written by whoever publishes them.
+
+A subscriber does not wait for each event in a task of its own. When a session's feed is
+shown something it calls every stream's :meth:`EventStream.pump` there and then, and the
+pump frames what is new (an event is serialised once for all its streams) and hands it to
+the ASGI ``send``. With 100 subscribers that spares, per event, a hundred task wake-ups, a
+hundred timers and a hundred trips through a generator and Starlette's streaming loop
+(docs/benchmarks.md, "Delivery (b) without a task per subscriber").
+
+uvicorn's ``send`` writes to the socket and returns without suspending unless the client has
+stopped reading and the buffer is full, so the pump steps ``send`` by hand (:func:`start`):
+it nearly always completes in that one step. When it suspends, a task finishes it and then
+pumps again; nothing else is written to that stream meanwhile, so frames keep their order
+and a slow reader holds up nobody else.
+
+The response's own coroutine only waits for the end (the client left, the session was
+deleted, the stream fell behind the feed, a write failed) and sends a ``ping`` after
+``ping_seconds`` without a frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from asyncio import FIRST_COMPLETED
+from collections.abc import Coroutine
+from typing import Any
+
+from starlette.responses import Response
+from starlette.types import Message, Receive, Scope, Send
+
+from agenthost.api.sse import PING, error_frame, frame
+from agenthost.store.notify import FeedOverrun, Subscription
+
+log = logging.getLogger("agenthost.stream")
+OVERRUN = "this stream fell too far behind; reconnect and list events to catch up"
+
+
+def start(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
+    """Run ``coro`` in the caller up to its first suspension: None if it finished there, else a task finishing it.
+
+    Exceptions raised before the first suspension reach the caller.
+    """
+    try:
+        waiting = coro.send(None)
+    except StopIteration:
+        return None
+    return asyncio.ensure_future(_resume(coro, waiting))
+
+
+async def _resume(coro: Coroutine[Any, Any, None], waiting: Any) -> None:
+    """Go on with a coroutine stepped by hand, as a task would: wait for what it yielded, then step it again."""
+    try:
+        while True:
+            if isinstance(waiting, asyncio.Future):
+                waiting._asyncio_future_blocking = False
+                await asyncio.wait((waiting,))
+            elif waiting is None:
+                await asyncio.sleep(0)  # a bare yield: give the loop one turn
+            else:
+                raise RuntimeError(f"a stream write yielded {waiting!r}, not a future")
+            try:
+                waiting = coro.send(None)
+            except StopIteration:
+                return
+    finally:
+        coro.close()  # a no-op once it returned; on cancellation the write is abandoned
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+def _body(data: bytes) -> Message:
+    return {"type": "http.response.body", "body": data, "more_body": True}
+
+
+class EventStream(Response):
+    """Server-Sent Events for one subscription; ``backlog`` (already framed) goes first."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, subscription: Subscription, backlog: bytes, replayed: int, ping_seconds: float) -> None:
+        self.status_code = 200
+        self.background = None
+        self.init_headers({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        self._subscription = subscription
+        self._backlog = backlog
+        # Showings up to this number were seen by the client or are in the backlog: not sent again.
+        self._replayed = replayed
+        self._ping_seconds = ping_seconds
+        self._send: Send | None = None  # set once the backlog is out: from then on the feed may pump
+        self._writing: asyncio.Task[None] | None = None  # a write that suspended, being finished
+        self._ended: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._last_write = 0.0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        loop = self._loop = asyncio.get_running_loop()
+        ended = self._ended = loop.create_future()
+        gone = asyncio.ensure_future(_disconnected(receive))
+        try:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            if self._backlog:
+                await send(_body(self._backlog))
+            self._send = send
+            self._last_write = loop.time()
+            self._subscription.listen(self.pump)
+            self.pump()  # what was shown while the backlog went out
+            while not ended.done() and not gone.done():
+                quiet_until = self._last_write + self._ping_seconds
+                if loop.time() < quiet_until:
+                    await asyncio.wait((ended, gone), timeout=quiet_until - loop.time(), return_when=FIRST_COMPLETED)
+                elif self._writing is None:
+                    self._write(PING)
+                else:
+                    self._last_write = loop.time()  # a write is under way: the stream is not idle
+            if self._writing is not None and not gone.done():
+                await asyncio.wait((self._writing, gone), return_when=FIRST_COMPLETED)
+            if not gone.done():
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            self._send = None
+            self._subscription.close()
+            gone.cancel()
+            if self._writing is not None:
+                self._writing.cancel()
+
+    def pump(self) -> None:
+        """Send what the feed holds past this stream's position, now (called by the feed on every change)."""
+        if self._send is None or self._writing is not None or self._ended is None or self._ended.done():
+            return
+        chunk: list[bytes] = []
+        end = False
+        try:
+            for item in self._subscription.drain():
+                if item.number <= self._replayed:
+                    continue  # already in the backlog (the resume raced with a publish)
+                if item.encoded is None:
+                    item.encoded = frame(item.event)
+                chunk.append(item.encoded)
+                end = end or item.event["type"] == "session.deleted"
+        except FeedOverrun:
+            chunk.append(error_frame("api_error", OVERRUN))
+            end = True
+        if chunk:
+            self._write(b"".join(chunk))  # everything ready goes out in one write
+        if end or self._subscription.ended:
+            self._end()
+
+    def _write(self, data: bytes) -> None:
+        assert self._send is not None and self._loop is not None
+        self._last_write = self._loop.time()
+        try:
+            writing = start(self._send(_body(data)))
+        except Exception:
+            log.debug("a stream write failed; ending the stream", exc_info=True)
+            self._end()
+            return
+        if writing is not None:
+            self._writing = writing
+            writing.add_done_callback(self._written)
+
+    def _written(self, writing: asyncio.Task[None]) -> None:
+        self._writing = None
+        if writing.cancelled() or writing.exception() is not None:
+            self._end()
+        else:
+            self.pump()  # what was shown while the write waited for the client
+
+    def _end(self) -> None:
+        if self._ended is not None and not self._ended.done():
+            self._ended.set_result(None)
