@@ -8,8 +8,8 @@ hundred timers and a hundred trips through a generator and Starlette's streaming
 (docs/benchmarks.md, "Delivery (b) without a task per subscriber").
 
 uvicorn's ``send`` writes to the socket and returns without suspending unless the client has
-stopped reading and the buffer is full, so the pump steps ``send`` by hand (:func:`start`):
-it nearly always completes in that one step. When it suspends, a task finishes it and then
+stopped reading and the buffer is full, so the pump steps ``send`` by hand
+(:func:`run_until_suspended`): it nearly always completes in that one step. When it suspends, a task finishes it and then
 pumps again; nothing else is written to that stream meanwhile, so frames keep their order
 and a slow reader holds up nobody else.
 
@@ -36,7 +36,7 @@ log = logging.getLogger("agenthost.stream")
 OVERRUN = "this stream fell too far behind; reconnect and list events to catch up"
 
 
-def start(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
+def run_until_suspended(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
     """Run ``coro`` in the caller up to its first suspension: None if it finished there, else a task finishing it.
 
     Exceptions raised before the first suspension reach the caller.
@@ -153,7 +153,7 @@ class EventStream(Response):
         assert self._send is not None and self._loop is not None
         self._last_write = self._loop.time()
         try:
-            writing = start(self._send(_body(data)))
+            writing = run_until_suspended(self._send(_body(data)))
         except Exception:
             log.debug("a stream write failed; ending the stream", exc_info=True)
             self._end()
