@@ -9,13 +9,20 @@ hundred timers and a hundred trips through a generator and Starlette's streaming
 
 uvicorn's ``send`` writes to the socket and returns without suspending unless the client has
 stopped reading and the buffer is full, so the pump steps ``send`` by hand
-(:func:`run_until_suspended`): it nearly always completes in that one step. When it suspends, a task finishes it and then
-pumps again; nothing else is written to that stream meanwhile, so frames keep their order
-and a slow reader holds up nobody else.
+(:func:`run_until_suspended`): it nearly always completes in that one step. When it
+suspends, a task finishes it and then pumps again; nothing else is written to that stream
+meanwhile, so frames keep their order and a slow reader holds up nobody else.
 
 The response's own coroutine only waits for the end (the client left, the session was
-deleted, the stream fell behind the feed, a write failed) and sends a ``ping`` after
-``ping_seconds`` without a frame.
+deleted, the stream fell behind the feed) and sends a ``ping`` after ``ping_seconds``
+without a frame. A write or a framing that fails is raised there, after the fact, so that
+uvicorn aborts the connection: the client sees a broken stream, not a finished one, and
+resumes with ``Last-Event-ID``.
+
+The first step of each write runs in the publisher's task (an engine run, or the request
+that changed the session). That is sound while every ``send`` wrapper only passes messages
+on, as the app's pure ASGI middleware does; one that awaits something on every call (a
+``BaseHTTPMiddleware``, say) would make every write a task of its own.
 """
 
 from __future__ import annotations
@@ -45,31 +52,35 @@ def run_until_suspended(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] |
         waiting = coro.send(None)
     except StopIteration:
         return None
-    return asyncio.ensure_future(_resume(coro, waiting))
+    task = asyncio.ensure_future(_resume(coro, waiting))
+    # Closed whatever becomes of the task, even cancelled before its first step: a no-op once it returned.
+    task.add_done_callback(lambda _: coro.close())
+    return task
 
 
 async def _resume(coro: Coroutine[Any, Any, None], waiting: Any) -> None:
     """Go on with a coroutine stepped by hand, as a task would: wait for what it yielded, then step it again."""
-    try:
-        while True:
-            if isinstance(waiting, asyncio.Future):
-                waiting._asyncio_future_blocking = False
-                await asyncio.wait((waiting,))
-            elif waiting is None:
-                await asyncio.sleep(0)  # a bare yield: give the loop one turn
-            else:
-                raise RuntimeError(f"a stream write yielded {waiting!r}, not a future")
-            try:
-                waiting = coro.send(None)
-            except StopIteration:
-                return
-    finally:
-        coro.close()  # a no-op once it returned; on cancellation the write is abandoned
+    while True:
+        if asyncio.isfuture(waiting):
+            waiting._asyncio_future_blocking = False
+            await asyncio.wait((waiting,))
+        elif waiting is None:
+            await asyncio.sleep(0)  # a bare yield: give the loop one turn
+        else:
+            raise RuntimeError(f"a stream write yielded {waiting!r}, not a future")
+        try:
+            waiting = coro.send(None)
+        except StopIteration:
+            return
 
 
 async def _disconnected(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
+    """Return when the client is gone (a failing ``receive`` counts as gone)."""
+    try:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+    except Exception:
+        log.debug("reading a stream's request failed; taking the client as gone", exc_info=True)
 
 
 def _body(data: bytes) -> Message:
@@ -93,6 +104,7 @@ class EventStream(Response):
         self._send: Send | None = None  # set once the backlog is out: from then on the feed may pump
         self._writing: asyncio.Task[None] | None = None  # a write that suspended, being finished
         self._ended: asyncio.Future[None] | None = None
+        self._failed: BaseException | None = None  # raised by the response, so the connection is aborted
         self._loop: asyncio.AbstractEventLoop | None = None
         self._last_write = 0.0
 
@@ -118,6 +130,8 @@ class EventStream(Response):
                     self._last_write = loop.time()  # a write is under way: the stream is not idle
             if self._writing is not None and not gone.done():
                 await asyncio.wait((self._writing, gone), return_when=FIRST_COMPLETED)
+            if self._failed is not None:
+                raise self._failed
             if not gone.done():
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
@@ -144,6 +158,9 @@ class EventStream(Response):
         except FeedOverrun:
             chunk.append(error_frame("api_error", OVERRUN))
             end = True
+        except Exception as exc:  # what was drained cannot be sent: the client must resume from its last event
+            self._fail(exc)
+            return
         if chunk:
             self._write(b"".join(chunk))  # everything ready goes out in one write
         if end or self._subscription.ended:
@@ -154,9 +171,8 @@ class EventStream(Response):
         self._last_write = self._loop.time()
         try:
             writing = run_until_suspended(self._send(_body(data)))
-        except Exception:
-            log.debug("a stream write failed; ending the stream", exc_info=True)
-            self._end()
+        except Exception as exc:
+            self._fail(exc)
             return
         if writing is not None:
             self._writing = writing
@@ -164,10 +180,17 @@ class EventStream(Response):
 
     def _written(self, writing: asyncio.Task[None]) -> None:
         self._writing = None
-        if writing.cancelled() or writing.exception() is not None:
-            self._end()
+        if writing.cancelled():
+            self._end()  # only the response's own end cancels a write
+        elif (exc := writing.exception()) is not None:
+            self._fail(exc)
         else:
             self.pump()  # what was shown while the write waited for the client
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._failed is None:
+            self._failed = exc
+        self._end()
 
     def _end(self) -> None:
         if self._ended is not None and not self._ended.done():

@@ -436,6 +436,7 @@ class Sessions:
                 )
                 updated = {"type": "session.updated", **changed}
                 logged = append_events(conn, session_id, [updated], processed=True, now=now)
+                # What the answer renders, without reading the row back (its counters are stale, unrendered).
                 row = SimpleNamespace(**row._asdict() | changed | {"updated_at": now})
             return row, logged
 
