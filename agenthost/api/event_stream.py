@@ -88,7 +88,7 @@ def _body(data: bytes) -> Message:
 
 
 class EventStream(Response):
-    """Server-Sent Events for one subscription; ``backlog`` (already framed) goes first."""
+    """Server-Sent Events for one subscription; ``backlog`` (already framed) goes first. Made on the event loop."""
 
     media_type = "text/event-stream"
 
@@ -103,14 +103,13 @@ class EventStream(Response):
         self._ping_seconds = ping_seconds
         self._send: Send | None = None  # set once the backlog is out: from then on the feed may pump
         self._writing: asyncio.Task[None] | None = None  # a write that suspended, being finished
-        self._ended: asyncio.Future[None] | None = None
+        self._loop = asyncio.get_running_loop()
+        self._ended: asyncio.Future[None] = self._loop.create_future()
         self._failed: BaseException | None = None  # raised by the response, so the connection is aborted
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._last_write = 0.0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        loop = self._loop = asyncio.get_running_loop()
-        ended = self._ended = loop.create_future()
+        loop, ended = self._loop, self._ended
         gone = asyncio.ensure_future(_disconnected(receive))
         try:
             await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
@@ -143,7 +142,7 @@ class EventStream(Response):
 
     def pump(self) -> None:
         """Send what the feed holds past this stream's position, now (called by the feed on every change)."""
-        if self._send is None or self._writing is not None or self._ended is None or self._ended.done():
+        if self._send is None or self._writing is not None or self._ended.done():
             return
         chunk: list[bytes] = []
         end = False
@@ -167,7 +166,7 @@ class EventStream(Response):
             self._end()
 
     def _write(self, data: bytes) -> None:
-        assert self._send is not None and self._loop is not None
+        assert self._send is not None
         self._last_write = self._loop.time()
         try:
             writing = run_until_suspended(self._send(_body(data)))
@@ -193,5 +192,5 @@ class EventStream(Response):
         self._end()
 
     def _end(self) -> None:
-        if self._ended is not None and not self._ended.done():
+        if not self._ended.done():
             self._ended.set_result(None)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,19 +20,25 @@ from tests.engine.test_turns import say
 from tests.processes import KEY, Agenthost, free_port
 
 
-def _frames(response: httpx2.Response, stop: threading.Event, out: list[tuple[str, str, str]]) -> None:
+def _sse_frames(response: httpx2.Response) -> Iterator[tuple[str, str, str]]:
     """Parse raw SSE frames: (id, event, data)."""
     fields: dict[str, str] = {}
+    for line in response.iter_lines():
+        if not line:
+            yield fields.get("id", ""), fields.get("event", ""), fields.get("data", "")
+            fields = {}
+            continue
+        name, _, value = line.partition(": ")
+        fields[name] = value
+
+
+def _frames(response: httpx2.Response, stop: threading.Event, out: list[tuple[str, str, str]]) -> None:
+    """Collect raw SSE frames until ``stop`` is set (a reader thread's target)."""
     try:
-        for line in response.iter_lines():
+        for parsed in _sse_frames(response):
             if stop.is_set():
                 return
-            if not line:
-                out.append((fields.get("id", ""), fields.get("event", ""), fields.get("data", "")))
-                fields = {}
-                continue
-            name, _, value = line.partition(": ")
-            fields[name] = value
+            out.append(parsed)
     except httpx2.HTTPError:
         return  # the test closed the response
 
@@ -115,19 +121,6 @@ def test_many_subscribers_each_get_every_event(
     assert all(len(reader.events) == len(readers[0].events) for reader in readers)
 
 
-def _subscribe_raw(base_url: str, key: str, session_id: str) -> tuple[socket.socket, bytes]:
-    """A stream on a plain socket, subscribed when this returns; also what arrived past the response head."""
-    host, port = base_url.removeprefix("http://").split(":")
-    sock = socket.create_connection((host, int(port)), timeout=30)
-    sock.sendall(
-        f"GET /v1/sessions/{session_id}/events/stream HTTP/1.1\r\nHost: {host}\r\nx-api-key: {key}\r\n\r\n".encode()
-    )
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += sock.recv(65536)
-    return sock, head.partition(b"\r\n\r\n")[2]
-
-
 def test_a_reader_that_stops_reading_delays_no_one_and_misses_nothing(
     server: LiveServer,
     key: str,
@@ -139,8 +132,10 @@ def test_a_reader_that_stops_reading_delays_no_one_and_misses_nothing(
     """A stalled client's writes wait for it (the server's send suspends) while every other stream goes on."""
     script(Text("read it all"))
     session = client.beta.sessions.create(agent=script.agent(client).id, environment_id=environment.id)
-    stalled, received = _subscribe_raw(server.base_url, key, session.id)
-    with stalled:
+    with (
+        httpx2.Client(base_url=server.base_url, headers={"x-api-key": key}, timeout=30) as raw,
+        raw.stream("GET", f"/v1/sessions/{session.id}/events/stream") as stalled,  # subscribed: nothing read
+    ):
         reader = Recorder(client, session.id)
         recorders.append(reader)
         # Shown queued, then taken: 16 MB of frames, more than the kernel buffers, so the server's writes must wait.
@@ -148,14 +143,13 @@ def test_a_reader_that_stops_reading_delays_no_one_and_misses_nothing(
         client.beta.sessions.events.send(session.id, events=bulk)
         streamed = reader.idles()  # the reading stream finished while the stalled one had read nothing
         assert_stream_equals_list(streamed, client, session.id)
-        body = received
-        while b"event: session.status_idle" not in body:
-            chunk = stalled.recv(1 << 20)
-            assert chunk, "the server closed the stalled stream"
-            body += chunk
-    assert len(body) > 16_000_000
-    frames = [dict(line.split(": ", 1) for line in block.split("\n")) for block in _dechunk(body).split("\n\n")[:-1]]
-    showings = [(f["id"], _when(orjson.loads(f["data"])["processed_at"])) for f in frames if f["event"] != "ping"]
+        frames = []
+        for parsed in _sse_frames(stalled):
+            frames.append(parsed)
+            if parsed[1] == "session.status_idle":
+                break
+    assert sum(len(data) for _, _, data in frames) > 16_000_000
+    showings = [(i, _when(orjson.loads(data)["processed_at"])) for i, name, data in frames if name != "ping"]
     assert showings == [(event.id, event.processed_at) for event in streamed]
 
 
@@ -163,36 +157,24 @@ def _when(stamp: str | None) -> datetime | None:
     return None if stamp is None else datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
-def _dechunk(body: bytes) -> str:
-    """The payload of an HTTP/1.1 chunked body (complete chunks only)."""
-    out = []
-    while True:
-        size_line, sep, rest = body.partition(b"\r\n")
-        if not sep:
-            break
-        size = int(size_line, 16)
-        if size == 0 or len(rest) < size + 2:
-            break
-        out.append(rest[:size])
-        body = rest[size + 2 :]
-    return b"".join(out).decode()
-
-
 def test_streams_whose_clients_left_end_on_the_server(tmp_path: Path, processes: list[Agenthost]) -> None:
     """A stream's coroutine ends when its client disconnects: none is left for shutdown to cancel."""
     # No ping is due while the test runs: only the client's leaving can end the streams.
     processes.append(served := Agenthost(["serve"], tmp_path, port=free_port(), ping_seconds="600"))
     assert served.url is not None
-    with anthropic.Anthropic(base_url=served.url, api_key=KEY, _strict_response_validation=True) as client:
+    with (
+        anthropic.Anthropic(base_url=served.url, api_key=KEY, _strict_response_validation=True) as client,
+        httpx2.Client(base_url=served.url, headers={"x-api-key": KEY}, timeout=30) as raw,
+    ):
         agent = client.beta.agents.create(model="claude-opus-4-7", name="a")
         env = client.beta.environments.create(name="left")
         session = client.beta.sessions.create(agent=agent.id, environment_id=env.id)
-        streams = [_subscribe_raw(served.url, KEY, session.id) for _ in range(3)]
+        path = f"/v1/sessions/{session.id}/events/stream"
+        streams = [raw.send(raw.build_request("GET", path), stream=True) for _ in range(3)]
         client.beta.sessions.update(session.id, title="seen")
-        for sock, received in streams:
-            while b'"title":"seen"' not in received:
-                received += sock.recv(65536)
-            sock.close()
+        for response in streams:
+            next(parsed for parsed in _sse_frames(response) if '"title":"seen"' in parsed[2])
+            response.close()  # mid-body: the connection is closed
         client.beta.sessions.update(session.id, title="after they left")  # written to no one, and no error
         assert client.beta.sessions.retrieve(session.id).title == "after they left"
     served.stop()
