@@ -6,13 +6,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from agenthost.api.bodies import CheckedRoute
 from agenthost.api.deps import Workspace, store
 from agenthost.api.pagination import created_bounds, limit_param, page_body, page_request
 from agenthost.api.responses import JSONBytes, json_response
 from agenthost.schemas.agents import AgentCreate, AgentUpdate, config_from_create, config_from_update
 from agenthost.schemas.common import MAX_INT32
 
-router = APIRouter(prefix="/v1/agents", tags=["agents"])
+router = APIRouter(prefix="/v1/agents", tags=["agents"], route_class=CheckedRoute)
 
 
 @router.post("")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from agenthost.api.bodies import CheckedRoute
 from agenthost.api.deps import Workspace, store
 from agenthost.api.pagination import limit_param, page_body, page_request
 from agenthost.api.responses import JSONBytes, json_response
@@ -14,7 +15,7 @@ from agenthost.schemas.environments import (
     config_from_update,
 )
 
-router = APIRouter(prefix="/v1/environments", tags=["environments"])
+router = APIRouter(prefix="/v1/environments", tags=["environments"], route_class=CheckedRoute)
 
 
 @router.post("")

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from starlette.responses import Response
 
 from agenthost.api.auth import CALLER
+from agenthost.api.bodies import CheckedRoute
 from agenthost.api.deps import Workspace, store
 from agenthost.api.event_stream import EventStream
 from agenthost.api.idempotency import idempotent
@@ -19,7 +20,7 @@ from agenthost.errors import InvalidRequest, NotSupported, PermissionDenied
 from agenthost.schemas.events import EVENT_TYPES, SendEvents, send_payloads
 from agenthost.store.sql import Caller
 
-router = APIRouter(prefix="/v1/sessions/{session_id}/events", tags=["events"])
+router = APIRouter(prefix="/v1/sessions/{session_id}/events", tags=["events"], route_class=CheckedRoute)
 
 
 @router.get("")

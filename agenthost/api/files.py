@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.datastructures import UploadFile
 from starlette.responses import FileResponse
 
+from agenthost.api.bodies import CheckedRoute
 from agenthost.api.deps import Workspace, store
 from agenthost.api.multipart import read_form
 from agenthost.api.pagination import page_body, page_request
@@ -17,7 +18,7 @@ from agenthost.api.responses import JSONBytes, json_response
 from agenthost.errors import InvalidRequest
 from agenthost.schemas.files import guess_mime
 
-router = APIRouter(prefix="/v1/files", tags=["files"])
+router = APIRouter(prefix="/v1/files", tags=["files"], route_class=CheckedRoute)
 
 MIN_EXPIRY, MAX_EXPIRY = 3600, 7_776_000
 MAX_IDS = 100

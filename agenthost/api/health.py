@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from agenthost.api.bodies import CheckedRoute
 from agenthost.api.deps import store
 from agenthost.api.responses import JSONBytes, json_response
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=CheckedRoute)
 
 
 @router.get("/health")

@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 
 from agenthost.api.auth import CALLER
+from agenthost.api.bodies import CheckedRoute
 from agenthost.api.deps import Workspace, store
 from agenthost.api.pagination import created_bounds, limit_param, page_body, page_request
 from agenthost.api.responses import JSONBytes, json_response
@@ -31,7 +32,7 @@ from agenthost.schemas.memory import (
 )
 from agenthost.store.sql import Caller, VersionFilters
 
-router = APIRouter(prefix="/v1/memory_stores", tags=["memory_stores"])
+router = APIRouter(prefix="/v1/memory_stores", tags=["memory_stores"], route_class=CheckedRoute)
 Created = Annotated[dict[str, int], Depends(created_bounds)]
 
 

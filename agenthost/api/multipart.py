@@ -15,6 +15,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
 from agenthost.errors import InvalidRequest
+from agenthost.schemas.common import unstorable
 
 
 class _FileParts(MultiPartParser):
@@ -43,8 +44,29 @@ async def read_form(request: Request, *, file_fields: frozenset[str], max_files:
         request.headers, request.stream(), file_fields=file_fields, max_files=max_files, max_fields=max_fields
     )
     try:
-        return await parser.parse()
+        form = await parser.parse()
     except MultiPartException as exc:
         if exc.message.startswith("Too many files"):
             raise InvalidRequest(f"{sorted(file_fields)[0]}: at most {max_files} file parts are allowed") from None
         raise HTTPException(400, f"body: {exc.message}") from None
+    try:
+        _check_storable(form)
+    except InvalidRequest:
+        await form.close()
+        raise
+    return form
+
+
+def _check_storable(form: FormData) -> None:
+    """Refuse a part whose name, filename, content type or text value the stores cannot hold."""
+    for name, value in form.multi_items():
+        texts = {"part name": name}
+        if isinstance(value, UploadFile):
+            texts |= {"filename": value.filename or "", "Content-Type": value.content_type or ""}
+        else:
+            texts["value"] = value
+        for what, text in texts.items():
+            reason = unstorable(text)
+            if reason is not None:
+                shown = name.encode("utf-8", "backslashreplace").decode()[:80]
+                raise InvalidRequest(f"{shown}: the {what} {reason}")

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 import agenthost.engine.commands as commands
+from agenthost.api.bodies import CheckedRoute
 from agenthost.api.deps import Workspace, store
 from agenthost.api.idempotency import idempotent
 from agenthost.api.pagination import created_bounds, decode_cursor, limit_param, page_body, page_request
@@ -26,7 +27,7 @@ from agenthost.schemas.sessions import (
     snapshot,
 )
 
-router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
+router = APIRouter(prefix="/v1/sessions", tags=["sessions"], route_class=CheckedRoute)
 
 Status = Literal["rescheduling", "running", "idle", "terminated"]
 

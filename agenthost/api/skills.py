@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.datastructures import FormData, UploadFile
 from starlette.responses import StreamingResponse
 
+from agenthost.api.bodies import CheckedRoute
 from agenthost.api.deps import Workspace, store
 from agenthost.api.multipart import read_form
 from agenthost.api.pagination import page_body, page_request
@@ -18,7 +19,7 @@ from agenthost.api.responses import JSONBytes, json_response
 from agenthost.errors import InvalidRequest
 from agenthost.schemas.skills import MAX_SKILL_FILES, check_display_name
 
-router = APIRouter(prefix="/v1/skills", tags=["skills"])
+router = APIRouter(prefix="/v1/skills", tags=["skills"], route_class=CheckedRoute)
 
 FILE_FIELDS = frozenset({"files[]", "files"})  # the SDK sends files[]; a plain repeated `files` is read alike
 CHUNK = 1 << 20

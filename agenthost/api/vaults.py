@@ -5,12 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 import agenthost.engine.commands as commands
+from agenthost.api.bodies import CheckedRoute
 from agenthost.api.deps import Workspace, store
 from agenthost.api.pagination import limit_param, page_body, page_request
 from agenthost.api.responses import JSONBytes, json_response
 from agenthost.schemas.vaults import CredentialCreate, CredentialUpdate, VaultCreate, VaultUpdate
 
-router = APIRouter(prefix="/v1/vaults", tags=["vaults"])
+router = APIRouter(prefix="/v1/vaults", tags=["vaults"], route_class=CheckedRoute)
 
 
 @router.post("")

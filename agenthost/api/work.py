@@ -12,13 +12,14 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request
 from pydantic import Field
 
+from agenthost.api.bodies import CheckedRoute
 from agenthost.api.deps import Workspace, store
 from agenthost.api.pagination import limit_param, page_body, page_request
 from agenthost.api.responses import JSONBytes, json_response
 from agenthost.errors import InvalidRequest
 from agenthost.schemas.common import Body
 
-router = APIRouter(prefix="/v1/environments/{environment_id}/work", tags=["work"])
+router = APIRouter(prefix="/v1/environments/{environment_id}/work", tags=["work"], route_class=CheckedRoute)
 POLL_INTERVAL_SECONDS = 0.1  # how often a held poll looks at the queue again
 
 

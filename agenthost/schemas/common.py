@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -36,14 +37,50 @@ Version = Annotated[int, Field(ge=1, le=MAX_INT32)]
 """A version number: stored as a 32-bit integer, so larger values are refused (400), not overflowed."""
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def unstorable(value: str) -> str | None:
+    """Why a string cannot be stored, or None: both databases refuse NUL in text, and UTF-8 has no lone surrogates."""
+    found = _UNSTORABLE.search(value)
+    if found is None:
+        return None
+    if found.group() == "\x00":
+        return "must not contain NUL characters"
+    return f"must not contain a lone UTF-16 surrogate (U+{ord(found.group()):04X})"
+
+
+def find_unstorable(tree: Any, path: str = "") -> tuple[str, str] | None:
+    """The first string (a value or an object key) in a JSON tree that cannot be stored: ``(path, reason)``."""
+    if isinstance(tree, str):
+        reason = unstorable(tree)
+        return None if reason is None else (path or "body", reason)
+    if isinstance(tree, dict):
+        for key, item in tree.items():
+            here = f"{path}.{key}" if path else str(key)
+            reason = unstorable(key)
+            if reason is not None:
+                return f"{path or 'body'}: key {key.encode('utf-8', 'backslashreplace').decode()[:80]!r}", reason
+            found = find_unstorable(item, here)
+            if found is not None:
+                return found
+    elif isinstance(tree, list):
+        for index, item in enumerate(tree):
+            found = find_unstorable(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
+
+
 def _no_nul(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
+    reason = unstorable(value)
+    if reason is not None:
+        raise ValueError(reason)
     return value
 
 
 Text = Annotated[str, AfterValidator(_no_nul)]
-"""A string stored in a text column: PostgreSQL refuses NUL characters there, so the API does first."""
+"""A string stored in a text column, for inputs that are not JSON bodies (those are checked whole, once)."""
 
 
 def check_metadata(metadata: dict[str, str], field: str = "metadata") -> dict[str, str]:

@@ -64,6 +64,7 @@ class Database:
                 "sqlite://" if memory else f"sqlite:///{path}",
                 connect_args={"check_same_thread": False},
                 pool_reset_on_return=None,  # transactions always end explicitly; reads hold none
+                hide_parameters=True,  # bound values are user data: never in a log line or an error
                 **pool,
                 **json,
             )
@@ -71,7 +72,9 @@ class Database:
             self._readers = ThreadPoolExecutor(1 if memory else READ_THREADS, thread_name_prefix="agenthost-read")
             self._writer = ThreadPoolExecutor(1, thread_name_prefix="agenthost-write")
         else:
-            self._engine = create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, **json)
+            self._engine = create_async_engine(
+                url, pool_size=10, max_overflow=20, pool_pre_ping=True, hide_parameters=True, **json
+            )
 
     async def run_read(self, read: Callable[[sa.Connection], T]) -> T:
         """Run ``read(conn)``; each statement sees the newest committed data."""
