@@ -28,7 +28,8 @@ _SUSPECT = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
 def checked_json(body: bytes) -> Any:
     """Decode a JSON body; 400 (a Starlette ``HTTPException``, which FastAPI passes through) for unstorable text.
 
-    A body must be UTF-8 (RFC 8259). Malformed JSON raises ``json.JSONDecodeError`` as FastAPI expects from ``Request.json``.
+    A body must be UTF-8 (RFC 8259). Malformed JSON raises ``json.JSONDecodeError``, as FastAPI expects of
+    ``Request.json``.
     """
     try:
         text = body.decode()  # strictly: json.loads(bytes) would let UTF-8-encoded surrogates through
