@@ -25,7 +25,7 @@ from agenthost.schemas.common import find_unstorable
 _SUSPECT = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
 
 
-def checked_json(body: bytes) -> Any:
+def checked_json(body: bytes, nul_fields: frozenset[str] = frozenset()) -> Any:
     """Decode a JSON body; 400 (a Starlette ``HTTPException``, which FastAPI passes through) for unstorable text.
 
     A body must be UTF-8 (RFC 8259). Malformed JSON raises ``json.JSONDecodeError``, as FastAPI expects of
@@ -37,7 +37,7 @@ def checked_json(body: bytes) -> Any:
         raise HTTPException(400, "body: not valid UTF-8") from None
     value = json.loads(text)
     if _SUSPECT.search(body) is not None:
-        found = find_unstorable(value)
+        found = find_unstorable(value, nul_fields=nul_fields)
         if found is not None:
             raise HTTPException(400, f"{found[0]}: {found[1]}")
     return value
@@ -46,19 +46,30 @@ def checked_json(body: bytes) -> Any:
 class CheckedRequest(Request):
     """A request whose ``json()`` is :func:`checked_json`."""
 
+    nul_fields: frozenset[str] = frozenset()
+
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
-            self._json = checked_json(await self.body())
+            self._json = checked_json(await self.body(), self.nul_fields)
         return self._json
 
 
 class CheckedRoute(APIRoute):
-    """The route class of every router: handlers see a :class:`CheckedRequest`."""
+    """The route class of every router: handlers see a :class:`CheckedRequest`.
+
+    A subclass names in ``nul_fields`` the body fields its routes store as bytes, where NUL is text like any other.
+    """
+
+    nul_fields: frozenset[str] = frozenset()
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
+        nul_fields = self.nul_fields
+
         async def checked(request: Request) -> Response:
-            return await handler(CheckedRequest(request.scope, request.receive))
+            checked_request = CheckedRequest(request.scope, request.receive)
+            checked_request.nul_fields = nul_fields
+            return await handler(checked_request)
 
         return checked

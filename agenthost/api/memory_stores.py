@@ -32,7 +32,14 @@ from agenthost.schemas.memory import (
 )
 from agenthost.store.sql import Caller, VersionFilters
 
-router = APIRouter(prefix="/v1/memory_stores", tags=["memory_stores"], route_class=CheckedRoute)
+
+class MemoryRoute(CheckedRoute):
+    """A memory's ``content`` is stored as UTF-8 bytes: NUL is allowed there (lone surrogates are not)."""
+
+    nul_fields = frozenset({"content"})
+
+
+router = APIRouter(prefix="/v1/memory_stores", tags=["memory_stores"], route_class=MemoryRoute)
 Created = Annotated[dict[str, int], Depends(created_bounds)]
 
 

@@ -16,8 +16,11 @@ import orjson
 from fastapi import Query
 
 from agenthost.errors import InvalidRequest
-from agenthost.schemas.common import JSON, parse_ts
+from agenthost.schemas.common import JSON, MAX_PATH, parse_ts, unstorable
 from agenthost.store.paging import Page, PageRequest
+
+MAX_INT64 = 2**63 - 1
+MIN_INT64 = -(2**63)
 
 
 def encode_cursor(listing: str, order: str, direction: str, key: Any) -> str:
@@ -32,13 +35,22 @@ def decode_cursor(cursor: str, listing: str, key_type: type) -> tuple[str, str, 
         name, order, direction, key = data["l"], data["o"], data["d"], data["k"]
     except (binascii.Error, ValueError, KeyError, TypeError):
         raise InvalidRequest("page: not a cursor issued by this server") from None
-    if order not in ("asc", "desc") or direction not in ("n", "p") or type(key) is not key_type:
-        raise InvalidRequest("page: not a cursor issued by this server")
-    if isinstance(key, list) and (len(key) != 2 or not all(type(part) is int for part in key)):
+    if order not in ("asc", "desc") or direction not in ("n", "p") or not _is_key(key, key_type):
         raise InvalidRequest("page: not a cursor issued by this server")
     if name != listing:
         raise InvalidRequest(f"page: this cursor belongs to another list ({name}), not {listing}")
     return order, direction, key
+
+
+def _is_key(key: Any, key_type: type) -> bool:
+    """Whether a decoded key is one this server could have minted: what the store can compare without overflow."""
+    if type(key) is not key_type:
+        return False
+    if isinstance(key, list):
+        return len(key) == 2 and all(type(part) is int and MIN_INT64 <= part <= MAX_INT64 for part in key)
+    if isinstance(key, int):
+        return MIN_INT64 <= key <= MAX_INT64
+    return isinstance(key, str) and len(key) <= MAX_PATH and unstorable(key) is None  # ids, or memory paths
 
 
 def page_request(

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from pydantic import Field, StringConstraints
 
 from agenthost.errors import InvalidRequest, NotSupported
-from agenthost.schemas.common import JSON, Body, Version, check_metadata, patch_metadata
+from agenthost.schemas.common import JSON, Body, Description, Version, check_metadata, patch_metadata
 from agenthost.schemas.tools import (
     ExecutionIdentity,
     MCPServer,
@@ -29,7 +29,6 @@ from agenthost.schemas.tools import (
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 System = Annotated[str, StringConstraints(max_length=100_000)]
-Description = Annotated[str, StringConstraints(max_length=2048)]
 
 
 class AgentCreate(Body):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Container
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from agenthost.errors import InvalidRequest
 
@@ -31,6 +32,14 @@ class Body(BaseModel):
         return field in self.model_fields_set
 
 
+MAX_ID = 128
+MAX_TITLE = 1024
+MAX_DESCRIPTION = 2048
+MAX_TOOL_DESCRIPTION = 16_384
+MAX_MESSAGE = 16_384
+MAX_URL = 2048
+MAX_PATH = 4096
+
 MAX_INT32 = 2_147_483_647
 
 Version = Annotated[int, Field(ge=1, le=MAX_INT32)]
@@ -40,9 +49,15 @@ Version = Annotated[int, Field(ge=1, le=MAX_INT32)]
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
-def unstorable(value: str) -> str | None:
-    """Why a string cannot be stored, or None: both databases refuse NUL in text, and UTF-8 has no lone surrogates."""
-    found = _UNSTORABLE.search(value)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def unstorable(value: str, *, nul: bool = False) -> str | None:
+    """Why a string cannot be stored, or None: both databases refuse NUL in text, and UTF-8 has no lone surrogates.
+
+    ``nul=True`` lets NUL through, for text stored as UTF-8 bytes.
+    """
+    found = (_SURROGATE if nul else _UNSTORABLE).search(value)
     if found is None:
         return None
     if found.group() == "\x00":
@@ -50,10 +65,13 @@ def unstorable(value: str) -> str | None:
     return f"must not contain a lone UTF-16 surrogate (U+{ord(found.group()):04X})"
 
 
-def find_unstorable(tree: Any, path: str = "") -> tuple[str, str] | None:
-    """The first string (a value or an object key) in a JSON tree that cannot be stored: ``(path, reason)``."""
+def find_unstorable(tree: Any, path: str = "", nul_fields: Container[str] = ()) -> tuple[str, str] | None:
+    """The first string (a value or an object key) in a JSON tree that cannot be stored: ``(path, reason)``.
+
+    Strings at the paths in ``nul_fields`` may hold NUL (they are stored as bytes).
+    """
     if isinstance(tree, str):
-        reason = unstorable(tree)
+        reason = unstorable(tree, nul=path in nul_fields)
         return None if reason is None else (path or "body", reason)
     if isinstance(tree, dict):
         for key, item in tree.items():
@@ -61,12 +79,12 @@ def find_unstorable(tree: Any, path: str = "") -> tuple[str, str] | None:
             reason = unstorable(key)
             if reason is not None:
                 return f"{path or 'body'}: key {key.encode('utf-8', 'backslashreplace').decode()[:80]!r}", reason
-            found = find_unstorable(item, here)
+            found = find_unstorable(item, here, nul_fields)
             if found is not None:
                 return found
     elif isinstance(tree, list):
         for index, item in enumerate(tree):
-            found = find_unstorable(item, f"{path}[{index}]")
+            found = find_unstorable(item, f"{path}[{index}]", nul_fields)
             if found is not None:
                 return found
     return None
@@ -81,6 +99,12 @@ def _no_nul(value: str) -> str:
 
 Text = Annotated[str, AfterValidator(_no_nul)]
 """A string stored in a text column, for inputs that are not JSON bodies (those are checked whole, once)."""
+
+Id = Annotated[Text, StringConstraints(min_length=1, max_length=MAX_ID)]
+"""A reference to a resource by id (ours are 30-odd characters)."""
+Title = Annotated[Text, StringConstraints(max_length=MAX_TITLE)]
+Description = Annotated[Text, StringConstraints(max_length=MAX_DESCRIPTION)]
+"""Free text describing a resource; docs/limits.md lists every bound a request field has."""
 
 
 def check_metadata(metadata: dict[str, str], field: str = "metadata") -> dict[str, str]:

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints
 
 from agenthost.errors import InvalidRequest, NotSupported
-from agenthost.schemas.common import JSON, Body, Text, check_metadata, patch_metadata
+from agenthost.schemas.common import JSON, Body, Description, Text, check_metadata, patch_metadata
 
 MANAGERS = ("apt", "cargo", "gem", "go", "npm", "pip")
 
@@ -54,7 +54,7 @@ Scope = Literal["organization", "account"]
 class EnvironmentCreate(Body):
     name: Name
     config: Config | None = None
-    description: str | None = None
+    description: Description | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
     scope: Scope | None = None
 
@@ -62,7 +62,7 @@ class EnvironmentCreate(Body):
 class EnvironmentUpdate(Body):
     name: Name | None = None
     config: Config | None = None
-    description: str | None = None
+    description: Description | None = None
     metadata: dict[str, str | None] | None = None
     scope: Scope | None = None
 

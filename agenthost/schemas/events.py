@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
 from agenthost.errors import InvalidRequest, NotSupported
-from agenthost.schemas.common import JSON, Body
+from agenthost.schemas.common import JSON, MAX_MESSAGE, Body, Id
 from agenthost.schemas.content import DocumentBlock, FileSource, ImageBlock, RedactedBlock, TextBlock, UserContent
 
 
@@ -28,15 +28,15 @@ InitialEvent = Annotated[UserMessage | DefineOutcome, Field(discriminator="type"
 
 class UserInterrupt(Body):
     type: Literal["user.interrupt"]
-    session_thread_id: str | None = None
+    session_thread_id: Id | None = None
 
 
 class UserToolConfirmation(Body):
     type: Literal["user.tool_confirmation"]
     tool_use_id: Annotated[str, Field(min_length=1, max_length=128)]
     result: Literal["allow", "deny"]
-    deny_message: str | None = None
-    session_thread_id: str | None = None
+    deny_message: Annotated[str, StringConstraints(max_length=MAX_MESSAGE)] | None = None
+    session_thread_id: Id | None = None
 
 
 class SearchResultText(Body):
@@ -60,7 +60,7 @@ class UserCustomToolResult(Body):
     custom_tool_use_id: Annotated[str, Field(min_length=1, max_length=128)]
     content: list[ToolResultContent] | None = None
     is_error: bool | None = None
-    session_thread_id: str | None = None
+    session_thread_id: Id | None = None
 
 
 class UserToolResult(Body):
@@ -68,7 +68,7 @@ class UserToolResult(Body):
     tool_use_id: Annotated[str, Field(min_length=1, max_length=128)]
     content: list[ToolResultContent] | None = None
     is_error: bool | None = None
-    session_thread_id: str | None = None
+    session_thread_id: Id | None = None
 
 
 class SystemText(Body):

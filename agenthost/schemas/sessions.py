@@ -8,12 +8,11 @@ from pydantic import Field, StringConstraints
 
 from agenthost.errors import InvalidRequest, NotSupported
 from agenthost.schemas.agents import retool
-from agenthost.schemas.common import JSON, Body, Text, Version, check_metadata
+from agenthost.schemas.common import JSON, Body, Id, Title, Version, check_metadata
 from agenthost.schemas.events import InitialEvent
 from agenthost.schemas.resources import ResourceParam, parse_resource
 from agenthost.schemas.tools import MCPServer, ModelParam, Skill, Tool, require_read, resolve_model, resolve_skills
 
-Id = Annotated[Text, StringConstraints(min_length=1, max_length=128)]
 STATUSES = ("rescheduling", "running", "idle", "terminated")
 
 
@@ -40,10 +39,10 @@ AgentParam = Id | Annotated[AgentRef | AgentWithOverrides, Field(discriminator="
 class SessionCreate(Body):
     agent: AgentParam
     environment_id: Id
-    title: Text | None = None
+    title: Title | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
     resources: list[Any] = Field(default_factory=list, max_length=1000)
-    vault_ids: list[Text] = Field(default_factory=list, max_length=100)
+    vault_ids: list[Id] = Field(default_factory=list, max_length=100)
     budget: dict[str, Any] | None = None
     initial_events: list[InitialEvent] = Field(default_factory=list)
 
@@ -66,7 +65,7 @@ class SessionAgentUpdate(Body):
 
 
 class SessionUpdate(Body):
-    title: Text | None = None
+    title: Title | None = None
     metadata: dict[str, str | None] | None = None
     agent: SessionAgentUpdate | None = None
     budget: dict[str, Any] | None = None

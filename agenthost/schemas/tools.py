@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field, StringConstraints, TypeAdapter
 
 from agenthost.errors import InvalidRequest, NotSupported
-from agenthost.schemas.common import JSON, Body, Text
+from agenthost.schemas.common import JSON, MAX_TOOL_DESCRIPTION, Body, Text
 
 BUILTIN_TOOLS = ("bash", "edit", "read", "write", "glob", "grep", "web_fetch", "web_search")
 MAX_TOOLS = 128
@@ -181,7 +181,7 @@ class InputSchema(Body):
 class CustomTool(Body):
     type: Literal["custom"]
     name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,128}$")]
-    description: Annotated[str, StringConstraints(min_length=1)]
+    description: Annotated[str, StringConstraints(min_length=1, max_length=MAX_TOOL_DESCRIPTION)]
     input_schema: InputSchema
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import orjson
 import sqlalchemy as sa
 
 from agenthost.schemas.common import JSON
@@ -37,11 +38,18 @@ class PageRequest:
     before: Any = None
 
 
+PAGE_BYTES = 4 << 20
+"""Most JSON one list page carries: a page of large items ends early, and ``next_page`` continues it."""
+
+
 @dataclass
 class Page:
-    """A page of wire objects and the keys that continue it either way (None: nothing there)."""
+    """A page of wire objects and the keys that continue it either way (None: nothing there).
 
-    items: list[JSON] = field(default_factory=list)
+    Items are JSON objects, or ``orjson.Fragment`` holding one already serialised.
+    """
+
+    items: list[Any] = field(default_factory=list)
     next_key: Any = None
     prev_key: Any = None
 
@@ -54,7 +62,11 @@ def fetch_page(
     render: Callable[[Any], JSON],
     key_of: Callable[[Any], Any],
 ) -> Page:
-    """Run ``query`` for one page ordered by ``key`` (a column, or a tuple compared as a row value)."""
+    """Run ``query`` for one page ordered by ``key`` (a column, or a tuple compared as a row value).
+
+    Each item is serialised here, once (the response embeds the bytes), and the page ends early,
+    with a key to continue, once its items hold ``PAGE_BYTES``; it always holds at least one.
+    """
     columns = key if isinstance(key, tuple) else (key,)
     compared = sa.tuple_(*columns) if isinstance(key, tuple) else key
 
@@ -70,21 +82,32 @@ def fetch_page(
         before = bound(request.before)
         query = query.where(compared < before if request.order == "asc" else compared > before)
     query = query.order_by(*[c.asc() if ascending else c.desc() for c in columns]).limit(request.limit + 1)
-    rows = list(conn.execute(query).all())
-    more = len(rows) > request.limit
-    rows = rows[: request.limit]
+    rows: list[Any] = []
+    items: list[Any] = []
+    size = 0
+    more = False
+    result = conn.execute(query)
+    for row in result:
+        if len(rows) == request.limit:
+            more = True
+            break
+        item = orjson.dumps(render(row))
+        if rows and size + len(item) > PAGE_BYTES:
+            more = True
+            break
+        rows.append(row)
+        items.append(orjson.Fragment(item))
+        size += len(item)
+    result.close()
     if backwards:
         rows.reverse()
+        items.reverse()
     if not rows:
         return Page()
     first, last = key_of(rows[0]), key_of(rows[-1])
     if backwards:
-        return Page([render(r) for r in rows], next_key=last, prev_key=first if more else None)
-    return Page(
-        [render(r) for r in rows],
-        next_key=last if more else None,
-        prev_key=first if request.after is not None else None,
-    )
+        return Page(items, next_key=last, prev_key=first if more else None)
+    return Page(items, next_key=last if more else None, prev_key=first if request.after is not None else None)
 
 
 def created_filter(query: sa.Select[Any], column: sa.ColumnElement[Any], created: dict[str, int]) -> sa.Select[Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -9,6 +11,7 @@ import anthropic
 import httpx2
 import pytest
 
+from agenthost.store.paging import PAGE_BYTES
 from tests.conftest import AGENT, assert_error
 
 BIG = 2**31
@@ -156,3 +159,88 @@ def test_web_search_domains_may_carry_a_path(client: anthropic.Anthropic) -> Non
         ],
     )
     assert agent.tools[0].type == "agent_toolset_20260401"
+
+
+def _forged(listing: str, order: str, key: Any) -> str:
+    raw = json.dumps({"l": listing, "o": order, "d": "n", "k": key}).encode()
+    return "page_" + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    ("path", "listing", "order", "cursor_key"),
+    [
+        ("/v1/sessions/{session}/events", "events", "asc", [2**63, 0]),
+        ("/v1/sessions/{session}/events", "events", "asc", [0, -(2**63) - 1]),
+        ("/v1/agents/{agent}/versions", "agent_versions", "desc", 2**63),
+        ("/v1/agents/{agent}/versions", "agent_versions", "desc", 10**30),
+        ("/v1/sessions", "sessions", "desc", "sesn_\u0000"),
+        ("/v1/environments", "environments", "desc", "env_" + "x" * 5000),
+    ],
+    ids=["seq-2^63", "number-below-int64", "version-2^63", "version-10^30", "nul-id", "long-id"],
+)
+def test_forged_cursors_are_400(
+    client: anthropic.Anthropic,
+    raw: httpx2.Client,
+    agent: Any,
+    environment: Any,
+    path: str,
+    listing: str,
+    order: str,
+    cursor_key: Any,
+) -> None:
+    session = client.beta.sessions.create(agent=agent.id, environment_id=environment.id)
+    url = path.format(session=session.id, agent=agent.id)
+    params = {"page": _forged(listing, order, cursor_key)}
+    if listing == "events":
+        params["order"] = order
+    assert_error(raw.get(url, params=params), 400, "invalid_request_error", "page")
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/sessions", lambda a, e: {"agent": a, "environment_id": e, "title": "t" * 1025}, "title"),
+        ("/v1/environments", lambda a, e: {"name": "n", "description": "d" * 2049}, "description"),
+        ("/v1/environments/{environment}", lambda a, e: {"description": "d" * 2049}, "description"),
+        (
+            "/v1/agents",
+            lambda a, e: {
+                **AGENT,
+                "tools": [
+                    {"type": "custom", "name": "t", "description": "d" * 16385, "input_schema": {"type": "object"}}
+                ],
+            },
+            "tools[0].description",
+        ),
+        ("/v1/sessions", lambda a, e: {"agent": a, "environment_id": e, "vault_ids": ["v" * 129]}, "vault_ids[0]"),
+    ],
+    ids=["title", "environment-description", "environment-update", "tool-description", "vault-id"],
+)
+def test_free_text_fields_are_bounded(
+    client: anthropic.Anthropic, raw: httpx2.Client, agent: Any, environment: Any, path: str, body: Any, field: str
+) -> None:
+    url = path.format(environment=environment.id)
+    error = assert_error(raw.post(url, json=body(agent.id, environment.id)), 400, "invalid_request_error", field)
+    assert "at most" in error["message"]
+    assert client.beta.environments.retrieve(environment.id).description == environment.description
+    assert [s.id for s in client.beta.sessions.list()] == []
+
+
+def test_a_list_page_stops_at_its_byte_budget_and_the_next_page_continues(
+    client: anthropic.Anthropic, raw: httpx2.Client
+) -> None:
+    tool = {"type": "custom", "description": "d" * 16384, "input_schema": {"type": "object"}}
+    tools = [{**tool, "name": f"t{i}"} for i in range(100)]  # about 1.7 MB an agent
+    made = [client.beta.agents.create(**AGENT, system="s" * 100_000, tools=tools).id for _ in range(3)]  # type: ignore[arg-type]
+    first = raw.get("/v1/agents", params={"limit": 100}).json()
+    assert 0 < len(first["data"]) < 3
+    assert sum(len(json.dumps(agent)) for agent in first["data"]) <= PAGE_BYTES
+    pages = [agent["id"] for agent in first["data"]]
+    cursor = first["next_page"]
+    assert cursor is not None
+    while cursor is not None:
+        page = raw.get("/v1/agents", params={"limit": 100, "page": cursor}).json()
+        assert page["data"], "a page that continues is never empty"
+        pages += [agent["id"] for agent in page["data"]]
+        cursor = page["next_page"]
+    assert pages == made[::-1]  # newest first, each once
