@@ -174,6 +174,7 @@ async def run_worker(
     ``ready`` gets the engine's owner name once it listens and claims.
     """
     needs_shared_database(settings, "agenthost worker")
+    settings.make_data_dir()
     store = Store(
         settings.resolved_database_url(), files_dir=settings.resolved_files_dir(), secret_key=secret_key(settings)
     )
@@ -224,14 +225,15 @@ def create_app(
     turns, told through PostgreSQL notifications.
     """
     settings = settings or Settings()
+    if not engine:
+        needs_shared_database(settings, "serve --no-engine")
+    settings.make_data_dir()
     store = store or Store(
         settings.resolved_database_url(),
         files_dir=settings.resolved_files_dir(),
         secret_key=secret_key(settings),
         work_lease_seconds=settings.work_lease_seconds,
     )
-    if not engine:
-        needs_shared_database(settings, "serve --no-engine")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -206,6 +206,12 @@ class Settings(BaseSettings):
         """The data directory with `~` expanded."""
         return self.data_dir.expanduser()
 
+    def make_data_dir(self) -> Path:
+        """Create the data directory private to its owner (0700) when missing; an existing one is left as it is."""
+        path = self.resolved_data_dir()
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return path
+
     def resolved_files_dir(self) -> Path:
         """Where file contents live: see ``files_dir``."""
         return (self.files_dir or self.resolved_data_dir() / "files").expanduser()
@@ -216,7 +222,10 @@ class Settings(BaseSettings):
             return self.sandbox_dir.expanduser()
         data_dir = self.resolved_data_dir().absolute()
         default = data_dir / "sandboxes"
-        if self.sandbox == "local" or all(_traversable(path) for path in (data_dir, *data_dir.parents)):
+        # A data directory not made yet will be private (make_data_dir), so it cannot hold the sandboxes.
+        if self.sandbox == "local" or (
+            data_dir.exists() and all(_traversable(path) for path in (data_dir, *data_dir.parents))
+        ):
             return default
         digest = hashlib.sha256(str(data_dir).encode()).hexdigest()[:12]
         return Path("/var/lib/agenthost/sandboxes") / digest

@@ -86,6 +86,23 @@ def test_serve_creates_one_key_on_first_start_only(served: Served, tmp_path: Pat
     assert (tmp_path / "data" / "agenthost.db").exists()
 
 
+def test_a_fresh_data_dir_is_private_from_the_start(served: Served, tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    client = anthropic.Anthropic(base_url=served.url, api_key="unused", max_retries=0)
+    with client:
+        with pytest.raises(anthropic.AuthenticationError):  # any request: the database is open and written
+            client.beta.agents.list()
+    modes = {
+        path.name: path.stat().st_mode & 0o777
+        for path in [data_dir, *data_dir.iterdir()]
+        if path.name in ("data", "agenthost.db", "agenthost.db-wal", "agenthost.db-shm", "secret.key", "files")
+    }
+    assert modes.pop("data") == 0o700
+    assert modes.pop("agenthost.db") == 0o600
+    assert modes.pop("secret.key") == 0o600
+    assert all(mode & 0o077 == 0 for mode in modes.values()), modes  # WAL, shared memory, files: the owner's only
+
+
 def test_keys_create_list_revoke(served: Served, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     data_dir = tmp_path / "data"
     created = _cli(data_dir, "keys", "create", "--workspace", "team-b")

@@ -21,14 +21,15 @@ from collections.abc import Awaitable, Callable
 from fastapi import Request
 from starlette.datastructures import Headers
 
-from agenthost.errors import AuthenticationFailed, PermissionDenied
+from agenthost.errors import AuthenticationFailed, NotFound, PermissionDenied
 from agenthost.store.sql import Caller
 
 Lookup = Callable[[str], Awaitable[Caller | None]]
 WORKSPACE = "agenthost.workspace"
 CALLER = "agenthost.caller"
 _WORK_PATH = re.compile(r"^/v1/environments/([^/]+)/work(/[^/]+)*$")
-_SESSION_PATH = re.compile(r"^/v1/sessions/([^/]+)(/events|/events/stream)?$")
+_SESSION_PATH = re.compile(r"^/v1/sessions/([^/]+)(/.*)?$")
+_WORKER_READS = (None, "/events", "/events/stream")  # a session's own paths an environment key may GET
 # The SDK worker fetches the custom skills of the sessions it runs: versions.retrieve, then download.
 _SKILL_VERSION_PATH = re.compile(r"^/v1/skills/[^/]+/versions/[^/]+(/content)?$")
 
@@ -72,23 +73,29 @@ class Authenticator:
 async def check_environment_key(
     caller: Caller, method: str, path: str, session_environment: Callable[[str, str], Awaitable[str]]
 ) -> None:
-    """403 unless an environment key's request is its worker's business (its work items, its sessions).
+    """Refuse what is not an environment key's worker's business (its work items, its sessions).
 
     ``session_environment(workspace_id, session_id)`` is the session's environment (404 when unknown).
+    What lies in another environment is a 404 exactly like an unknown id, so the key cannot learn
+    which ids exist; what it may see but not do is a 403.
     """
     environment_id = caller.environment_id
     if environment_id is None:
         return
     work = _WORK_PATH.match(path)
-    if work is not None and work.group(1) == environment_id:
+    if work is not None:
+        if work.group(1) != environment_id:
+            raise NotFound(f"environment {work.group(1)!r} not found")
         return
     if method == "GET" and _SKILL_VERSION_PATH.match(path):
         return  # reading the workspace's skill versions, as a worker must
     session = _SESSION_PATH.match(path)
-    allowed = method == "GET" or (method == "POST" and session is not None and session.group(2) == "/events")
-    if session is not None and allowed:
-        if await session_environment(caller.workspace_id, session.group(1)) == environment_id:
-            return
+    if session is not None and await session_environment(caller.workspace_id, session.group(1)) != environment_id:
+        raise NotFound(f"session {session.group(1)!r} not found")
+    if session is not None and (
+        (method == "GET" and session.group(2) in _WORKER_READS) or (method == "POST" and session.group(2) == "/events")
+    ):
+        return
     raise PermissionDenied(
         f"this environment key acts only as the worker of environment {environment_id}: its work items and "
         "the sessions it runs; use an API key for anything else"

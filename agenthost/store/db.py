@@ -16,6 +16,7 @@ which run them off the event loop:
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -56,7 +57,7 @@ class Database:
             path = url.partition("///")[2]
             memory = not path or path == ":memory:"
             if not memory:
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                _create_private(Path(path))
             pool: dict[str, Any] = (
                 {"poolclass": StaticPool} if memory else {"pool_size": READ_THREADS + 1, "max_overflow": 0}
             )
@@ -125,6 +126,15 @@ class Database:
                 threads.shutdown(wait=True)
         if self._sqlite is not None:
             self._sqlite.dispose()
+
+
+def _create_private(path: Path) -> None:
+    """Make a new SQLite file readable by its owner only, from its first byte (SQLite gives its WAL the same mode)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
 
 
 def _configure_sqlite(engine: sa.Engine) -> None:

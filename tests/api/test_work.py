@@ -108,15 +108,28 @@ def test_an_environment_key_is_only_its_workers_credential(server: LiveServer, o
         refused = [
             lambda: worker.beta.agents.list(),
             lambda: worker.beta.sessions.list(),
-            lambda: worker.beta.environments.work.poll(other.id),
-            lambda: worker.beta.sessions.retrieve(foreign.id),
             lambda: worker.beta.sessions.delete(session.id),
             lambda: worker.beta.sessions.update(session.id, title="mine now"),
+            lambda: worker.beta.sessions.resources.list(session.id),
         ]
         for call in refused:
             with pytest.raises(anthropic.PermissionDeniedError) as denied:
                 call()
             assert "environment key" in denied.value.message
+        # What lies outside its environment looks exactly like what does not exist: no existence oracle.
+        for exists, unknown in [
+            (lambda: worker.beta.sessions.retrieve(foreign.id), lambda: worker.beta.sessions.retrieve("sesn_none")),
+            (lambda: worker.beta.sessions.delete(foreign.id), lambda: worker.beta.sessions.delete("sesn_none")),
+            (lambda: worker.beta.sessions.archive(foreign.id), lambda: worker.beta.sessions.archive("sesn_none")),
+            (lambda: worker.beta.environments.work.poll(other.id), lambda: worker.beta.environments.work.poll("env_x")),
+        ]:
+            answers = []
+            for call in (exists, unknown):
+                with pytest.raises(anthropic.NotFoundError) as missing:
+                    call()
+                message = missing.value.body["error"]["message"]  # type: ignore[index]
+                answers.append(message.replace(foreign.id, "ID").replace("sesn_none", "ID"))
+            assert answers[0].replace(other.id, "ID") == answers[1].replace("env_x", "ID")
     assert operator.beta.sessions.retrieve(session.id).title is None  # nothing changed
     assert list(operator.beta.sessions.events.list(session.id)) == []
 
