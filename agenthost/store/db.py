@@ -109,7 +109,29 @@ class Database:
 
     async def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision (in one transaction)."""
-        await self.run_write(_upgrade)
+        if self._sqlite is None:
+            await self.run_write(_upgrade)
+            return
+        engine = self._sqlite
+
+        def run() -> None:
+            # SQLite's procedure for rebuilding a table (how it drops a constraint): foreign keys off
+            # outside the transaction, checked before it commits.
+            with engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                conn.commit()
+                try:
+                    write = conn.execution_options(agenthost_write=True)
+                    with write.begin():
+                        _upgrade(write)
+                        broken = write.exec_driver_sql("PRAGMA foreign_key_check").first()
+                        if broken is not None:
+                            raise RuntimeError(f"a migration broke a foreign key of table {broken[0]}")
+                finally:
+                    conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                    conn.commit()
+
+        await asyncio.get_running_loop().run_in_executor(self._writer, run)
 
     async def ping(self) -> None:
         """Raise ``Unavailable`` when the database cannot be reached."""

@@ -64,7 +64,15 @@ environments = sa.Table(
     sa.Column("created_at", Micros, nullable=False),
     sa.Column("updated_at", Micros, nullable=False),
     sa.Column("archived_at", Micros, nullable=True),
-    sa.UniqueConstraint("workspace_id", "name", name="uq_environments_workspace_name"),
+    # Migration 0012: a name is unique among the workspace's environments that are not archived.
+    sa.Index(
+        "uq_environments_active_name",
+        "workspace_id",
+        "name",
+        unique=True,
+        sqlite_where=sa.text("archived_at IS NULL"),
+        postgresql_where=sa.text("archived_at IS NULL"),
+    ),
     sa.Index("ix_environments_workspace_id", "workspace_id", "id"),
 )
 

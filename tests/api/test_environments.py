@@ -117,6 +117,24 @@ def test_names_are_unique_per_workspace(client: anthropic.Anthropic, other_clien
         client.beta.environments.update(second.id, name="shared")
 
 
+def test_an_archived_environments_name_is_free_again(client: anthropic.Anthropic) -> None:
+    """A program that archives its fixed-name environment at the end can run again."""
+    agent = client.beta.agents.create(**AGENT)
+    first = client.beta.environments.create(name="cookbook")
+    session = client.beta.sessions.create(agent=agent.id, environment_id=first.id)
+    client.beta.sessions.archive(session.id)
+    client.beta.environments.archive(first.id)
+    second = client.beta.environments.create(name="cookbook")
+    assert second.id != first.id and second.name == "cookbook"
+    with pytest.raises(anthropic.ConflictError):  # still unique among the active ones
+        client.beta.environments.create(name="cookbook")
+    client.beta.environments.archive(second.id)
+    third = client.beta.environments.create(name="cookbook")
+    listed = [(e.id, e.name, e.archived_at is None) for e in client.beta.environments.list(include_archived=True)]
+    assert listed == [(third.id, "cookbook", True), (second.id, "cookbook", False), (first.id, "cookbook", False)]
+    assert client.beta.sessions.retrieve(session.id).environment_id == first.id
+
+
 def test_delete(client: anthropic.Anthropic) -> None:
     env = client.beta.environments.create(name="gone")
     deleted = client.beta.environments.delete(env.id)
