@@ -27,6 +27,7 @@ from agenthost.api import (
     memory_stores,
     sessions,
     skills,
+    unserved,
     vaults,
     work,
 )
@@ -269,7 +270,19 @@ def create_app(
     app.state.store = store
     errors.install(app)
     app.add_exception_handler(DBAPIError, _database_error)
-    for module in (health, agents, environments, work, sessions, events, files, vaults, skills, memory_stores):
+    for module in (
+        health,
+        agents,
+        environments,
+        work,
+        sessions,
+        events,
+        files,
+        vaults,
+        skills,
+        memory_stores,
+        unserved,
+    ):
         app.include_router(module.router)
     app.add_middleware(
         RequestContext,

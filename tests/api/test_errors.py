@@ -94,3 +94,41 @@ def test_archive_with_empty_json_body(raw: httpx2.Client) -> None:
     agent = raw.post("/v1/agents", json=AGENT).json()
     response = raw.post(f"/v1/agents/{agent['id']}/archive", content=b"", headers={"content-type": "application/json"})
     assert response.status_code == 200 and response.json()["archived_at"] is not None
+
+
+@pytest.mark.parametrize(
+    ("call", "mentions"),
+    [
+        (lambda c, s: c.beta.tunnels.list(), "self-hosted"),
+        (lambda c, s: c.beta.tunnels.retrieve("tun_x"), "self-hosted"),
+        (lambda c, s: c.beta.user_profiles.list(), "self-hosted"),
+        (lambda c, s: c.beta.user_profiles.create(), "self-hosted"),
+        (lambda c, s: c.beta.sessions.threads.list(s), "session threads (multi-agent sessions): not implemented yet"),
+        (
+            lambda c, s: c.beta.sessions.threads.retrieve("sthr_x", session_id=s),
+            "session threads (multi-agent sessions): not implemented yet",
+        ),
+        (lambda c, s: c.beta.deployments.list(), "deployments (scheduled sessions): not implemented yet"),
+        (lambda c, s: c.beta.deployment_runs.list(), "deployment runs: not implemented yet"),
+        (lambda c, s: c.beta.dreams.list(), "dreams: not implemented yet"),
+    ],
+    ids=[
+        "tunnels",
+        "tunnel",
+        "user-profiles",
+        "user-profile-create",
+        "threads",
+        "thread",
+        "deployments",
+        "runs",
+        "dreams",
+    ],
+)
+def test_sdk_paths_not_served_say_why(
+    client: anthropic.Anthropic, agent: Any, environment: Any, call: Any, mentions: str
+) -> None:
+    session = client.beta.sessions.create(agent=agent.id, environment_id=environment.id)
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        call(client, session.id)
+    assert mentions in refused.value.message
+    assert refused.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
