@@ -33,6 +33,7 @@ from agenthost.api import (
 )
 from agenthost.api.auth import Authenticator
 from agenthost.api.middleware import RequestContext
+from agenthost.api.stream_limits import StreamLimits
 from agenthost.engine.dispatch import Engine, EngineSettings
 from agenthost.engine.loop import RunSettings, Stores
 from agenthost.engine.reaper import reap_forever
@@ -268,6 +269,7 @@ def create_app(
     app = FastAPI(title="agenthost", version="0.1.0", lifespan=lifespan, docs_url="/docs", redoc_url=None)
     app.state.settings = settings
     app.state.store = store
+    app.state.stream_limits = StreamLimits(settings.max_streams_per_key)
     errors.install(app)
     app.add_exception_handler(DBAPIError, _database_error)
     for module in (
@@ -289,5 +291,6 @@ def create_app(
         max_body_bytes=settings.max_body_bytes,
         max_upload_bytes=settings.max_file_bytes,
         max_skill_bytes=settings.max_skill_bytes,
+        body_timeout=settings.body_timeout_seconds,
     )
     return app

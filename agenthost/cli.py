@@ -13,6 +13,7 @@ import typer
 import uvicorn
 import uvloop
 
+from agenthost import serving
 from agenthost.app import create_app, run_worker
 from agenthost.errors import AgentHostError, NotFound
 from agenthost.settings import Settings
@@ -62,17 +63,7 @@ def serve(
     typer.echo(
         f"agenthost: serving{role} on http://{settings.host}:{settings.port} (store: {_safe_url(settings)})", err=True
     )
-    uvicorn.run(
-        application,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        # Event streams never end by themselves: give them a few seconds, then close them on shutdown.
-        timeout_graceful_shutdown=5,
-    )
+    uvicorn.Server(serving.config(application, settings)).run()
 
 
 @app.command()

@@ -13,11 +13,13 @@
     │   └── MemoryPreconditionFailed    409 memory_precondition_failed_error
     ├── PreconditionFailed              412 invalid_request_error (a compare-and-set lost)
     ├── PayloadTooLarge                 413 request_too_large
-    └── Unavailable                     503 api_error, x-should-retry: true (the database went away)
+    ├── RateLimited                     429 rate_limit_error, retry-after
+    └── Unavailable                     503 api_error, x-should-retry: true, retry-after (the database went away)
 
 Each class knows its status, wire ``type`` and whether a client should retry;
-an instance may carry an ``error_code`` that the SDK maps to a finer exception, and
-``fields``: extra keys of the wire ``error`` object itself (beside ``type`` and ``message``).
+an instance may carry an ``error_code`` that the SDK maps to a finer exception,
+``fields``: extra keys of the wire ``error`` object itself (beside ``type`` and ``message``), and
+``retry_after``: the seconds a client should wait, sent as the ``retry-after`` header.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class AgentHostError(Exception):
     status: int = 500
     wire_type: str = "api_error"
     should_retry: bool | None = None
+    retry_after: float | None = None
 
     def __init__(self, message: str, *, error_code: str | None = None, details: dict[str, object] | None = None):
         super().__init__(message)
@@ -117,9 +120,22 @@ class PayloadTooLarge(AgentHostError):
     should_retry = False
 
 
+class RateLimited(AgentHostError):
+    """Too much at once from one key; the same request may succeed after ``retry_after`` seconds."""
+
+    status = 429
+    wire_type = "rate_limit_error"
+    should_retry = True
+
+    def __init__(self, message: str, *, retry_after: float):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class Unavailable(AgentHostError):
     """A dependency (the database) is unreachable for now; the same request may succeed later."""
 
     status = 503
     wire_type = "api_error"
     should_retry = True
+    retry_after = 1.0

@@ -60,6 +60,38 @@ class Settings(BaseSettings):
         default=32 * 1024 * 1024,
         description="Largest JSON request body accepted; larger bodies get 413.",
     )
+    header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description=(
+            "`agenthost serve` closes a connection whose request line and headers have not all arrived this long "
+            "after it opened, or after its previous response (slow or stalled clients)."
+        ),
+    )
+    body_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest wait for the next part of a request body; then the request gets 408.",
+    )
+    keep_alive_seconds: float = Field(
+        default=5.0, gt=0, description="How long an idle keep-alive connection stays open between requests."
+    )
+    max_connections: int = Field(
+        default=1000,
+        gt=0,
+        description=(
+            "Most connections (and requests in flight) one `agenthost serve` process holds; past it, requests get "
+            "503. Keep it under the process's open-file limit (`ulimit -n`)."
+        ),
+    )
+    max_streams_per_key: int = Field(
+        default=100,
+        gt=0,
+        description=(
+            "Most event streams (`/events/stream`) one API key may hold open at once on one process; past it, "
+            "a new stream gets 429 with `retry-after`."
+        ),
+    )
     files_dir: Path | None = Field(
         default=None,
         description=(

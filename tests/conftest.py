@@ -28,6 +28,7 @@ import httpx2
 import pytest
 import uvicorn
 
+from agenthost import serving
 from agenthost.app import create_app
 from agenthost.sandbox.bwrap import BwrapUnavailable, probe
 from agenthost.settings import Settings
@@ -167,8 +168,8 @@ def serve_in_thread(settings: Settings) -> tuple[str, uvicorn.Server, threading.
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        create_app(settings), log_level="warning", access_log=False, lifespan="on", loop="asyncio", http="h11"
+    config = serving.config(
+        create_app(settings), settings, http="h11", loop="asyncio", log_level="warning", lifespan="on"
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

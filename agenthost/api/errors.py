@@ -8,6 +8,7 @@ the SDK does not send the same doomed request three times.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -41,6 +42,7 @@ def error_response(
     details: dict[str, Any] | None = None,
     should_retry: bool | None = None,
     fields: dict[str, object] | None = None,
+    retry_after: float | None = None,
 ) -> JSONBytes:
     rid = request_id(request)
     error: dict[str, Any] = {**(fields or {}), "type": wire_type, "message": message}
@@ -51,6 +53,8 @@ def error_response(
         headers["x-should-retry"] = "true" if should_retry else "false"
     elif 400 <= status < 500 and status not in (408, 409, 429):
         headers["x-should-retry"] = "false"
+    if retry_after is not None:
+        headers["retry-after"] = str(max(1, math.ceil(retry_after)))
     return json_response({"type": "error", "error": error, "request_id": rid}, status, headers)
 
 
@@ -131,6 +135,7 @@ async def handle(request: Request, exc: Exception) -> JSONBytes:
             details=details or None,
             should_retry=exc.should_retry,
             fields=exc.fields,
+            retry_after=exc.retry_after,
         )
     if isinstance(exc, RequestValidationError):
         return error_response(request, 400, "invalid_request_error", validation_message(exc.errors(), exc.body))
@@ -141,6 +146,8 @@ async def handle(request: Request, exc: Exception) -> JSONBytes:
             return error_response(request, 405, "invalid_request_error", f"method {request.method} not allowed here")
         if exc.status_code == 413:
             return error_response(request, 413, "request_too_large", str(exc.detail))
+        if exc.status_code == 408:
+            return error_response(request, 408, "timeout_error", str(exc.detail), should_retry=True)
         wire = "invalid_request_error" if exc.status_code < 500 else "api_error"
         return error_response(request, exc.status_code, wire, str(exc.detail))
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)

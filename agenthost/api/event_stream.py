@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from asyncio import FIRST_COMPLETED
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from starlette.responses import Response
@@ -92,7 +92,14 @@ class EventStream(Response):
 
     media_type = "text/event-stream"
 
-    def __init__(self, subscription: Subscription, backlog: bytes, replayed: int, ping_seconds: float) -> None:
+    def __init__(
+        self,
+        subscription: Subscription,
+        backlog: bytes,
+        replayed: int,
+        ping_seconds: float,
+        on_end: Callable[[], None] = lambda: None,
+    ) -> None:
         self.status_code = 200
         self.background = None
         self.init_headers({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -101,6 +108,7 @@ class EventStream(Response):
         # Showings up to this number were seen by the client or are in the backlog: not sent again.
         self._replayed = replayed
         self._ping_seconds = ping_seconds
+        self._on_end = on_end
         self._send: Send | None = None  # set once the backlog is out: from then on the feed may pump
         self._writing: asyncio.Task[None] | None = None  # a write that suspended, being finished
         self._loop = asyncio.get_running_loop()
@@ -136,6 +144,7 @@ class EventStream(Response):
         finally:
             self._send = None
             self._subscription.close()
+            self._on_end()
             gone.cancel()
             if self._writing is not None:
                 self._writing.cancel()

@@ -73,16 +73,23 @@ async def stream(
         raise NotSupported("event_deltas[]", "live previews (event_start/event_delta)")
     sessions = store(request).sessions
     await sessions.get(workspace_id, session_id)  # 404 as JSON before the stream starts
-    subscription = await store(request).bus.subscribe(session_id)
+    caller: Caller = request.scope[CALLER]
+    release = request.app.state.stream_limits.take(caller.key_id)  # 429 past the key's streams
+    try:
+        subscription = await store(request).bus.subscribe(session_id)
+    except BaseException:
+        release()
+        raise
     try:
         start, backlog = (
             await sessions.events_after(workspace_id, session_id, last_event_id) if last_event_id else (0, [])
         )
     except BaseException:
         subscription.close()
+        release()
         raise
     # Showings up to this number were seen (the client's last event) or replayed from the log: the feed,
     # which may still be catching up on this replica, must not send them again.
     replayed = max(start, backlog[-1][0] if backlog else 0)
     framed = b"".join(frame(event) for _, event in backlog)
-    return EventStream(subscription, framed, replayed, request.app.state.settings.ping_seconds)
+    return EventStream(subscription, framed, replayed, request.app.state.settings.ping_seconds, on_end=release)

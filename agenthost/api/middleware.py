@@ -7,6 +7,7 @@ gets 413, without a byte of the body being parsed.
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import orjson
@@ -35,9 +36,11 @@ class RequestContext:
         max_body_bytes: int,
         max_upload_bytes: int | None = None,
         max_skill_bytes: int | None = None,
+        body_timeout: float = 30.0,
     ):
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
         # A file upload may be as large as a file, plus the multipart framing around it; a skill
         # upload as large as its files together.
         self.max_upload_bytes = max(max_body_bytes, (max_upload_bytes or 0) + UPLOAD_FRAMING)
@@ -58,6 +61,7 @@ class RequestContext:
         header = rid.encode()
         limit = self._limit(scope["method"], scope["path"])
         received = 0
+        body_done = False
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -68,12 +72,21 @@ class RequestContext:
             await send(message)
 
         async def receive_limited() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, body_done
+            if body_done:  # after the body, receive only waits for the client to leave (streams): no deadline
+                return await receive()
+            try:
+                async with asyncio.timeout(self.body_timeout):
+                    message = await receive()
+            except TimeoutError:
+                # An HTTPException passes through FastAPI's body parsing unchanged (see api/errors.py).
+                raise HTTPException(
+                    408, f"body: no part of the request body came for {self.body_timeout:g} s"
+                ) from None
             if message["type"] == "http.request":
+                body_done = not message.get("more_body", False)
                 received += len(message.get("body", b""))
                 if received > limit:
-                    # An HTTPException passes through FastAPI's body parsing unchanged (see api/errors.py).
                     raise HTTPException(413, f"body: request body is over the limit of {limit} bytes")
             return message
 
