@@ -16,7 +16,8 @@ import orjson
 from fastapi import Query
 
 from agenthost.errors import InvalidRequest
-from agenthost.schemas.common import JSON, MAX_PATH, parse_ts, unstorable
+from agenthost.schemas.common import JSON, parse_ts, unstorable
+from agenthost.schemas.memory import MAX_PATH_BYTES
 from agenthost.store.paging import Page, PageRequest
 
 MAX_INT64 = 2**63 - 1
@@ -50,7 +51,7 @@ def _is_key(key: Any, key_type: type) -> bool:
         return len(key) == 2 and all(type(part) is int and MIN_INT64 <= part <= MAX_INT64 for part in key)
     if isinstance(key, int):
         return MIN_INT64 <= key <= MAX_INT64
-    return isinstance(key, str) and len(key) <= MAX_PATH and unstorable(key) is None  # ids, or memory paths
+    return isinstance(key, str) and len(key) <= MAX_PATH_BYTES and unstorable(key) is None  # an id or a memory path
 
 
 def page_request(

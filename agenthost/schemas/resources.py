@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, cast
 from pydantic import Field, StringConstraints, ValidationError
 
 from agenthost.errors import InvalidRequest
-from agenthost.schemas.common import JSON, MAX_PATH, MAX_URL, Body, Id, Text
+from agenthost.schemas.common import JSON, Body, Id, Text
 
 UPLOADS = "/mnt/session/uploads"
 WORKSPACE = "/workspace"
@@ -32,23 +32,20 @@ _SHA = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
 _BAD_REF = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//")
 
 
-Token = Annotated[Text, StringConstraints(max_length=16_384)]
-
-
 class FileResourceParam(Body):
     type: Literal["file"]
     file_id: Id
-    mount_path: Annotated[Text, StringConstraints(max_length=MAX_PATH)] | None = None
+    mount_path: Text | None = None
 
 
 class BranchCheckout(Body):
     type: Literal["branch"]
-    name: Annotated[Text, StringConstraints(max_length=255)]
+    name: Text
 
 
 class CommitCheckout(Body):
     type: Literal["commit"]
-    sha: Annotated[Text, StringConstraints(max_length=64)]
+    sha: Text
 
 
 Checkout = Annotated[BranchCheckout | CommitCheckout, Field(discriminator="type")]
@@ -58,10 +55,10 @@ class RepositoryResourceParam(Body):
     """``{type: github_repository, url, authorization_token?, checkout?, mount_path?}`` (REFERENCE §6.3)."""
 
     type: Literal["github_repository"]
-    url: Annotated[Text, StringConstraints(max_length=MAX_URL)]
-    authorization_token: Token | None = None
+    url: Text
+    authorization_token: Text | None = None
     checkout: Checkout | None = None
-    mount_path: Annotated[Text, StringConstraints(max_length=MAX_PATH)] | None = None
+    mount_path: Text | None = None
 
 
 class MemoryStoreResourceParam(Body):
@@ -78,7 +75,7 @@ MAX_SEGMENT = 255  # bytes: what a filesystem takes for one name
 
 
 class ResourceUpdate(Body):
-    authorization_token: Token
+    authorization_token: Text
 
 
 def _validated(model: type[Body], raw: Any, prefix: str) -> Any:

@@ -44,7 +44,7 @@ class SessionCreate(Body):
     resources: list[Any] = Field(default_factory=list, max_length=1000)
     vault_ids: list[Id] = Field(default_factory=list, max_length=100)
     budget: dict[str, Any] | None = None
-    initial_events: list[InitialEvent] = Field(default_factory=list)
+    initial_events: list[InitialEvent] = Field(default_factory=list, max_length=50)
 
     def check_unsupported(self) -> None:
         """Refuse what this server cannot honour yet instead of ignoring it (DESIGN invariant 7)."""

@@ -174,7 +174,7 @@ def _forged(listing: str, order: str, key: Any) -> str:
         ("/v1/agents/{agent}/versions", "agent_versions", "desc", 2**63),
         ("/v1/agents/{agent}/versions", "agent_versions", "desc", 10**30),
         ("/v1/sessions", "sessions", "desc", "sesn_\u0000"),
-        ("/v1/environments", "environments", "desc", "env_" + "x" * 5000),
+        ("/v1/environments", "environments", "desc", "env_" + "x" * 1100),
     ],
     ids=["seq-2^63", "number-below-int64", "version-2^63", "version-10^30", "nul-id", "long-id"],
 )
@@ -244,3 +244,9 @@ def test_a_list_page_stops_at_its_byte_budget_and_the_next_page_continues(
         pages += [agent["id"] for agent in page["data"]]
         cursor = page["next_page"]
     assert pages == made[::-1]  # newest first, each once
+
+
+def test_initial_events_are_at_most_fifty(raw: httpx2.Client, agent: Any, environment: Any) -> None:
+    message = {"type": "user.message", "content": [{"type": "text", "text": "hi"}]}
+    body = {"agent": agent.id, "environment_id": environment.id, "initial_events": [message] * 51}
+    assert_error(raw.post("/v1/sessions", json=body), 400, "invalid_request_error", "initial_events")
