@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -47,6 +48,7 @@ from agenthost.sandbox.docker import DockerBackend, DockerUnavailable
 from agenthost.sandbox.host import SandboxConfig
 from agenthost.sandbox.local import LocalBackend
 from agenthost.settings import Settings
+from agenthost.store.db import Database
 from agenthost.store.keys import DEFAULT_WORKSPACE, Caller
 from agenthost.store.secrets import check_key, load_or_create_key
 from agenthost.store.sql import Store
@@ -64,14 +66,12 @@ def _announce_key(key: str) -> None:
     )
 
 
-async def bootstrap(store: Store, settings: Settings, announce: Callable[[str], None] = _announce_key) -> str:
-    """Migrate, make the default workspace, and create the first key when none exists and none is configured."""
-    await store.open()
-    default_workspace = await store.keys.workspace_id(DEFAULT_WORKSPACE)
+async def first_key(store: Store, settings: Settings, announce: Callable[[str], None] = _announce_key) -> None:
+    """Create and announce the first key when none exists and none is configured: the last step of a start
+    that succeeded, so a start that fails never shows a key that is then lost."""
     if settings.api_key is None and not await store.keys.any_exist():
         key, _ = await store.keys.create(DEFAULT_WORKSPACE)
         announce(key)
-    return default_workspace
 
 
 async def _database_error(request: Request, exc: Exception) -> Response:
@@ -109,8 +109,8 @@ def build_sandboxes(settings: Settings) -> SandboxBackend:
         raise SystemExit(f"agenthost: {exc}") from None
 
 
-def build_engine(settings: Settings, store: Store, provider: ModelProvider | None) -> Engine:
-    """The engine with the configured provider and sandbox backend."""
+def build_engine(settings: Settings, store: Store, provider: ModelProvider | None, sandboxes: SandboxBackend) -> Engine:
+    """The engine with the configured provider and this sandbox backend."""
     run = RunSettings(
         max_tokens=settings.max_tokens,
         model_retries=settings.model_retries,
@@ -123,11 +123,15 @@ def build_engine(settings: Settings, store: Store, provider: ModelProvider | Non
         max_file_bytes=settings.max_file_bytes,
         github_url=settings.github_url,
     )
+    if provider is None:
+        provider = AnthropicProvider()
+        if missing := provider.missing_credentials:
+            log.warning("agenthost: %s is not set: every model call will fail until it is", missing)
     return Engine(
         store.db,
         store.bus,
-        provider or AnthropicProvider(),
-        build_sandboxes(settings),
+        provider,
+        sandboxes,
         EngineSettings(
             lease_seconds=settings.lease_seconds,
             poll_seconds=settings.engine_poll_seconds,
@@ -147,6 +151,45 @@ def _freeze_startup_objects() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+def make_data_dir(settings: Settings) -> None:
+    """The data directory, made private when missing; SystemExit naming the fix when it cannot be used."""
+    try:
+        path = settings.make_data_dir()
+        probe = path / f".agenthost-write-check-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise SystemExit(
+            f"agenthost: cannot use the data directory {settings.resolved_data_dir()}: {exc.strerror or exc}; "
+            "set AGENTHOST_DATA_DIR to a directory this user can write"
+        ) from None
+
+
+async def check_database(settings: Settings) -> None:
+    """SystemExit naming the fix unless the configured PostgreSQL answers (SQLite needs only the data directory)."""
+    url = settings.resolved_database_url()
+    if url.startswith("sqlite"):
+        return
+    database = Database(url)
+    try:
+        await database.ping()
+    except Unavailable as exc:
+        raise SystemExit(
+            f"agenthost: cannot reach the database at {safe_url(url)} ({exc.message}); "
+            "is PostgreSQL running there? Set AGENTHOST_DATABASE_URL to reach it"
+        ) from None
+    finally:
+        await database.close()
+
+
+def safe_url(url: str) -> str:
+    """A database URL fit for a log line: its credentials hidden."""
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
 
 
 def needs_shared_database(settings: Settings, role: str) -> None:
@@ -176,13 +219,14 @@ async def run_worker(
     ``ready`` gets the engine's owner name once it listens and claims.
     """
     needs_shared_database(settings, "agenthost worker")
-    settings.make_data_dir()
+    make_data_dir(settings)
+    sandboxes = build_sandboxes(settings)
     store = Store(
         settings.resolved_database_url(), files_dir=settings.resolved_files_dir(), secret_key=secret_key(settings)
     )
     try:
         await store.open()
-        engine = build_engine(settings, store, provider)
+        engine = build_engine(settings, store, provider, sandboxes)
         try:
             await store.listen([engine.on_notification], settings.notify_check_seconds)
             await engine.start()
@@ -229,7 +273,8 @@ def create_app(
     settings = settings or Settings()
     if not engine:
         needs_shared_database(settings, "serve --no-engine")
-    settings.make_data_dir()
+    make_data_dir(settings)
+    sandboxes = build_sandboxes(settings) if engine else None  # before anything is written: it may refuse
     store = store or Store(
         settings.resolved_database_url(),
         files_dir=settings.resolved_files_dir(),
@@ -239,12 +284,13 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        default_workspace = Caller(await bootstrap(store, settings), DEFAULT_WORKSPACE)
+        await store.open()
+        default_workspace = Caller(await store.keys.workspace_id(DEFAULT_WORKSPACE), DEFAULT_WORKSPACE)
         static_key = settings.api_key.get_secret_value() if settings.api_key else None
         app.state.authenticator = Authenticator(
             store.keys.authenticate, settings.auth_cache_seconds, static_key, default_workspace
         )
-        running = build_engine(settings, store, provider) if engine else None
+        running = build_engine(settings, store, provider, sandboxes) if sandboxes is not None else None
         app.state.engine = running
         background: list[asyncio.Task[None]] = []
         try:
@@ -255,6 +301,7 @@ def create_app(
             if running is None:  # engines elsewhere claim expired runs; without any, sessions must read rescheduling
                 background.append(asyncio.create_task(reap_forever(store.db, store.bus, settings.engine_poll_seconds)))
             background.append(asyncio.create_task(_purge_files_forever(store)))
+            await first_key(store, settings)
             yield
         finally:
             await store.stop_listening()  # nothing more reaches the engine while it stops

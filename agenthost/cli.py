@@ -12,9 +12,10 @@ from typing import Annotated, TypeVar
 import typer
 import uvicorn
 import uvloop
+from pydantic import ValidationError
 
 from agenthost import serving
-from agenthost.app import create_app, run_worker
+from agenthost.app import check_database, create_app, run_worker, safe_url
 from agenthost.errors import AgentHostError, NotFound
 from agenthost.settings import Settings
 from agenthost.store.keys import DEFAULT_WORKSPACE
@@ -31,7 +32,7 @@ T = TypeVar("T")
 
 def _with_store(work: Callable[[Store], Awaitable[T]]) -> T:
     async def run() -> T:
-        store = Store(Settings().resolved_database_url())
+        store = Store(_settings().resolved_database_url())
         try:
             await store.open()
             return await work(store)
@@ -54,16 +55,22 @@ def serve(
         ),
     ] = True,
 ) -> None:
-    """Start the HTTP API and the engine with the embedded defaults (SQLite in the data directory)."""
-    settings = Settings()
-    updates = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
-    settings = settings.model_copy(update=updates)
+    """Start the HTTP API and the engine with the embedded defaults (SQLite in the data directory).
+
+    Every check runs before anything is written (the settings, the port, the database, the data
+    directory, the sandbox backend); a failed one stops the start with one line naming the fix.
+    """
+    settings = _settings(host=host, port=port)
+    listening = serving.listen(settings)
+    asyncio.run(check_database(settings))  # PostgreSQL; create_app checks the rest
     application = create_app(settings, engine=engine)
     role = "" if engine else " (API only)"
     typer.echo(
-        f"agenthost: serving{role} on http://{settings.host}:{settings.port} (store: {_safe_url(settings)})", err=True
+        f"agenthost: serving{role} on http://{settings.host}:{settings.port} "
+        f"(store: {safe_url(settings.resolved_database_url())})",
+        err=True,
     )
-    uvicorn.Server(serving.config(application, settings)).run()
+    uvicorn.Server(serving.config(application, settings)).run(sockets=[listening])
 
 
 @app.command()
@@ -73,9 +80,10 @@ def worker() -> None:
     Any number of workers share the sessions of one PostgreSQL store. SIGTERM or SIGINT stops
     claiming, cancels the runs in flight and hands their leases back for another engine to finish.
     """
-    settings = Settings()
+    settings = _settings()
+    asyncio.run(check_database(settings))
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    typer.echo(f"agenthost: engine worker (store: {_safe_url(settings)})", err=True)
+    typer.echo(f"agenthost: engine worker (store: {safe_url(settings.resolved_database_url())})", err=True)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -87,12 +95,16 @@ def worker() -> None:
     uvloop.run(main())
 
 
-def _safe_url(settings: Settings) -> str:
-    url = settings.resolved_database_url()
-    if "@" in url:  # hide credentials
-        scheme, _, rest = url.partition("://")
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
+def _settings(**overrides: object) -> Settings:
+    """The settings from the environment with the CLI's flags over them; SystemExit naming each bad variable."""
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        problems = [
+            f"AGENTHOST_{str(error['loc'][0]).upper()}={error.get('input')!r}: {error['msg']}" for error in exc.errors()
+        ]
+        raise SystemExit("agenthost: bad setting: " + "; ".join(problems)) from None
+    return settings.model_copy(update={name: value for name, value in overrides.items() if value is not None})
 
 
 @keys_app.command("create")

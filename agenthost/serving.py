@@ -10,6 +10,7 @@ previous response. A request body that stalls is the app's business (``api/middl
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any, Literal
 
 import uvicorn
@@ -54,6 +55,23 @@ class _HeaderDeadline:
         between_requests = self.cycle is None or self.cycle.response_complete
         if between_requests and not self.transport.is_closing():
             self.transport.close()
+
+
+def listen(settings: Settings) -> socket.socket:
+    """The server's socket, bound before anything else starts; SystemExit naming the fix when the port is taken."""
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.host, settings.port))
+    except OSError as exc:
+        sock.close()
+        raise SystemExit(
+            f"agenthost: cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}; stop what holds "
+            "it or choose another port (--port or AGENTHOST_PORT) or interface (--host or AGENTHOST_HOST)"
+        ) from None
+    sock.set_inheritable(True)
+    return sock
 
 
 def protocol(kind: Literal["httptools", "h11"], header_timeout: float) -> type[asyncio.Protocol]:

@@ -46,7 +46,21 @@ class AnthropicProvider:
     async def close(self) -> None:
         await self._client.close()
 
+    @property
+    def missing_credentials(self) -> str | None:
+        """What to set when the client has no credentials (the SDK would fail every call), else None."""
+        if self._client.api_key is None and self._client.auth_token is None:
+            return "ANTHROPIC_API_KEY (or ANTHROPIC_AUTH_TOKEN)"
+        return None
+
     async def complete(self, request: ModelRequest) -> ModelResponse:
+        if missing := self.missing_credentials:
+            # Retryable: an operator who sets it and restarts the server gets the turn finished.
+            raise ModelError(
+                "model_request_failed_error",
+                f"the server has no credentials for the Anthropic API: set {missing} in its environment",
+                retryable=True,
+            )
         params: dict[str, Any] = {
             "model": request.model,
             "max_tokens": request.max_tokens,
