@@ -1,7 +1,6 @@
-"""The bubblewrap backend: an isolated sandbox per session, the default on Linux (issue #4).
+"""The bubblewrap backend: an isolated sandbox per session, the default on Linux.
 
-Each session's sandbox is one ``bwrap`` process tree (``../shared/notes/SANDBOX.md`` §3.3
-and §4 measured the choices):
+Each session's sandbox is one ``bwrap`` process tree (docs/sandbox.md says why each choice):
 
 * **identity**: it runs as the session's own unprivileged host uid (a root server never
   starts bwrap as root; a non-root server runs it as itself), in a user namespace with
@@ -41,6 +40,7 @@ from agenthost.sandbox.cgroups import Cgroup, CgroupTree
 from agenthost.sandbox.cgroups import detect as detect_cgroups
 from agenthost.sandbox.directories import MEMORY, OUTPUTS, SKILLS, UPLOADS, SessionDirs
 from agenthost.sandbox.host import CA_BUNDLE, PATH, HostBackend, HostSandbox, SandboxConfig, log
+from agenthost.sandbox.leftovers import kill_orphans, marks
 from agenthost.sandbox.packages import MOUNT
 from agenthost.sandbox.rooted import WORKSPACE
 
@@ -143,7 +143,7 @@ class BwrapSandbox(HostSandbox):
                     stdout=asyncio.subprocess.PIPE,
                     stderr=asyncio.subprocess.STDOUT,
                     pass_fds=(*fds.values(), info_write, block_read),
-                    env={"PATH": PATH},
+                    env={"PATH": PATH, **self.backend.marks},
                     start_new_session=True,
                 )
             )
@@ -184,6 +184,9 @@ class BwrapSandbox(HostSandbox):
                         info = await asyncio.wait_for(_read_info(info_read), 2)
                         if info is not None:
                             self._hold(int(info["child-pid"]))
+                if self._pidfd is None:  # no info in time (a loaded machine): bwrap's child is the namespace's
+                    for child in _children(process.pid):
+                        self._hold(child)
                 await self._teardown(process)
                 with contextlib.suppress(ProcessLookupError, TimeoutError):
                     await asyncio.wait_for(process.wait(), 5)
@@ -239,6 +242,14 @@ async def _read_info(fd: int) -> dict[str, object] | None:
             return json.loads(data)
 
 
+def _children(pid: int) -> list[int]:
+    """The pids of a process's children (bwrap's: the sandbox's first process), read before bwrap is killed."""
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except (OSError, ValueError):
+        return []
+
+
 def _settle(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
@@ -254,6 +265,8 @@ class BwrapBackend(HostBackend):
         # The proxy socket in a sandbox's network namespace needs CAP_SYS_ADMIN: root only.
         super().__init__(root, config, switch_user=root_server, network=root_server)
         self.bwrap = probe(bwrap)
+        self.marks = marks(root)
+        """The variables in every bwrap's environment that tell, after a crash, whose sandbox it is."""
         self.cgroups: CgroupTree | None = detect_cgroups() if root_server else None
         if not self.network:
             log.warning("not running as root: sandboxes get no network (the egress proxy needs CAP_SYS_ADMIN)")
@@ -264,6 +277,7 @@ class BwrapBackend(HostBackend):
         return BwrapSandbox(self, spec, dirs, uid, build_into)
 
     async def _reconcile_processes(self) -> None:
+        await asyncio.to_thread(kill_orphans, self.root)
         if self.cgroups is not None:
             for group in await asyncio.to_thread(self.cgroups.leftovers):
                 await asyncio.to_thread(group.remove)

@@ -6,18 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import stat
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from agenthost.sandbox import leftovers
 from agenthost.sandbox.base import CommandResult, NetworkPolicy, Packages, SandboxSpec
 from agenthost.sandbox.bwrap import BwrapBackend
 from agenthost.sandbox.cgroups import Limits
 from agenthost.sandbox.directories import remove_tree
-from agenthost.sandbox.host import SandboxConfig
-from tests.conftest import needs_bwrap, needs_root, run_async, sandbox_dir, wait_until
+from agenthost.sandbox.host import PATH, SandboxConfig
+from tests.conftest import needs_bwrap, needs_root, run_async, sandbox_dir, sleepers, wait_until
 
 pytestmark = [needs_bwrap, needs_root]
 
@@ -57,6 +60,40 @@ def test_a_start_cancelled_at_any_point_leaves_nothing_running(root: Path) -> No
 
     uid = run_async(scenario())
     wait_until(lambda: not _processes_of(uid), timeout=10)  # killed ones are reaped within moments
+
+
+def test_at_start_sandbox_processes_of_a_gone_server_are_killed_and_a_live_servers_kept(root: Path) -> None:
+    """What a server killed in a sandbox's first milliseconds leaves: bwrap with no parent and no cgroup."""
+    marker_gone, marker_live = f"{os.getpid()}7001", f"{os.getpid()}7002"
+    bwrap = shutil.which("bwrap")
+    assert bwrap is not None
+
+    def start(marker: str, owner: str) -> subprocess.Popen[bytes]:
+        env = {"PATH": PATH, leftovers.ROOT: str(root), leftovers.OWNER: owner}
+        argv = [bwrap, "--ro-bind", "/", "/", "--unshare-pid", "--dev", "/dev", "--proc", "/proc", "sleep", marker]
+        return subprocess.Popen(argv, env=env, start_new_session=True)
+
+    gone = start(marker_gone, "1:0")  # pid 1 never started at tick 0: that owner is gone
+    live = start(marker_live, leftovers.owner_mark())  # this process: alive, so not an orphan
+    try:
+        wait_until(lambda: sleepers(marker_gone) and sleepers(marker_live), timeout=30)
+
+        async def restart() -> None:
+            backend = BwrapBackend(root, SandboxConfig(Limits(256 << 20, 64, 1.0)))
+
+            async def existing(ids: list[str]) -> set[str]:
+                return set(ids)
+
+            await backend.reconcile(existing)
+            await backend.close()
+
+        run_async(restart())
+        wait_until(lambda: not sleepers(marker_gone), timeout=30)
+        assert sleepers(marker_live)
+    finally:
+        for process in (gone, live):
+            process.kill()
+            process.wait(timeout=30)
 
 
 def test_a_package_build_cannot_make_the_server_write_through_its_files(root: Path, tmp_path: Path) -> None:
