@@ -221,9 +221,7 @@ async def run_worker(
     needs_shared_database(settings, "agenthost worker")
     make_data_dir(settings)
     sandboxes = build_sandboxes(settings)
-    store = Store(
-        settings.resolved_database_url(), files_dir=settings.resolved_files_dir(), secret_key=secret_key(settings)
-    )
+    store = open_store(settings)
     try:
         await store.open()
         engine = build_engine(settings, store, provider, sandboxes)
@@ -238,6 +236,19 @@ async def run_worker(
             await _stop_engine(engine)
     finally:
         await store.close()
+
+
+def open_store(settings: Settings) -> Store:
+    """The store as the settings describe it (not yet opened: ``Store.open`` migrates)."""
+    return Store(
+        settings.resolved_database_url(),
+        files_dir=settings.resolved_files_dir(),
+        secret_key=secret_key(settings),
+        work_lease_seconds=settings.work_lease_seconds,
+        pool_size=settings.database_pool_size,
+        pool_overflow=settings.database_pool_overflow,
+        retry_seconds=settings.database_retry_seconds,
+    )
 
 
 def secret_key(settings: Settings) -> bytes:
@@ -275,12 +286,7 @@ def create_app(
         needs_shared_database(settings, "serve --no-engine")
     make_data_dir(settings)
     sandboxes = build_sandboxes(settings) if engine else None  # before anything is written: it may refuse
-    store = store or Store(
-        settings.resolved_database_url(),
-        files_dir=settings.resolved_files_dir(),
-        secret_key=secret_key(settings),
-        work_lease_seconds=settings.work_lease_seconds,
-    )
+    store = store or open_store(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -31,6 +31,26 @@ class Settings(BaseSettings):
             "`postgresql://user@host/db` (asyncpg) is accepted as well."
         ),
     )
+    database_pool_size: int = Field(
+        default=5,
+        ge=1,
+        description=(
+            "PostgreSQL: connections each process keeps open for its requests and turns. A process holds at most "
+            "`database_pool_size + database_pool_overflow` of them, plus one that listens for notifications."
+        ),
+    )
+    database_pool_overflow: int = Field(
+        default=5, ge=0, description="PostgreSQL: connections a process may open beyond the pool under load."
+    )
+    database_retry_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "How long a request or a turn waits out a database that cannot be reached (refused, too many "
+            "connections, pool exhausted, dropped connections), retrying with backoff; then a request gets 503 with "
+            "`retry-after` and a turn waits for its lease to lapse and continues from the log."
+        ),
+    )
     api_key: SecretStr | None = Field(
         default=None,
         description=(

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from agenthost.engine.journal import Carried, Journal, Lease, LeaseLost, NotClaimed
 from agenthost.engine.loop import Run, RunSettings, Stores, sandbox_spec
+from agenthost.errors import Unavailable
 from agenthost.providers.base import ModelProvider
 from agenthost.sandbox.base import SandboxBackend
 from agenthost.schemas.common import now_us
@@ -263,6 +264,10 @@ class Engine:
                 self._carried[session_id] = carried
         except LeaseLost:
             log.warning("lost the lease of %s; another engine continues it", session_id)
+        except Unavailable as exc:
+            log.warning("run of %s stopped: %s; its lease is left to lapse, then it continues", session_id, exc)
+            if not heartbeat:
+                self._backoff[session_id] = asyncio.get_running_loop().time() + self.settings.lease_seconds
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -178,8 +178,8 @@ class Run:
                 stop = await self._turn(taken)
             except Interrupted:
                 stop = await self._after_interrupt()
-            except (LeaseLost, asyncio.CancelledError):
-                raise
+            except (LeaseLost, asyncio.CancelledError, Unavailable):
+                raise  # the database is away: what was committed is in the log, which the next run continues
             except Exception as exc:  # a bug: end the turn visibly instead of leaving the session running
                 log.exception("turn of %s failed", self.session_id)
                 stop = await self._fail(

@@ -10,14 +10,25 @@ which run them off the event loop:
   from the event loop; through aiosqlite every driver call was a hop, and reads served half
   as many requests (docs/benchmarks.md).
 - **PostgreSQL** runs the same functions on asyncpg through SQLAlchemy's greenlet bridge,
-  in ``READ COMMITTED`` transactions; read-modify-write paths take row locks.
+  in ``READ COMMITTED`` transactions; read-modify-write paths take row locks. Each process
+  holds at most ``pool_size + pool_overflow`` connections (plus one that listens).
+
+A connection that cannot be had for now (refused, too many connections, the pool exhausted, a
+dropped one) is tried again with jittered backoff for up to ``retry_seconds`` before the call
+fails with ``Unavailable`` (a 503 with ``retry-after``). So is a whole read, and a write the
+server rolled back (a serialization failure or deadlock; write functions may run again, so
+they keep no state of their own across calls). A write whose connection broke after it began
+is never tried again here, since it may have committed: it fails with ``Unavailable`` at once,
+and the caller decides (the engine leaves its lease to lapse and continues from the log).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
-from collections.abc import Callable
+import random
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,12 +38,13 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
 from agenthost.errors import Unavailable
 
+log = logging.getLogger("agenthost.store")
 MIGRATIONS = Path(__file__).parent / "migrations"
 READ_THREADS = 4
 T = TypeVar("T")
@@ -45,9 +57,10 @@ def _json_dumps(value: Any) -> str:
 class Database:
     """One database and the transaction discipline every repository uses."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, *, pool_size: int = 5, pool_overflow: int = 5, retry_seconds: float = 30.0):
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        self.retry_seconds = retry_seconds
         self._engine: AsyncEngine | None = None
         self._sqlite: sa.Engine | None = None
         self._readers: ThreadPoolExecutor | None = None
@@ -74,7 +87,13 @@ class Database:
             self._writer = ThreadPoolExecutor(1, thread_name_prefix="agenthost-write")
         else:
             self._engine = create_async_engine(
-                url, pool_size=10, max_overflow=20, pool_pre_ping=True, hide_parameters=True, **json
+                url,
+                pool_size=pool_size,
+                max_overflow=pool_overflow,
+                pool_timeout=min(10.0, retry_seconds),  # then the wait counts as a transient failure
+                pool_pre_ping=True,
+                hide_parameters=True,
+                **json,
             )
 
     async def run_read(self, read: Callable[[sa.Connection], T]) -> T:
@@ -87,9 +106,7 @@ class Database:
                     return read(conn)
 
             return await asyncio.get_running_loop().run_in_executor(self._readers, run)
-        assert self._engine is not None
-        async with self._engine.connect() as conn:
-            return await conn.run_sync(read)
+        return await self._retrying(lambda conn: conn.run_sync(read), write=False)
 
     async def run_write(self, write: Callable[[sa.Connection], T]) -> T:
         """Run ``write(conn)`` in one transaction, committed when it returns and rolled back when it raises."""
@@ -103,9 +120,36 @@ class Database:
                         return write(conn)
 
             return await asyncio.get_running_loop().run_in_executor(self._writer, run)
+        return await self._retrying(lambda conn: conn.run_sync(write), write=True)
+
+    async def _retrying(self, work: Callable[[AsyncConnection], Awaitable[T]], *, write: bool) -> T:
+        """Run ``work`` on a PostgreSQL connection (in a transaction when ``write``), retried while that is safe."""
         assert self._engine is not None
-        async with self._engine.begin() as conn:
-            return await conn.run_sync(write)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.retry_seconds
+        delay = 0.05
+        while True:
+            began = False
+            try:
+                async with self._engine.connect() as conn:
+                    if not write:
+                        return await work(conn)
+                    async with conn.begin():
+                        began = True
+                        return await work(conn)
+            except (DBAPIError, OSError, sa.exc.TimeoutError) as exc:
+                if not transient(exc):
+                    raise
+                if began and not _rolled_back(exc):
+                    raise Unavailable(
+                        f"the database connection broke during a write ({_cause(exc)}); it may have been applied: "
+                        "read before you repeat it"
+                    ) from exc
+                if loop.time() + delay > deadline:
+                    raise Unavailable(f"the database is unavailable: {_cause(exc)}; retry the request") from exc
+                log.warning("database unavailable (%s); trying again in %.2f s", _cause(exc), delay)
+                await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+                delay = min(delay * 2, 2.0)
 
     async def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision (in one transaction)."""
@@ -134,11 +178,15 @@ class Database:
         await asyncio.get_running_loop().run_in_executor(self._writer, run)
 
     async def ping(self) -> None:
-        """Raise ``Unavailable`` when the database cannot be reached."""
+        """Raise ``Unavailable`` when the database cannot be reached now (one try: health reports the present)."""
         try:
-            await self.run_read(lambda conn: conn.execute(sa.text("SELECT 1")).scalar())
+            if self._engine is None:
+                await self.run_read(lambda conn: conn.execute(sa.text("SELECT 1")).scalar())
+            else:
+                async with self._engine.connect() as conn:
+                    await conn.execute(sa.text("SELECT 1"))
         except (SQLAlchemyError, OSError) as exc:
-            raise Unavailable(f"database unreachable: {type(exc).__name__}") from exc
+            raise Unavailable(f"database unreachable: {_cause(exc)}") from exc
 
     async def close(self) -> None:
         if self._engine is not None:
@@ -157,6 +205,57 @@ def _create_private(path: Path) -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except FileExistsError:
         pass
+
+
+_TRANSIENT_STATES = frozenset(
+    {
+        "08000", "08001", "08003", "08004", "08006", "08007",  # connection exceptions
+        "53300",  # too_many_connections
+        "57P01", "57P02", "57P03",  # admin_shutdown, crash_shutdown, cannot_connect_now
+        "40001", "40P01",  # serialization_failure, deadlock_detected: the transaction was rolled back
+    }
+)  # fmt: skip
+_ROLLED_BACK_STATES = frozenset({"40001", "40P01"})
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    original = getattr(exc, "orig", None)
+    for candidate in (original, getattr(original, "__cause__", None)):
+        state = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
+        if isinstance(state, str):
+            return state
+    return None
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether a database failure may go away by itself: a connection that could not be had or broke,
+    the server refusing connections for now, the pool exhausted, or a transaction the server rolled back."""
+    if isinstance(exc, sa.exc.TimeoutError | OSError):  # the pool's wait ran out; the socket failed
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        state = _sqlstate(exc)
+        if state is not None:
+            return state in _TRANSIENT_STATES
+        original = exc.orig
+        return isinstance(original, OSError | ConnectionError) or type(original).__name__ in (
+            "ConnectionDoesNotExistError",
+            "InterfaceError",
+            "TooManyConnectionsError",
+            "CannotConnectNowError",
+        )
+    return False
+
+
+def _rolled_back(exc: BaseException) -> bool:
+    """A failure inside a transaction that leaves no doubt it did not commit: the server rolled it back."""
+    return isinstance(exc, DBAPIError) and _sqlstate(exc) in _ROLLED_BACK_STATES
+
+
+def _cause(exc: BaseException) -> str:
+    original = getattr(exc, "orig", None)
+    return type(original or exc).__name__
 
 
 def _configure_sqlite(engine: sa.Engine) -> None:

@@ -38,8 +38,11 @@ class Store:
         files_dir: Path | None = None,
         secret_key: bytes | None = None,
         work_lease_seconds: int = 90,
+        pool_size: int = 5,
+        pool_overflow: int = 5,
+        retry_seconds: float = 30.0,
     ):
-        self.db = Database(url)
+        self.db = Database(url, pool_size=pool_size, pool_overflow=pool_overflow, retry_seconds=retry_seconds)
         sealer = Sealer(secret_key) if secret_key is not None else None
         self.vaults = Vaults(self.db, sealer)
         self.files = Files(self.db, files_dir)
