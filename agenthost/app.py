@@ -26,6 +26,7 @@ from agenthost.api import (
     files,
     health,
     memory_stores,
+    openapi,
     sessions,
     skills,
     unserved,
@@ -320,6 +321,7 @@ def create_app(
             await store.close()
 
     app = FastAPI(title="agenthost", version="0.1.0", lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    app.openapi = lambda: openapi.document(app)  # type: ignore[method-assign]
     app.state.settings = settings
     app.state.store = store
     app.state.stream_limits = StreamLimits(settings.max_streams_per_key)
