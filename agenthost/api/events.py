@@ -75,17 +75,15 @@ async def stream(
     await sessions.get(workspace_id, session_id)  # 404 as JSON before the stream starts
     caller: Caller = request.scope[CALLER]
     release = request.app.state.stream_limits.take(caller.key_id)  # 429 past the key's streams
+    subscription = None
     try:
         subscription = await store(request).bus.subscribe(session_id)
-    except BaseException:
-        release()
-        raise
-    try:
         start, backlog = (
             await sessions.events_after(workspace_id, session_id, last_event_id) if last_event_id else (0, [])
         )
     except BaseException:
-        subscription.close()
+        if subscription is not None:
+            subscription.close()
         release()
         raise
     # Showings up to this number were seen (the client's last event) or replayed from the log: the feed,

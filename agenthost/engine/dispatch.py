@@ -3,8 +3,9 @@
 A session is runnable when it has ``pending`` input and no live lease. Claiming is a
 compare-and-set in the database (owner, a bumped generation, an expiry), the same path
 whether one process or many run engines. A claimed session gets one task running
-:class:`~agenthost.engine.loop.Run` plus a heartbeat that extends the lease; when the
-run ends the task ends: an idle session holds no coroutine. Wake-ups come in-process
+:class:`~agenthost.engine.loop.Run`, and its lease joins those the engine extends
+together (:mod:`~agenthost.engine.leases`); when the run ends the task ends: an idle
+session holds no coroutine. Wake-ups come in-process
 from the API (``wake``); a slow poll also picks up sessions whose lease expired.
 """
 
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from agenthost.engine.journal import Carried, Journal, Lease, LeaseLost, NotClaimed
+from agenthost.engine.leases import Leases
 from agenthost.engine.loop import Run, RunSettings, Stores, sandbox_spec
 from agenthost.errors import Unavailable
 from agenthost.providers.base import ModelProvider
@@ -27,7 +29,6 @@ from agenthost.sandbox.base import SandboxBackend
 from agenthost.schemas.common import now_us
 from agenthost.store.db import Database
 from agenthost.store.notify import ORIGIN, Bus, Notification
-from agenthost.store.sessions import has_queued
 from agenthost.store.tables import environments, sessions
 
 log = logging.getLogger("agenthost.engine")
@@ -72,6 +73,7 @@ class Engine:
         self._background: set[asyncio.Task[None]] = set()
         self._carried: OrderedDict[str, Carried] = OrderedDict()
         self._backoff: dict[str, float] = {}  # session -> loop time before which no run starts
+        self.leases = Leases(db, self.owner, settings.lease_seconds, self.interrupt)
 
     async def start(self) -> None:
         await self.sandboxes.reconcile(self._existing)
@@ -90,6 +92,7 @@ class Engine:
         for task in runs:
             task.cancel()
         await asyncio.gather(*runs, return_exceptions=True)
+        await self.leases.close()
         owner = self.owner
         await self.db.run_write(
             lambda conn: conn.execute(
@@ -226,23 +229,28 @@ class Engine:
         self._interrupts[session_id] = asyncio.Event()
         self._runs[session_id] = asyncio.create_task(self._run(session_id), name=f"run-{session_id}")
 
-    def _claimed(self, lease: Lease, run_task: asyncio.Task[None]) -> asyncio.Task[None]:
+    def _claimed(self, lease: Lease, run_task: asyncio.Task[None]) -> None:
         log.info("%s claimed %s (lease generation %d)", self.owner, lease.session_id, lease.generation)
         timer = self._idle_timers.pop(lease.session_id, None)
         if timer is not None:
             timer.cancel()
-        return asyncio.create_task(self._heartbeat(lease, run_task))
+        self.leases.hold(lease, run_task)
 
     async def _run(self, session_id: str) -> None:
         run_task = asyncio.current_task()
         assert run_task is not None
-        heartbeat: list[asyncio.Task[None]] = []
+        claimed: list[Lease] = []
+
+        def on_claimed(lease: Lease) -> None:
+            claimed.append(lease)
+            self._claimed(lease, run_task)
+
         journal = Journal(
             self.db,
             self.bus,
             Lease(session_id, self.owner, 0),
             claim_seconds=self.settings.lease_seconds,
-            on_claimed=lambda lease: heartbeat.append(self._claimed(lease, run_task)),
+            on_claimed=on_claimed,
         )
         carried = self._carried.pop(session_id, None)
         run = Run(
@@ -266,49 +274,20 @@ class Engine:
             log.warning("lost the lease of %s; another engine continues it", session_id)
         except Unavailable as exc:
             log.warning("run of %s stopped: %s; its lease is left to lapse, then it continues", session_id, exc)
-            if not heartbeat:
+            if not claimed:
                 self._backoff[session_id] = asyncio.get_running_loop().time() + self.settings.lease_seconds
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("run of %s failed; the lease is left to expire", session_id)
-            if not heartbeat:  # it failed in the claiming write, which left no lease: wait as long as one
+            if not claimed:  # it failed in the claiming write, which left no lease: wait as long as one
                 self._backoff[session_id] = asyncio.get_running_loop().time() + self.settings.lease_seconds
         finally:
-            for task in heartbeat:
-                task.cancel()
+            for lease in claimed:
+                self.leases.drop(lease)
             self._runs.pop(session_id, None)
             self._interrupts.pop(session_id, None)
-            if heartbeat or session_id not in self._idle_timers:  # its timer may have fired during the claim
+            if claimed or session_id not in self._idle_timers:  # its timer may have fired during the claim
                 self._stop_sandbox_later(session_id)
             if session_id in self._hints:  # input arrived during the run, maybe after its last look
                 self._wake.set()
-
-    async def _heartbeat(self, lease: Lease, run_task: asyncio.Task[None]) -> None:
-        """Extend the lease every third of its length; stop the run as soon as the lease is gone."""
-        interval = self.settings.lease_seconds / 3
-        while True:
-            await asyncio.sleep(interval)
-            expires = now_us() + int(self.settings.lease_seconds * 1_000_000)
-
-            def extend(conn: sa.Connection, expires: int = expires) -> tuple[int, bool]:
-                fenced = sessions.update().where(
-                    sessions.c.id == lease.session_id,
-                    sessions.c.lease_owner == lease.owner,
-                    sessions.c.lease_generation == lease.generation,
-                )
-                extended = conn.execute(fenced.values(lease_expires_at=expires)).rowcount
-                # An interrupt whose notification was lost (another process queued it) is found here.
-                return extended, extended > 0 and has_queued(conn, lease.session_id, ("user.interrupt",))
-
-            try:
-                extended, interrupted = await self.db.run_write(extend)
-            except Exception:
-                log.exception("heartbeat of %s failed; trying again", lease.session_id)
-                continue
-            if interrupted:
-                self.interrupt(lease.session_id)
-            if not extended:
-                log.warning("the lease of %s is gone; stopping this run", lease.session_id)
-                run_task.cancel()
-                return
