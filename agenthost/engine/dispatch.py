@@ -77,6 +77,7 @@ class Engine:
 
     async def start(self) -> None:
         await self.sandboxes.reconcile(self._existing)
+        self.leases.start()
         self._loop_task = asyncio.create_task(self._dispatch(), name="agenthost-dispatch")
 
     async def stop(self) -> None:

@@ -11,7 +11,8 @@ which run them off the event loop:
   as many requests (docs/benchmarks.md).
 - **PostgreSQL** runs the same functions on asyncpg through SQLAlchemy's greenlet bridge,
   in ``READ COMMITTED`` transactions; read-modify-write paths take row locks. Each process
-  holds at most ``pool_size + pool_overflow`` connections (plus one that listens).
+  holds at most ``pool_size + pool_overflow`` connections, plus one that listens and, in an
+  engine, one that extends its leases.
 
 A connection that cannot be had for now (refused, too many connections, the pool exhausted, a
 dropped one) is tried again with jittered backoff for up to ``retry_seconds`` before the call
@@ -95,6 +96,13 @@ class Database:
                 hide_parameters=True,
                 **json,
             )
+
+    def for_another_loop(self) -> Database:
+        """This database as another thread's event loop can use it: SQLite's is thread-safe already; a PostgreSQL
+        pool belongs to the loop that made it, so the other loop gets one of its own, of one connection."""
+        if self._sqlite is not None:
+            return self
+        return Database(self.url, pool_size=1, pool_overflow=0, retry_seconds=self.retry_seconds)
 
     async def run_read(self, read: Callable[[sa.Connection], T]) -> T:
         """Run ``read(conn)``; each statement sees the newest committed data."""
