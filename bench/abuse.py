@@ -30,13 +30,10 @@ from pathlib import Path
 
 import httpx2
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from turns import free_port, pct  # noqa: E402
+
 KEY = "sk-ah-bench-abuse-0123456789"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def rss_mib(pid: int, field: str = "VmRSS") -> float:
@@ -176,18 +173,13 @@ def slow_clients(url: str, port: int, pid: int, count: int, seconds: float) -> N
             closed[0] += 1
         sock.close()
     print(
-        f"(b) /health alone: p50 {statistics.median(base):.2f} ms, p99 {pct(base, 99):.2f} ms, {base_failures} failed"
+        f"(b) /health alone: p50 {statistics.median(base):.2f} ms, p99 {pct(base, 0.99):.2f} ms, {base_failures} failed"
     )
     print(f"(b) {count} connections sending headers at 1 byte/s for {seconds:.0f} s: {closed[0]} closed by the server")
     print(
-        f"(b) /health meanwhile: p50 {statistics.median(latencies):.2f} ms, p99 {pct(latencies, 99):.2f} ms, ", end=""
+        f"(b) /health meanwhile: p50 {statistics.median(latencies):.2f} ms, p99 {pct(latencies, 0.99):.2f} ms, ", end=""
     )
     print(f"{failures} of {len(latencies)} failed; server RSS peak {peak:.0f} MiB")
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
 
 
 def main() -> None:
