@@ -85,7 +85,13 @@ async def _database_error(request: Request, exc: Exception) -> Response:
 def build_sandboxes(settings: Settings) -> SandboxBackend:
     """The configured sandbox backend; SystemExit with the fix when bubblewrap cannot run here."""
     root = settings.resolved_sandbox_dir()
-    root.mkdir(parents=True, exist_ok=True, mode=0o711)
+    try:
+        root.mkdir(parents=True, exist_ok=True, mode=0o711)
+    except OSError as exc:
+        raise SystemExit(
+            f"agenthost: cannot make the sandbox directory {root}: {exc.strerror or exc}; "
+            "set AGENTHOST_SANDBOX_DIR to a directory this user can write"
+        ) from None
     if settings.sandbox == "local":
         log.warning("AGENTHOST_SANDBOX=local: tools run with NO isolation, as the server's own user")
         return LocalBackend(root)

@@ -15,6 +15,7 @@
     ├── PayloadTooLarge                 413 request_too_large
     ├── RateLimited                     429 rate_limit_error, retry-after
     └── Unavailable                     503 api_error, x-should-retry: true, retry-after (the database went away)
+        └── InDoubt                     503 api_error, x-should-retry: false (a write that may have committed)
 
 Each class knows its status, wire ``type`` and whether a client should retry;
 an instance may carry an ``error_code`` that the SDK maps to a finer exception,
@@ -139,3 +140,10 @@ class Unavailable(AgentHostError):
     wire_type = "api_error"
     should_retry = True
     retry_after = 1.0
+
+
+class InDoubt(Unavailable):
+    """The database connection broke while a write ran: it may have been applied. Never retried blindly."""
+
+    should_retry = False
+    retry_after = None

@@ -7,6 +7,7 @@ documented in ``docs/settings.md`` (``tests/test_docs.py`` keeps the two in step
 from __future__ import annotations
 
 import hashlib
+import os
 import stat
 from pathlib import Path
 from typing import Literal
@@ -222,9 +223,9 @@ class Settings(BaseSettings):
     sandbox_dir: Path | None = Field(
         default=None,
         description=(
-            "Where sessions' files live (`<dir>/<session_id>/workspace`, `outputs`, `uploads`). Sandbox uids must "
-            "be able to traverse its parents; default `<data_dir>/sandboxes`, or "
-            "`/var/lib/agenthost/sandboxes/<hash of data_dir>` when the data dir is private (e.g. under /root)."
+            "Where sessions' files live (`<dir>/<session_id>/workspace`, `outputs`, `uploads`). A root server's "
+            "sandbox uids must be able to traverse its parents; default `<data_dir>/sandboxes`, or, for a root "
+            "server whose data dir is private (new ones are), `/var/lib/agenthost/sandboxes/<hash of data_dir>`."
         ),
     )
     sandbox_upstream_ca_file: Path | None = Field(
@@ -274,9 +275,12 @@ class Settings(BaseSettings):
             return self.sandbox_dir.expanduser()
         data_dir = self.resolved_data_dir().absolute()
         default = data_dir / "sandboxes"
-        # A data directory not made yet will be private (make_data_dir), so it cannot hold the sandboxes.
-        if self.sandbox == "local" or (
-            data_dir.exists() and all(_traversable(path) for path in (data_dir, *data_dir.parents))
+        # Only a root server runs sandboxes as other uids, which must pass through the directories above
+        # theirs; a data directory not made yet will be private (make_data_dir), so it cannot hold them.
+        if (
+            self.sandbox == "local"
+            or os.geteuid() != 0
+            or (data_dir.exists() and all(_traversable(path) for path in (data_dir, *data_dir.parents)))
         ):
             return default
         digest = hashlib.sha256(str(data_dir).encode()).hexdigest()[:12]

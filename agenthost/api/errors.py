@@ -48,6 +48,11 @@ def error_response(
     error: dict[str, Any] = {**(fields or {}), "type": wire_type, "message": message}
     if details:
         error["details"] = details
+    headers = _headers(rid, status, should_retry, retry_after)
+    return json_response({"type": "error", "error": error, "request_id": rid}, status, headers)
+
+
+def _headers(rid: str, status: int, should_retry: bool | None, retry_after: float | None) -> dict[str, str]:
     headers = {"request-id": rid}
     if should_retry is not None:
         headers["x-should-retry"] = "true" if should_retry else "false"
@@ -55,7 +60,12 @@ def error_response(
         headers["x-should-retry"] = "false"
     if retry_after is not None:
         headers["retry-after"] = str(max(1, math.ceil(retry_after)))
-    return json_response({"type": "error", "error": error, "request_id": rid}, status, headers)
+    return headers
+
+
+def error_headers(rid: str, status: int, exc: AgentHostError) -> dict[str, str]:
+    """The headers of an error answer for ``exc``: request id, whether to retry, and when."""
+    return _headers(rid, status, exc.should_retry, exc.retry_after)
 
 
 def _loc(loc: Sequence[int | str]) -> str:

@@ -19,7 +19,7 @@ from fastapi import Request
 from starlette.responses import Response
 
 from agenthost.api.deps import store
-from agenthost.errors import AgentHostError, InvalidRequest
+from agenthost.errors import AgentHostError, InDoubt, InvalidRequest
 
 HEADER = "idempotency-key"
 MAX_KEY = 255
@@ -53,6 +53,8 @@ async def idempotent(request: Request, workspace_id: str, work: Callable[[], Awa
         )
     try:
         response = await work()
+    except InDoubt:  # the work may have committed: the claim stays and goes stale, as when cancelled
+        raise
     except Exception:  # refused (4xx): nothing was done, so the key is free again
         await keys.release(workspace_id, key, claim.token)
         raise

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agenthost.api.auth import CALLER, WORKSPACE, Authenticator, check_environment_key
-from agenthost.api.errors import REQUEST_ID
+from agenthost.api.errors import REQUEST_ID, error_headers
 from agenthost.errors import AgentHostError, InvalidRequest, PayloadTooLarge
 from agenthost.ids import new_id
 from agenthost.schemas.skills import MAX_SKILL_FILES
@@ -115,14 +115,10 @@ class RequestContext:
 
 
 async def _refuse(send: Send, rid: str, exc: AgentHostError) -> None:
-    """Answer with the error envelope before the app runs."""
+    """Answer with the error envelope before the app runs (its headers as ``api/errors.py`` makes them)."""
     error: dict[str, object] = {"type": exc.wire_type, "message": exc.message}
     body = orjson.dumps({"type": "error", "error": error, "request_id": rid})
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"request-id", rid.encode()),
-        (b"x-should-retry", b"false"),
-    ]
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(name.encode(), value.encode()) for name, value in error_headers(rid, exc.status, exc).items()]
     await send({"type": "http.response.start", "status": exc.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

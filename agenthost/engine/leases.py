@@ -63,8 +63,8 @@ class Leases:
         self._stop.set()
         if self._tick is not None:
             self._tick.cancel()
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join)
+        if self._thread is not None:  # a beat hung on a vanished database host must not hang the shutdown
+            await asyncio.to_thread(self._thread.join, self.lease_seconds)
 
     def hold(self, lease: Lease, run: asyncio.Task[None]) -> None:
         """Keep ``lease`` alive while ``run`` goes on; ``run`` is cancelled if the lease is lost."""
@@ -131,7 +131,9 @@ class Leases:
 
         kept, interrupted = await db.run_write(extend)
         loop = self._loop
-        assert loop is not None
+        if loop is None or loop.is_closed():  # the engine's loop is gone: nothing left to tell
+            self._stop.set()
+            return
         for session_id in interrupted:
             loop.call_soon_threadsafe(self._interrupt, session_id)
         with self._lock:

@@ -184,9 +184,9 @@ class BwrapSandbox(HostSandbox):
                         info = await asyncio.wait_for(_read_info(info_read), 2)
                         if info is not None:
                             self._hold(int(info["child-pid"]))
-                if self._pidfd is None:  # no info in time (a loaded machine): bwrap's child is the namespace's
-                    for child in _children(process.pid):
-                        self._hold(child)
+                children = _children(process.pid) if self._pidfd is None else []
+                if children:  # no info in time (a loaded machine): bwrap's one child is the namespace's first
+                    self._hold(children[0])
                 await self._teardown(process)
                 with contextlib.suppress(ProcessLookupError, TimeoutError):
                     await asyncio.wait_for(process.wait(), 5)

@@ -4,9 +4,10 @@ A bwrap sandbox gets its parent-death signal only once it is released from ``--b
 a server killed (or a start cancelled) in the milliseconds before that leaves the sandbox's
 first process running, re-parented to init, in no cgroup. Every bwrap the server starts
 carries two variables in its own environment (the sandbox's shell does not see them:
-``--clearenv``): the sandboxes' root and its owner, the server's pid and start time. At start a
-server kills each process of its root whose owner is no longer that process, and leaves the
-sandboxes of live servers that share the root alone.
+``--clearenv``): the sandboxes' root and its owner, the server's pid, start time and pid
+namespace. At start a server kills each process of its root whose owner, in its own pid
+namespace, is no longer that process; it leaves alone the sandboxes of live servers that share
+the root, and those of servers in other pid namespaces, whose pids it cannot judge.
 """
 
 from __future__ import annotations
@@ -17,24 +18,22 @@ import os
 import signal
 from pathlib import Path
 
+from agenthost.sandbox.cgroups import identity_alive, server_identity
+
 log = logging.getLogger("agenthost.sandbox")
 
 ROOT = "AGENTHOST_SANDBOX_ROOT"
 OWNER = "AGENTHOST_SANDBOX_OWNER"
 
 
-def _start_time(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (``/proc/<pid>/stat`` field 22), or None when gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rpartition(")")[2].split()[19]
+def pid_namespace() -> str:
+    """This process's pid namespace: a pid means something only inside the namespace it was read in."""
+    return str(os.stat("/proc/self/ns/pid").st_ino)
 
 
 def owner_mark() -> str:
-    """This process as an owner: pid and start time, so a recycled pid is never taken for it."""
-    return f"{os.getpid()}:{_start_time(os.getpid())}"
+    """This process as an owner: its pid and start time (a recycled pid is not taken for it), and its namespace."""
+    return f"{server_identity()}@{pid_namespace()}"
 
 
 def marks(root: Path) -> dict[str, str]:
@@ -42,9 +41,11 @@ def marks(root: Path) -> dict[str, str]:
     return {ROOT: str(root), OWNER: owner_mark()}
 
 
-def _alive(owner: str) -> bool:
-    pid, _, started = owner.partition(":")
-    return pid.isdigit() and started != "None" and _start_time(int(pid)) == started
+def _orphaned(owner: str) -> bool:
+    identity, _, namespace = owner.partition("@")
+    if namespace != pid_namespace():  # a server in another pid namespace (a container): not ours to judge
+        return False
+    return not identity_alive(identity)
 
 
 def orphans(root: Path) -> list[int]:
@@ -59,7 +60,7 @@ def orphans(root: Path) -> list[int]:
         if wanted not in variables:
             continue
         owner = next((v.partition(b"=")[2].decode() for v in variables if v.startswith(f"{OWNER}=".encode())), "")
-        if not _alive(owner):
+        if _orphaned(owner):
             found.append(int(proc.name))
     return found
 

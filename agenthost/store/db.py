@@ -43,7 +43,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
-from agenthost.errors import Unavailable
+from agenthost.errors import InDoubt, Unavailable
 
 log = logging.getLogger("agenthost.store")
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -94,6 +94,8 @@ class Database:
                 pool_timeout=min(10.0, retry_seconds),  # then the wait counts as a transient failure
                 pool_pre_ping=True,
                 hide_parameters=True,
+                # A host that drops packets must fail an attempt well within the retry window.
+                connect_args={"timeout": min(10.0, retry_seconds)},
                 **json,
             )
 
@@ -149,7 +151,7 @@ class Database:
                 if not transient(exc):
                     raise
                 if began and not _rolled_back(exc):
-                    raise Unavailable(
+                    raise InDoubt(
                         f"the database connection broke during a write ({_cause(exc)}); it may have been applied: "
                         "read before you repeat it"
                     ) from exc
@@ -170,8 +172,9 @@ class Database:
             # SQLite's procedure for rebuilding a table (how it drops a constraint): foreign keys off
             # outside the transaction, checked before it commits.
             with engine.connect() as conn:
-                conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
-                conn.commit()
+                driver = conn.connection.driver_connection  # pragmas outside SQLAlchemy's transaction
+                assert driver is not None
+                driver.execute("PRAGMA foreign_keys=OFF")
                 try:
                     write = conn.execution_options(agenthost_write=True)
                     with write.begin():
@@ -180,8 +183,7 @@ class Database:
                         if broken is not None:
                             raise RuntimeError(f"a migration broke a foreign key of table {broken[0]}")
                 finally:
-                    conn.exec_driver_sql("PRAGMA foreign_keys=ON")
-                    conn.commit()
+                    driver.execute("PRAGMA foreign_keys=ON")
 
         await asyncio.get_running_loop().run_in_executor(self._writer, run)
 

@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 
 import sqlalchemy as sa
 
-from agenthost.errors import InvalidRequest, NotFound, Unavailable
+from agenthost.errors import InDoubt, InvalidRequest, NotFound, Unavailable
 from agenthost.ids import new_id
 from agenthost.schemas.common import JSON, now_us, ts
 from agenthost.schemas.files import file_json, guess_mime
@@ -89,6 +89,8 @@ class Files:
         }
         try:
             await self.db.run_write(lambda conn: conn.execute(files.insert().values(**values)))
+        except InDoubt:  # the row may exist: keep the bytes; the purge removes bytes without a row
+            raise
         except BaseException:
             await asyncio.to_thread(self.blobs.delete, [file_id])
             raise

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
-from agenthost.errors import Conflict, InvalidRequest, NotFound, NotSupported
+from agenthost.errors import Conflict, InDoubt, InvalidRequest, NotFound, NotSupported
 from agenthost.ids import new_id
 from agenthost.schemas.common import JSON, now_us, ts
 from agenthost.schemas.events import event_json
@@ -349,6 +349,8 @@ class Sessions:
 
         try:
             session, logged = await self.db.run_write(write)
+        except InDoubt:  # the session may exist with these copies; the purge removes them if it does not
+            raise
         except BaseException:
             await self.files.forget(copy_ids)
             raise

@@ -64,19 +64,22 @@ def test_a_start_cancelled_at_any_point_leaves_nothing_running(root: Path) -> No
 
 def test_at_start_sandbox_processes_of_a_gone_server_are_killed_and_a_live_servers_kept(root: Path) -> None:
     """What a server killed in a sandbox's first milliseconds leaves: bwrap with no parent and no cgroup."""
-    marker_gone, marker_live = f"{os.getpid()}7001", f"{os.getpid()}7002"
+    marker_gone, marker_live, marker_other, marker_foreign = (f"{os.getpid()}700{n}" for n in (1, 2, 3, 4))
     bwrap = shutil.which("bwrap")
     assert bwrap is not None
 
-    def start(marker: str, owner: str) -> subprocess.Popen[bytes]:
+    def start(marker: str, owner: str, root: Path = root) -> subprocess.Popen[bytes]:
         env = {"PATH": PATH, leftovers.ROOT: str(root), leftovers.OWNER: owner}
         argv = [bwrap, "--ro-bind", "/", "/", "--unshare-pid", "--dev", "/dev", "--proc", "/proc", "sleep", marker]
         return subprocess.Popen(argv, env=env, start_new_session=True)
 
-    gone = start(marker_gone, "1:0")  # pid 1 never started at tick 0: that owner is gone
+    gone = start(marker_gone, f"1-0@{leftovers.pid_namespace()}")  # pid 1 never started at tick 0: gone
     live = start(marker_live, leftovers.owner_mark())  # this process: alive, so not an orphan
+    elsewhere = start(marker_other, f"1-0@{leftovers.pid_namespace()}", root=root / "other")  # another root's
+    foreign = start(marker_foreign, "1-0@1")  # a server in another pid namespace: its pids are not ours to judge
     try:
-        wait_until(lambda: sleepers(marker_gone) and sleepers(marker_live), timeout=30)
+        markers = (marker_gone, marker_live, marker_other, marker_foreign)
+        wait_until(lambda: all(sleepers(m) for m in markers), timeout=30)
 
         async def restart() -> None:
             backend = BwrapBackend(root, SandboxConfig(Limits(256 << 20, 64, 1.0)))
@@ -89,9 +92,9 @@ def test_at_start_sandbox_processes_of_a_gone_server_are_killed_and_a_live_serve
 
         run_async(restart())
         wait_until(lambda: not sleepers(marker_gone), timeout=30)
-        assert sleepers(marker_live)
+        assert sleepers(marker_live) and sleepers(marker_other) and sleepers(marker_foreign)
     finally:
-        for process in (gone, live):
+        for process in (gone, live, elsewhere, foreign):
             process.kill()
             process.wait(timeout=30)
 

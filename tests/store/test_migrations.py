@@ -81,6 +81,7 @@ def test_environment_names_migrate_to_unique_among_active_ones_keeping_rows_and_
             await store.open()
 
             def look(c: sa.Connection) -> tuple[list[Any], list[Any], str]:
+                assert c.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1  # on again after the rebuild
                 rows = [tuple(r) for r in c.execute(sa.text("SELECT id, name, archived_at FROM environments"))]
                 references = [r[2] for r in c.exec_driver_sql("PRAGMA foreign_key_list(sessions)")]
                 c.execute(
