@@ -26,7 +26,7 @@ MAX_IDS = 100
 
 def _filename(part: UploadFile, mime_type: str) -> str:
     """The last path component of the part's filename; ``unnamed`` plus the type's extension when empty."""
-    name = (part.filename or "").replace("\\", "/").rsplit("/", 1)[-1].replace("\x00", "")
+    name = (part.filename or "").replace("\\", "/").rsplit("/", 1)[-1]  # NUL is refused with the form
     if name in ("", ".", ".."):
         return "unnamed" + (mimetypes.guess_extension(mime_type) or "")
     return name

@@ -12,11 +12,10 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, StringConstraints
-from pydantic_core import PydanticCustomError
+from pydantic import Field, StringConstraints
 
 from agenthost.errors import InvalidRequest
-from agenthost.schemas.common import JSON, Body, check_metadata, patch_metadata, ts
+from agenthost.schemas.common import JSON, Body, Text, check_metadata, patch_metadata, ts
 
 MAX_CONTENT_BYTES = 102_400
 MAX_PATH_BYTES = 1024
@@ -45,19 +44,8 @@ _FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
 
 # -- text hygiene ----------------------------------------------------------------------------------
 
-
-def _unicode_text(value: str) -> str:
-    """Refuse what a database cannot store: NUL characters and unpaired surrogates."""
-    if "\x00" in value:
-        raise PydanticCustomError("text", "must not contain NUL characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise PydanticCustomError("text", "must be valid Unicode text (it holds an unpaired surrogate)") from None
-    return value
-
-
-CleanText = Annotated[str, AfterValidator(_unicode_text)]
+CleanText = Text
+"""Text a database can store (no NUL, no lone surrogate): the API refuses the rest in every body already."""
 StoreName = Annotated[CleanText, StringConstraints(min_length=1, max_length=255)]
 StoreDescription = Annotated[CleanText, StringConstraints(max_length=1024)]
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
