@@ -42,7 +42,3 @@ class StreamLimits:
                 del self._open[key_id]
 
         return release
-
-    def open(self, key_id: str) -> int:
-        """How many streams ``key_id`` holds now."""
-        return self._open[key_id]

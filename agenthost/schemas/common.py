@@ -45,8 +45,6 @@ Version = Annotated[int, Field(ge=1, le=MAX_INT32)]
 
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-
-
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
