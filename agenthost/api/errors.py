@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -131,6 +132,20 @@ def validation_message(errors: Sequence[Any], body: Any = None) -> str:
     return f"{_loc(loc)}: {first.get('msg', 'invalid value')}"
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods the published contract serves at this request's path.
+
+    Where a fixed path and a templated one both match (``.../work/poll`` and ``.../work/{work_id}``),
+    the fixed one names the path.
+    """
+    matches: list[tuple[int, set[str]]] = []
+    for template, operations in request.app.openapi()["paths"].items():
+        if re.fullmatch(re.sub(r"\\{[^}]+\\}", "[^/]+", re.escape(template)), request.url.path):
+            matches.append((template.count("{"), {method.upper() for method in operations}))
+    fewest = min((params for params, _ in matches), default=0)
+    return sorted(set().union(*(methods for params, methods in matches if params == fewest)))
+
+
 async def handle(request: Request, exc: Exception) -> JSONBytes:
     """Turn any exception into the envelope: ours carry their status; anything else is a logged 500."""
     if isinstance(exc, AgentHostError):
@@ -153,7 +168,9 @@ async def handle(request: Request, exc: Exception) -> JSONBytes:
         if exc.status_code == 404:
             return error_response(request, 404, "not_found_error", f"no route for {request.method} {request.url.path}")
         if exc.status_code == 405:
-            return error_response(request, 405, "invalid_request_error", f"method {request.method} not allowed here")
+            refused = error_response(request, 405, "invalid_request_error", f"method {request.method} not allowed here")
+            refused.headers["allow"] = ", ".join(_allowed_methods(request))  # RFC 9110: name them
+            return refused
         if exc.status_code == 413:
             return error_response(request, 413, "request_too_large", str(exc.detail))
         if exc.status_code == 408:

@@ -21,6 +21,11 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import TypeAdapter
 
+from agenthost.api.files import MAX_EXPIRY, MIN_EXPIRY
+from agenthost.api.openapi_inputs import describe_inputs
+from agenthost.api.openapi_links import add_links
+from agenthost.schemas.skills import MAX_SKILL_FILES
+
 ERROR_STATUSES = {
     "400": "Invalid request: the message names the field",
     "401": "Missing, unknown or revoked API key",
@@ -55,17 +60,27 @@ UPLOADS: dict[str, dict[str, Any]] = {
     "/v1/files": {
         "type": "object",
         "required": ["file"],
-        "properties": {"file": BINARY, "expires_in_seconds": {"type": "integer"}},
+        "properties": {
+            "file": BINARY,
+            "expires_in_seconds": {"type": "integer", "minimum": MIN_EXPIRY, "maximum": MAX_EXPIRY},
+        },
+        "additionalProperties": False,
     },
+    # A skill's files must include a SKILL.md with its front matter: the content decides, not the form.
     "/v1/skills": {
         "type": "object",
         "required": ["files[]"],
-        "properties": {"files[]": {"type": "array", "items": BINARY}, "display_name": {"type": "string"}},
+        "properties": {
+            "files[]": {"type": "array", "items": BINARY, "minItems": 1, "maxItems": MAX_SKILL_FILES},
+            "display_name": {"type": "string"},
+        },
+        "additionalProperties": False,
     },
     "/v1/skills/{skill_id}/versions": {
         "type": "object",
         "required": ["files[]"],
-        "properties": {"files[]": {"type": "array", "items": BINARY}},
+        "properties": {"files[]": {"type": "array", "items": BINARY, "minItems": 1, "maxItems": MAX_SKILL_FILES}},
+        "additionalProperties": False,
     },
 }
 
@@ -75,6 +90,16 @@ DOWNLOADS = {
 }
 
 STREAM = "/v1/sessions/{session_id}/events/stream"
+# One frame of the stream: `event` is the event's type (or `ping`), `data` its JSON, `id` its id.
+SSE_EVENT = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "event": {"type": "string"},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+        "id": {"type": "string"},
+    },
+}
 
 _AGENT, _ENV, _SESSION = sdk.BetaManagedAgentsAgent, sdk.BetaEnvironment, sdk.BetaManagedAgentsSession
 _RESOURCE, _WORK = sdk_sessions.BetaManagedAgentsSessionResource, sdk_work.BetaSelfHostedWork
@@ -204,9 +229,11 @@ def document(app: FastAPI) -> dict[str, Any]:
             if method == "get" and path == STREAM:
                 responses["200"] = {
                     "description": "Server-Sent Events: one frame per event, `ping` frames while idle",
-                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    "content": {"text/event-stream": {"schema": SSE_EVENT}},
                 }
     _answers(doc)
+    describe_inputs(doc)
+    add_links(doc)
     app.openapi_schema = doc
     return doc
 

@@ -111,10 +111,7 @@ def check_metadata(metadata: dict[str, str], field: str = "metadata") -> dict[st
             error_code="invalid_metadata",
         )
     for key, value in metadata.items():
-        if not key or len(key) > MAX_METADATA_KEY:
-            raise InvalidRequest(
-                f"{field}: key {key[:80]!r} must be 1-{MAX_METADATA_KEY} characters", error_code="invalid_metadata"
-            )
+        _check_key(key, field)
         if len(value) > MAX_METADATA_VALUE:
             raise InvalidRequest(
                 f"{field}.{key}: value must be at most {MAX_METADATA_VALUE} characters",
@@ -123,11 +120,25 @@ def check_metadata(metadata: dict[str, str], field: str = "metadata") -> dict[st
     return metadata
 
 
+def _check_key(key: str, field: str) -> None:
+    if not key or len(key) > MAX_METADATA_KEY:
+        raise InvalidRequest(
+            f"{field}: key {key[:80]!r} must be 1-{MAX_METADATA_KEY} characters", error_code="invalid_metadata"
+        )
+
+
 def patch_metadata(
     current: dict[str, str], patch: dict[str, str | None] | None, *, empty_deletes: bool = False
 ) -> dict[str, str]:
     """Apply a metadata patch: string upserts, null deletes, omitted keys stay (REFERENCE §1.7)."""
     result = dict(current)
+    if patch and len(patch) > MAX_METADATA_PAIRS:  # the bounds of stored metadata bound a patch too
+        raise InvalidRequest(
+            f"metadata: at most {MAX_METADATA_PAIRS} keys are allowed in a patch, got {len(patch)}",
+            error_code="invalid_metadata",
+        )
+    for key in patch or {}:
+        _check_key(key, "metadata")
     for key, value in (patch or {}).items():
         if value is None or (empty_deletes and value == ""):
             result.pop(key, None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StrictBool, StringConstraints
 
 from agenthost.errors import InvalidRequest, NotSupported
 from agenthost.schemas.common import JSON, Body, Description, Text, check_metadata, patch_metadata
@@ -19,8 +19,8 @@ class Unrestricted(Body):
 class Limited(Body):
     type: Literal["limited"]
     allowed_hosts: list[Annotated[str, StringConstraints(min_length=1, max_length=253)]] | None = None
-    allow_mcp_servers: bool | None = None
-    allow_package_managers: bool | None = None
+    allow_mcp_servers: StrictBool | None = None
+    allow_package_managers: StrictBool | None = None
 
 
 Networking = Annotated[Unrestricted | Limited, Field(discriminator="type")]

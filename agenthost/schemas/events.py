@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StrictBool, StringConstraints
 
 from agenthost.errors import InvalidRequest, NotSupported
 from agenthost.schemas.common import JSON, MAX_MESSAGE, Body, Id
@@ -59,7 +59,7 @@ class UserCustomToolResult(Body):
     type: Literal["user.custom_tool_result"]
     custom_tool_use_id: Annotated[str, Field(min_length=1, max_length=128)]
     content: list[ToolResultContent] | None = None
-    is_error: bool | None = None
+    is_error: StrictBool | None = None
     session_thread_id: Id | None = None
 
 
@@ -67,7 +67,7 @@ class UserToolResult(Body):
     type: Literal["user.tool_result"]
     tool_use_id: Annotated[str, Field(min_length=1, max_length=128)]
     content: list[ToolResultContent] | None = None
-    is_error: bool | None = None
+    is_error: StrictBool | None = None
     session_thread_id: Id | None = None
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, StringConstraints, TypeAdapter
+from pydantic import ConfigDict, Field, StrictBool, StringConstraints, TypeAdapter
 
 from agenthost.errors import InvalidRequest, NotSupported
 from agenthost.schemas.common import JSON, MAX_TOOL_DESCRIPTION, Body, Text
@@ -46,7 +46,7 @@ Policy = Annotated[AlwaysAllow | AlwaysAsk | Auto, Field(discriminator="type")]
 
 
 class DefaultConfig(Body):
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
     permission_policy: Policy | None = None
 
 
@@ -54,7 +54,7 @@ class DefaultConfig(Body):
 
 
 class _ToolConfig(Body):
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
     permission_policy: Policy | None = None
 
 
@@ -158,7 +158,7 @@ class AgentToolset(Body):
 
 class MCPToolConfig(Body):
     name: Annotated[str, StringConstraints(min_length=1, max_length=255)]
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
     permission_policy: Policy | None = None
 
 

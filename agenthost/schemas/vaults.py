@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StrictBool, StringConstraints
 
 from agenthost.errors import InvalidRequest
 from agenthost.schemas.common import JSON, Body, Text, now_us, ts
@@ -92,8 +92,8 @@ Networking = Annotated[Unrestricted | Limited, Field(discriminator="type")]
 
 
 class Injection(Body):
-    body: bool | None = None
-    header: bool | None = None
+    body: StrictBool | None = None
+    header: StrictBool | None = None
 
 
 class EnvironmentVariable(Body):

@@ -38,7 +38,10 @@ def test_oversized_body_is_413(raw: httpx2.Client, client: anthropic.Anthropic) 
 
 def test_unknown_route_and_method(raw: httpx2.Client) -> None:
     assert_error(raw.get("/v1/nothing-here"), 404, "not_found_error")
-    assert_error(raw.put("/v1/agents"), 405, "invalid_request_error")
+    refused = raw.put("/v1/agents")
+    assert_error(refused, 405, "invalid_request_error")
+    assert refused.headers["allow"] == "GET, POST"  # both routes of the path, as RFC 9110 asks
+    assert raw.request("TRACE", "/health").headers["allow"] == "GET"
 
 
 @pytest.mark.parametrize(

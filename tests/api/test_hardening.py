@@ -250,3 +250,16 @@ def test_initial_events_are_at_most_fifty(raw: httpx2.Client, agent: Any, enviro
     message = {"type": "user.message", "content": [{"type": "text", "text": "hi"}]}
     body = {"agent": agent.id, "environment_id": environment.id, "initial_events": [message] * 51}
     assert_error(raw.post("/v1/sessions", json=body), 400, "invalid_request_error", "initial_events")
+
+
+def test_what_the_fuzzer_found_is_refused_and_changes_nothing(raw: httpx2.Client, environment: Any) -> None:
+    # A number where the contract says boolean is not read as one.
+    tools = [{"type": "agent_toolset_20260401", "default_config": {"enabled": 0}}]
+    refused = raw.post("/v1/agents", json={**AGENT, "tools": tools})
+    assert_error(refused, 400, "invalid_request_error", "tools[0]")
+    # A metadata patch is held to the bounds of stored metadata, deletions included.
+    path = f"/v1/environments/{environment.id}"
+    assert_error(raw.post(path, json={"metadata": {"k" * 65: ""}}), 400, "invalid_request_error", "metadata")
+    patch = {f"key{index}": None for index in range(17)}
+    assert_error(raw.post(path, json={"metadata": patch}), 400, "invalid_request_error", "metadata")
+    assert raw.get(path).json()["metadata"] == {}

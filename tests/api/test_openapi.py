@@ -60,3 +60,30 @@ def test_streams_downloads_and_uploads_have_their_real_media_types(document: dic
         assert body["required"] is True
         schema = body["content"]["multipart/form-data"]["schema"]
         assert part in schema["required"], path
+
+
+def test_creates_link_to_the_operations_on_what_they_made(document: dict[str, Any]) -> None:
+    paths = document["paths"]
+    links = paths["/v1/sessions"]["post"]["responses"]["200"]["links"]
+    targets = {link["operationId"] for link in links.values()}
+    assert paths["/v1/sessions/{session_id}"]["get"]["operationId"] in targets
+    assert paths["/v1/sessions/{session_id}/events"]["post"]["operationId"] in targets
+    assert all(link["parameters"] == {"session_id": "$response.body#/id"} for link in links.values())
+    nested = paths["/v1/vaults/{vault_id}/credentials"]["post"]["responses"]["200"]["links"]
+    assert all(
+        link["parameters"] == {"vault_id": "$request.path.vault_id", "credential_id": "$response.body#/id"}
+        for link in nested.values()
+    )
+
+
+def test_rules_checked_in_code_are_written_into_the_document(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    title = schemas["SessionCreate"]["properties"]["title"]["anyOf"][0]
+    assert title["pattern"] == "^[^\\u0000]*$" and title["maxLength"] == 1024
+    metadata = schemas["SessionCreate"]["properties"]["metadata"]
+    assert metadata["maxProperties"] == 16 and metadata["propertyNames"]["maxLength"] == 64
+    assert "vault_ids" not in schemas["SessionUpdate"]["properties"]  # refused: changing a session's vaults
+    assert schemas["DefineOutcome"]["not"] == {}  # refused until outcomes are served
+    listing = {p["name"]: p["schema"] for p in document["paths"]["/v1/agents"]["get"]["parameters"]}
+    assert listing["created_at[gte]"]["format"] == "date-time"
+    assert listing["page"]["pattern"].startswith("^page_")
