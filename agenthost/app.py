@@ -36,12 +36,13 @@ from agenthost.api import (
 from agenthost.api.auth import Authenticator
 from agenthost.api.middleware import RequestContext
 from agenthost.api.stream_limits import StreamLimits
-from agenthost.engine.dispatch import Engine, EngineSettings
-from agenthost.engine.loop import RunSettings, Stores
+from agenthost.engine.dispatch import Engine
+from agenthost.engine.loop import Stores
 from agenthost.engine.reaper import reap_forever
 from agenthost.errors import Unavailable
 from agenthost.providers.anthropic import AnthropicProvider
 from agenthost.providers.base import ModelProvider
+from agenthost.providers.registry import Providers
 from agenthost.sandbox.base import SandboxBackend
 from agenthost.sandbox.bwrap import BwrapBackend, BwrapUnavailable
 from agenthost.sandbox.cgroups import Limits
@@ -117,19 +118,7 @@ def build_sandboxes(settings: Settings) -> SandboxBackend:
 
 
 def build_engine(settings: Settings, store: Store, provider: ModelProvider | None, sandboxes: SandboxBackend) -> Engine:
-    """The engine with the configured provider and this sandbox backend."""
-    run = RunSettings(
-        max_tokens=settings.max_tokens,
-        model_retries=settings.model_retries,
-        retry_base_seconds=settings.retry_base_seconds,
-        retry_max_seconds=settings.retry_max_seconds,
-        max_model_calls=settings.max_model_calls,
-        web_fetch_private_hosts=frozenset(host.lower() for host in settings.web_fetch_private_hosts),
-        grep_timeout_seconds=settings.grep_timeout_seconds,
-        web_search_url=settings.web_search_url,
-        max_file_bytes=settings.max_file_bytes,
-        github_url=settings.github_url,
-    )
+    """The engine with the configured providers and this sandbox backend (``provider``: one for every model)."""
     if provider is None:
         provider = AnthropicProvider()
         if missing := provider.missing_credentials:
@@ -137,14 +126,9 @@ def build_engine(settings: Settings, store: Store, provider: ModelProvider | Non
     return Engine(
         store.db,
         store.bus,
-        provider,
+        Providers(provider),
         sandboxes,
-        EngineSettings(
-            lease_seconds=settings.lease_seconds,
-            poll_seconds=settings.engine_poll_seconds,
-            sandbox_idle_seconds=settings.sandbox_idle_seconds,
-            run=run,
-        ),
+        settings,
         Stores(store.files, store.vaults, store.skills),
     )
 
@@ -211,7 +195,7 @@ def needs_shared_database(settings: Settings, role: str) -> None:
 async def _stop_engine(engine: Engine) -> None:
     await engine.stop()
     await engine.sandboxes.close()
-    await engine.provider.close()
+    await engine.providers.close()
 
 
 async def run_worker(

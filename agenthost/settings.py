@@ -12,7 +12,7 @@ import stat
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -193,6 +193,12 @@ class Settings(BaseSettings):
             '(JSON list, e.g. `["wiki.internal"]`). Every other non-public address is refused.'
         ),
     )
+
+    @field_validator("web_fetch_private_hosts")
+    @classmethod
+    def _hosts_in_lowercase(cls, hosts: list[str]) -> list[str]:
+        return [host.lower() for host in hosts]
+
     grep_timeout_seconds: float = Field(
         default=30.0, gt=0, description="How long the grep tool may search (in its own process) before it is stopped."
     )

@@ -28,6 +28,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "agenthost.schemas",
         "agenthost.errors",
         "agenthost.ids",
+        "agenthost.settings",
         "agenthost.providers.base",
         "agenthost.sandbox.base",
         "agenthost.tools",

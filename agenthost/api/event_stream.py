@@ -36,7 +36,8 @@ from typing import Any
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from agenthost.api.sse import PING, error_frame, frame
+from agenthost.api.sse import PING, error_frame, frame, preview_frame
+from agenthost.schemas.common import JSON
 from agenthost.store.notify import FeedOverrun, Subscription
 
 log = logging.getLogger("agenthost.stream")
@@ -99,6 +100,7 @@ class EventStream(Response):
         replayed: int,
         ping_seconds: float,
         on_end: Callable[[], None] = lambda: None,
+        previews: frozenset[str] = frozenset(),
     ) -> None:
         self.status_code = 200
         self.background = None
@@ -115,6 +117,8 @@ class EventStream(Response):
         self._ended: asyncio.Future[None] = self._loop.create_future()
         self._failed: BaseException | None = None  # raised by the response, so the connection is aborted
         self._last_write = 0.0
+        self._previews = previews  # the event types this client asked to see previews of
+        self._previewing: set[str] = set()  # ids whose preview began here and is not closed yet
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         loop, ended = self._loop, self._ended
@@ -126,6 +130,8 @@ class EventStream(Response):
             self._send = send
             self._last_write = loop.time()
             self._subscription.listen(self.pump)
+            if self._previews:
+                self._subscription.listen_previews(self.preview)
             self.pump()  # what was shown while the backlog went out
             while not ended.done() and not gone.done():
                 quiet_until = self._last_write + self._ping_seconds
@@ -162,7 +168,13 @@ class EventStream(Response):
                 if item.encoded is None:
                     item.encoded = frame(item.event)
                 chunk.append(item.encoded)
-                end = end or item.event["type"] == "session.deleted"
+                kind = item.event["type"]
+                end = end or kind == "session.deleted"
+                if self._previewing:
+                    if kind == "span.model_request_end":
+                        self._previewing.clear()  # the call is over: whatever it previewed is closed
+                    else:
+                        self._previewing.discard(item.event["id"])  # the event itself closes its preview
         except FeedOverrun:
             chunk.append(error_frame("api_error", OVERRUN))
             end = True
@@ -173,6 +185,29 @@ class EventStream(Response):
             self._write(b"".join(chunk))  # everything ready goes out in one write
         if end or self._subscription.ended:
             self._end()
+
+    def preview(self, preview: JSON) -> None:
+        """A live preview (called by the feed): sent now, or dropped when the client is not keeping up.
+
+        Previews are best effort. A preview that begins while a write is waiting for the client is not
+        shown at all; one that cannot take its next piece stops there, so what the client saw of it is a
+        prefix of the event. Either way the event itself follows, complete.
+        """
+        if self._send is None or self._ended.done():
+            return
+        if preview["type"] == "event_start":
+            event_id = preview["event"]["id"]
+            if preview["event"]["type"] not in self._previews or self._writing is not None:
+                return
+            self._previewing.add(event_id)
+        else:
+            event_id = preview["event_id"]
+            if event_id not in self._previewing:
+                return
+            if self._writing is not None:
+                self._previewing.discard(event_id)
+                return
+        self._write(preview_frame(preview))
 
     def _write(self, data: bytes) -> None:
         assert self._send is not None

@@ -16,8 +16,8 @@ from agenthost.api.pagination import created_bounds, limit_param, page_body, pag
 from agenthost.api.responses import JSONBytes, json_response
 from agenthost.api.sse import frame
 from agenthost.engine.commands import RECEIPT, send_events
-from agenthost.errors import InvalidRequest, NotSupported, PermissionDenied
-from agenthost.schemas.events import EVENT_TYPES, SendEvents, send_payloads
+from agenthost.errors import InvalidRequest, PermissionDenied
+from agenthost.schemas.events import DELTA_TYPES, EVENT_TYPES, MAX_DELTA_TYPES, SendEvents, send_payloads
 from agenthost.store.sql import Caller
 
 router = APIRouter(prefix="/v1/sessions/{session_id}/events", tags=["events"], route_class=CheckedRoute)
@@ -69,8 +69,13 @@ async def stream(
     event_deltas: Annotated[list[str], Query(alias="event_deltas[]")] = [],  # noqa: B006
     last_event_id: Annotated[str | None, Header(alias="last-event-id")] = None,
 ) -> EventStream:
-    if event_deltas:
-        raise NotSupported("event_deltas[]", "live previews (event_start/event_delta)")
+    if len(event_deltas) > MAX_DELTA_TYPES:
+        raise InvalidRequest(f"event_deltas[]: at most {MAX_DELTA_TYPES} values are allowed")
+    for index, kind in enumerate(event_deltas):
+        if kind not in DELTA_TYPES:
+            raise InvalidRequest(
+                f"event_deltas[{index}]: must be one of {', '.join(sorted(DELTA_TYPES))}, not {kind!r}"
+            )
     sessions = store(request).sessions
     await sessions.get(workspace_id, session_id)  # 404 as JSON before the stream starts
     caller: Caller = request.scope[CALLER]
@@ -90,4 +95,5 @@ async def stream(
     # which may still be catching up on this replica, must not send them again.
     replayed = max(start, backlog[-1][0] if backlog else 0)
     framed = b"".join(frame(event) for _, event in backlog)
-    return EventStream(subscription, framed, replayed, request.app.state.settings.ping_seconds, on_end=release)
+    ping = request.app.state.settings.ping_seconds
+    return EventStream(subscription, framed, replayed, ping, on_end=release, previews=frozenset(event_deltas))

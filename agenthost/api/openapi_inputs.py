@@ -16,7 +16,7 @@ from pydantic import Field, TypeAdapter
 
 from agenthost.schemas.common import MAX_METADATA_KEY, MAX_METADATA_PAIRS, MAX_METADATA_VALUE
 from agenthost.schemas.environments import UNSUPPORTED_MANAGERS
-from agenthost.schemas.events import EVENT_TYPES
+from agenthost.schemas.events import DELTA_TYPES, EVENT_TYPES, MAX_DELTA_TYPES
 from agenthost.schemas.resources import FileResourceParam, ResourceParam
 from agenthost.schemas.tools import ANTHROPIC_SKILLS
 
@@ -34,6 +34,12 @@ SHA256 = {"type": "string", "pattern": "^[0-9a-f]{64}$", "description": "64 lowe
 QUERY_FORMATS: dict[str, dict[str, Any]] = {
     "path_prefix": {"type": "string", "pattern": "^/([^\\u0000]*/)?$", "description": "`/`, or a path ending in `/`"},
     "types[]": {"type": "array", "items": {"type": "string", "enum": sorted(EVENT_TYPES)}},
+    "event_deltas[]": {
+        "type": "array",
+        "maxItems": MAX_DELTA_TYPES,
+        "items": {"type": "string", "enum": sorted(DELTA_TYPES)},
+        "description": "Live previews to add to the stream: `event_start` / `event_delta` frames, never stored",
+    },
     "page": CURSOR,
     "created_at[gt]": TIMESTAMP,
     "created_at[gte]": TIMESTAMP,
@@ -66,7 +72,6 @@ REFUSED_COMPONENTS = {
     "UserLocation": NOT_YET,
     "RedactedBlock": "Clients cannot send redacted blocks",
 }
-REFUSED_QUERY = {("/v1/sessions/{session_id}/events/stream", "event_deltas[]"): {"type": "array", "maxItems": 0}}
 
 URL = {
     "type": "string",
@@ -143,10 +148,10 @@ def describe_inputs(doc: dict[str, Any]) -> None:
     for (method, path), shape in SHAPED_BODIES.items():
         body = doc["paths"][path][method]["requestBody"]["content"]["application/json"]
         body["schema"] = _schema_of(shape, schemas)
-    for path, operations in doc["paths"].items():
+    for operations in doc["paths"].values():
         for operation in operations.values():
             for parameter in operation.get("parameters", []):
-                _describe_parameter(path, parameter)
+                _describe_parameter(parameter)
             for media in operation.get("requestBody", {}).get("content", {}).values():
                 if "schema" in media:
                     _forbid_nul(media["schema"], schemas, set(), owner=None)
@@ -162,13 +167,9 @@ def _schema_of(shape: Any, schemas: dict[str, Any]) -> dict[str, Any]:
     return found
 
 
-def _describe_parameter(path: str, parameter: dict[str, Any]) -> None:
+def _describe_parameter(parameter: dict[str, Any]) -> None:
     name = parameter["name"]
-    refused = REFUSED_QUERY.get((path, name))
-    if refused is not None:
-        parameter["schema"] = refused
-        parameter["description"] = NOT_YET
-    elif name in QUERY_FORMATS:
+    if name in QUERY_FORMATS:
         parameter["schema"] = dict(QUERY_FORMATS[name])
     elif parameter["in"] in ("query", "header"):
         _forbid_nul(parameter["schema"], {}, set(), owner=None)

@@ -16,17 +16,17 @@ import contextlib
 import logging
 import secrets
 from collections import OrderedDict
-from dataclasses import dataclass
 
 import sqlalchemy as sa
 
 from agenthost.engine.journal import Carried, Journal, Lease, LeaseLost, NotClaimed
 from agenthost.engine.leases import Leases
-from agenthost.engine.loop import Run, RunSettings, Stores, sandbox_spec
+from agenthost.engine.loop import Run, Stores, sandbox_spec
 from agenthost.errors import Unavailable
-from agenthost.providers.base import ModelProvider
+from agenthost.providers.base import ModelProviders
 from agenthost.sandbox.base import SandboxBackend
 from agenthost.schemas.common import now_us
+from agenthost.settings import Settings
 from agenthost.store.db import Database
 from agenthost.store.notify import ORIGIN, Bus, Notification
 from agenthost.store.tables import environments, sessions
@@ -37,14 +37,6 @@ CARRIED_SESSIONS = 64
 """Sessions whose log, as read by their last run, is kept for their next run (the most recent ones)."""
 
 
-@dataclass(frozen=True)
-class EngineSettings:
-    lease_seconds: float = 30.0
-    poll_seconds: float = 1.0
-    sandbox_idle_seconds: float = 300.0
-    run: RunSettings = RunSettings()
-
-
 class Engine:
     """Runs the turns of every session this process claims."""
 
@@ -52,15 +44,15 @@ class Engine:
         self,
         db: Database,
         bus: Bus,
-        provider: ModelProvider,
+        providers: ModelProviders,
         sandboxes: SandboxBackend,
-        settings: EngineSettings,
+        settings: Settings,
         stores: Stores | None = None,
     ):
         self.db = db
         self.stores = stores
         self.bus = bus
-        self.provider = provider
+        self.providers = providers
         self.sandboxes = sandboxes
         self.settings = settings
         self.owner = f"engine_{secrets.token_hex(6)}"
@@ -189,7 +181,7 @@ class Engine:
         loop = asyncio.get_running_loop()
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.poll_seconds)
+                await asyncio.wait_for(self._wake.wait(), self.settings.engine_poll_seconds)
             self._wake.clear()
             hints, self._hints = self._hints, set()
             # Input for a session this process is running waits for the run's end (``_run`` wakes for it).
@@ -198,7 +190,7 @@ class Engine:
             for session_id in hints - self._hints:
                 self._start(session_id)
             # A scan at least every poll interval, whatever the wake-ups: expired leases, other processes' input.
-            if loop.time() - last_scan >= self.settings.poll_seconds:
+            if loop.time() - last_scan >= self.settings.engine_poll_seconds:
                 last_scan = loop.time()
                 try:
                     await self._claim_runnable()
@@ -256,9 +248,9 @@ class Engine:
         carried = self._carried.pop(session_id, None)
         run = Run(
             journal,
-            self.provider,
+            self.providers,
             self.sandboxes,
-            self.settings.run,
+            self.settings,
             self._interrupts[session_id],
             self.stores,
             carried,

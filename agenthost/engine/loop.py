@@ -30,6 +30,7 @@ from agenthost.engine.journal import Carried, Journal, LeaseLost, LogReader
 from agenthost.engine.mcp_servers import connect as connect_mcp
 from agenthost.engine.mcp_servers import secret_injections
 from agenthost.engine.memory_mounts import MemoryMirror, memory_mounts, memory_prompt
+from agenthost.engine.previews import THINKING, Previews
 from agenthost.engine.repositories import SessionRepositories
 from agenthost.engine.session_files import WRITING_TOOLS, SessionFiles
 from agenthost.engine.skill_mounts import SKILLS, skills_prompt
@@ -37,7 +38,7 @@ from agenthost.engine.skill_mounts import place as place_skills
 from agenthost.engine.skill_mounts import resolve as resolve_skills
 from agenthost.engine.transcript import INTERRUPTED, Transcript
 from agenthost.errors import AgentHostError, Unavailable
-from agenthost.providers.base import ModelError, ModelProvider, ModelRequest, ModelResponse
+from agenthost.providers.base import ModelError, ModelProviders, ModelRequest, ModelResponse
 from agenthost.sandbox.base import (
     NetworkPolicy,
     Packages,
@@ -48,6 +49,7 @@ from agenthost.sandbox.base import (
     SecretInjection,
 )
 from agenthost.schemas.common import JSON
+from agenthost.settings import Settings
 from agenthost.store.files import Files
 from agenthost.store.sessions import Logged, append_events, has_queued, take_queued
 from agenthost.store.skills import SkillArchive, Skills
@@ -74,22 +76,6 @@ class Stores:
     skills: Skills
 
 
-@dataclass(frozen=True)
-class RunSettings:
-    """Knobs of the loop, from Settings."""
-
-    max_tokens: int = 8192
-    model_retries: int = 3
-    retry_base_seconds: float = 1.0
-    retry_max_seconds: float = 30.0
-    max_model_calls: int = 100
-    web_fetch_private_hosts: frozenset[str] = frozenset()
-    grep_timeout_seconds: float = 30.0
-    web_search_url: str | None = None
-    max_file_bytes: int = 500 * 1024 * 1024
-    github_url: str = "https://github.com"
-
-
 class Interrupted(Exception):
     """The client sent ``user.interrupt``: stop the model or the tool now."""
 
@@ -108,9 +94,9 @@ class Run:
     def __init__(
         self,
         journal: Journal,
-        provider: ModelProvider,
+        providers: ModelProviders,
         sandboxes: SandboxBackend,
-        settings: RunSettings,
+        settings: Settings,
         interrupt: asyncio.Event,
         stores: Stores | None = None,
         carried: Carried | None = None,
@@ -118,7 +104,7 @@ class Run:
         self.journal = journal
         self.db = journal.db
         self.session_id = journal.lease.session_id
-        self.provider = provider
+        self.providers = providers
         self.sandboxes = sandboxes
         self.settings = settings
         self.interrupt = interrupt
@@ -234,7 +220,7 @@ class Run:
         self._adopt()
         self.toolbox = Toolbox(
             self.agent,
-            private_hosts=self.settings.web_fetch_private_hosts,
+            private_hosts=frozenset(self.settings.web_fetch_private_hosts),
             grep_timeout=self.settings.grep_timeout_seconds,
             search_url=self.settings.web_search_url,
         )
@@ -430,8 +416,11 @@ class Run:
         attempt = 0
         while True:
             log, start = await self._open_span()
+            request = self._request(log)
+            previews = Previews(lambda frame: self.journal.bus.preview(self.session_id, frame))
+            provider = self.providers.for_model(request.model)
             try:
-                response = await self._interruptible(self.provider.complete(self._request(log)))
+                response = await self._interruptible(provider.complete(request, previews))
             except Interrupted:
                 await self.journal.append([_span_end(start["id"], None, is_error=False)])
                 raise
@@ -443,7 +432,7 @@ class Run:
                     return None
                 await self._reschedule(exc, attempt)
                 continue
-            return await self._log_response(start["id"], response)
+            return await self._log_response(start["id"], response, previews.ids)
 
     async def _open_span(self) -> tuple[list[JSON], JSON]:
         """Log ``span.model_request_start`` and read what the model is to see, in one transaction.
@@ -484,17 +473,24 @@ class Run:
         await self._interruptible(asyncio.sleep(delay))
         await self.journal.append([{"type": "session.status_running"}], status="running")
 
-    async def _log_response(self, start_id: str, response: ModelResponse) -> tuple[list[JSON], bool, str | None]:
+    async def _log_response(
+        self, start_id: str, response: ModelResponse, previewed: dict[int, str]
+    ) -> tuple[list[JSON], bool, str | None]:
+        """Log what the model said; events that were previewed keep the ids their previews announced."""
         payloads: list[JSON] = []
-        for block in response.content:
+        ids: list[str | None] = []
+        for index, block in enumerate(response.content):
             kind = block.get("type")
-            if kind in ("thinking", "redacted_thinking"):
+            if kind in THINKING:
                 if not payloads or payloads[-1]["type"] != "agent.thinking":
                     payloads.append({"type": "agent.thinking"})
+                    ids.append(previewed.get(index))
             elif kind == "text" and (block.get("text") or "").strip():
                 payloads.append({"type": "agent.message", "content": [{"type": "text", "text": block["text"]}]})
+                ids.append(previewed.get(index))
             elif kind == "tool_use":
                 payloads.append(self._tool_use_event(block))
+                ids.append(None)
         payloads.append(_span_end(start_id, response, is_error=False))
         usage = response.usage
 
@@ -526,7 +522,7 @@ class Run:
         def work(conn: sa.Connection, row: Any, now: int, published: list[Logged]) -> tuple[list[JSON], str | None]:
             total = add_usage(row, now)
             conn.execute(sessions.update().where(sessions.c.id == self.session_id).values(updated_at=now, usage=total))
-            logged = append_events(conn, self.session_id, payloads, processed=True, now=now)
+            logged = append_events(conn, self.session_id, payloads, processed=True, now=now, ids=ids)
             published.extend(logged)
             uses = [e for _, e in logged if e["type"] in CALL_TYPES]
             if ending is None:

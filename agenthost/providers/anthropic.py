@@ -27,7 +27,7 @@ from anthropic.lib.streaming import AsyncMessageStream
 from anthropic.types import Message, RawMessageStreamEvent
 from anthropic.types.parsed_message import ParsedMessage
 
-from agenthost.providers.base import ModelError, ModelRequest, ModelResponse, Usage
+from agenthost.providers.base import ModelError, ModelRequest, ModelResponse, StreamListener, Usage
 
 _CACHE = {"type": "ephemeral"}
 _EVENTS = anthropic.AsyncStream[RawMessageStreamEvent]
@@ -53,7 +53,7 @@ class AnthropicProvider:
             return "ANTHROPIC_API_KEY (or ANTHROPIC_AUTH_TOKEN)"
         return None
 
-    async def complete(self, request: ModelRequest) -> ModelResponse:
+    async def complete(self, request: ModelRequest, listener: StreamListener | None = None) -> ModelResponse:
         if missing := self.missing_credentials:
             # Retryable: an operator who sets it and restarts the server gets the turn finished.
             raise ModelError(
@@ -78,6 +78,8 @@ class AnthropicProvider:
         try:
             stream = AsyncMessageStream(await self._send(_encode(params)), output_format=not_given)
             try:
+                if listener is not None:
+                    await _tell(stream, listener)
                 message = await stream.get_final_message()
             finally:
                 await stream.close()
@@ -115,6 +117,15 @@ class AnthropicProvider:
 
     async def _post(self, body: bytes) -> anthropic.AsyncStream[RawMessageStreamEvent]:
         return await self._client.post("/v1/messages", cast_to=Message, content=body, stream=True, stream_cls=_EVENTS)
+
+
+async def _tell(stream: AsyncMessageStream[Any], listener: StreamListener) -> None:
+    """Pass the stream's block starts and text deltas to ``listener`` as the SDK assembles the message."""
+    async for event in stream:
+        if event.type == "content_block_start":
+            listener.block(event.index, event.content_block.type)
+        elif event.type == "content_block_delta" and event.delta.type == "text_delta":
+            listener.text(event.index, event.delta.text)
 
 
 def _encode(params: dict[str, Any]) -> bytes:

@@ -3,6 +3,11 @@
 A provider turns a :class:`ModelRequest` (system prompt, messages in Anthropic Messages
 format, tool definitions) into a :class:`ModelResponse`, or raises :class:`ModelError`
 saying whether a retry can help. The engine never sees HTTP.
+
+Providers stream: while the answer arrives they tell a :class:`StreamListener` where each
+content block begins and what text it adds, so the engine can show the answer as it is
+written. The response returned at the end is what counts; what the listener heard is a
+preview of it.
 """
 
 from __future__ import annotations
@@ -59,13 +64,37 @@ class ModelError(Exception):
         self.retryable = retryable
 
 
+class StreamListener(Protocol):
+    """Hears a response as it streams; each call returns at once (it must not block the provider)."""
+
+    def block(self, index: int, kind: str) -> None:
+        """Content block ``index`` of the response begins; ``kind`` is its type (``text``, ``thinking``, ...)."""
+        ...
+
+    def text(self, index: int, text: str) -> None:
+        """Text block ``index`` grew by ``text``."""
+        ...
+
+
 class ModelProvider(Protocol):
     """Anything that can answer a model request."""
 
-    async def complete(self, request: ModelRequest) -> ModelResponse:
-        """Run one model call to completion; raise ModelError when it fails."""
+    async def complete(self, request: ModelRequest, listener: StreamListener | None = None) -> ModelResponse:
+        """Run one model call to completion, telling ``listener`` of it as it streams; raise ModelError on failure."""
         ...
 
     async def close(self) -> None:
         """Release connections (server shutdown)."""
+        ...
+
+
+class ModelProviders(Protocol):
+    """The providers of a server, each answering the model ids it serves."""
+
+    def for_model(self, model_id: str) -> ModelProvider:
+        """The provider that answers ``model_id``."""
+        ...
+
+    async def close(self) -> None:
+        """Close every provider (server shutdown)."""
         ...

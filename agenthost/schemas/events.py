@@ -201,6 +201,10 @@ def event_json(event_id: str, payload: JSON, processed_at: str | None) -> JSON:
     return {"id": event_id, **payload, "processed_at": processed_at}
 
 
+DELTA_TYPES = frozenset({"agent.message", "agent.thinking"})
+"""The events whose live previews a stream may ask for (``event_deltas[]``)."""
+MAX_DELTA_TYPES = 100
+
 # BetaManagedAgentsSessionEventType: every persisted type (REFERENCE §7.3), the values of `types[]`.
 EVENT_TYPES = frozenset(
     {

@@ -132,6 +132,7 @@ class Feed:
     items: deque[Published] = field(default_factory=lambda: deque(maxlen=FEED_SIZE))
     first_position: int = 0
     listeners: list[Callable[[], None]] = field(default_factory=list)
+    preview_listeners: list[Callable[[JSON], None]] = field(default_factory=list)
     subscribers: int = 0
     closed: bool = False
     watermark: int | None = None  # None until the feed read where the session's showings stand
@@ -201,6 +202,22 @@ class Bus:
             return
         feed.offer(shown)
         self._read_if_behind(session_id, feed)
+
+    def preview(self, session_id: str, preview: JSON) -> None:
+        """A live preview of an event still being written (``event_start``/``event_delta``): handed to the
+        session's streams in this process that asked for previews, there and then; never stored.
+
+        Best effort: a feed that is catching up with the log shows no previews meanwhile, so a preview
+        never overtakes an event committed before it.
+        """
+        feed = self._feeds.get(session_id)
+        if feed is None or feed.closed or feed.behind or feed.reading is not None or feed.watermark is None:
+            return
+        for listener in tuple(feed.preview_listeners):
+            try:
+                listener(preview)
+            except Exception:
+                log.exception("a subscriber of a session feed failed to take a preview")
 
     def deleted(self, session_id: str) -> None:
         """The session was deleted: every stream gets ``session.deleted`` (never persisted) and ends."""
@@ -349,6 +366,7 @@ class Subscription:
         self._position = feed.end
         self._open = True
         self._listener: Callable[[], None] | None = None
+        self._preview_listener: Callable[[JSON], None] | None = None
         self._finalizer: weakref.finalize[Any, Any]
 
     def listen(self, listener: Callable[[], None]) -> None:
@@ -356,6 +374,12 @@ class Subscription:
         if self._open and self._listener is None:
             self._listener = listener
             self._feed.listeners.append(listener)
+
+    def listen_previews(self, listener: Callable[[JSON], None]) -> None:
+        """Call ``listener`` (synchronously, on the loop) with each live preview of the session, until closed."""
+        if self._open and self._preview_listener is None:
+            self._preview_listener = listener
+            self._feed.preview_listeners.append(listener)
 
     def drain(self) -> list[Published]:
         """Every showing since the last drain, in order."""
@@ -380,6 +404,9 @@ class Subscription:
             if self._listener is not None:
                 self._feed.listeners.remove(self._listener)
                 self._listener = None
+            if self._preview_listener is not None:
+                self._feed.preview_listeners.remove(self._preview_listener)
+                self._preview_listener = None
             self._finalizer()
 
 

@@ -125,18 +125,28 @@ def _allocate(conn: sa.Connection, session_id: str, events_: int, emissions: int
 
 
 def append_events(
-    conn: sa.Connection, session_id: str, payloads: Sequence[JSON], *, processed: bool, now: int
+    conn: sa.Connection,
+    session_id: str,
+    payloads: Sequence[JSON],
+    *,
+    processed: bool,
+    now: int,
+    ids: Sequence[str | None] = (),
 ) -> list[Logged]:
-    """Append events to a session's log inside the caller's transaction; return them with their emission."""
+    """Append events to a session's log inside the caller's transaction; return them with their emission.
+
+    ``ids`` gives some events the id they were announced with (a live preview's); the rest get new ones.
+    """
     if not payloads:
         return []
     first_seq, first_emit = _allocate(conn, session_id, len(payloads), len(payloads))
     processed_at = now if processed else None
+    given = list(ids) + [None] * (len(payloads) - len(ids))
     rows = [
         {
             "session_id": session_id,
             "seq": first_seq + index,
-            "id": new_id("sevt"),
+            "id": given[index] or new_id("sevt"),
             "type": payload["type"],
             "payload": payload,
             "processed_at": processed_at,

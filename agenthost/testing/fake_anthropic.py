@@ -56,6 +56,20 @@ class Thinking:
 
 
 @dataclass
+class Pieces:
+    """A message whose text streams in ``pieces``, after a thinking block when ``thinking``.
+
+    With ``release`` given, the stream stops after the first piece until it is set, so a test can
+    watch the answer while it is being written (``after_first`` is set once that piece went out).
+    """
+
+    pieces: list[str]
+    thinking: bool = False
+    release: threading.Event | None = None
+    after_first: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
 class Error:
     """An HTTP error answer (e.g. 529 overloaded_error, 429 rate_limit_error, 500 api_error, 401)."""
 
@@ -73,7 +87,7 @@ class Hold:
     started: threading.Event = field(default_factory=threading.Event)
 
 
-Reply = Text | ToolUse | Thinking | Error | Hold
+Reply = Text | ToolUse | Thinking | Pieces | Error | Hold
 USAGE = {"input_tokens": 10, "output_tokens": 5, "cache_creation_input_tokens": 2, "cache_read_input_tokens": 3}
 
 
@@ -84,9 +98,13 @@ def _key(body: dict[str, Any]) -> str:
     return str(system).split("\n", 1)[0]
 
 
-def _blocks(reply: Text | ToolUse | Thinking) -> tuple[list[dict[str, Any]], str]:
+def _blocks(reply: Text | ToolUse | Thinking | Pieces) -> tuple[list[dict[str, Any]], str]:
     if isinstance(reply, Text):
         return [{"type": "text", "text": reply.text}], reply.stop_reason
+    if isinstance(reply, Pieces):
+        text = {"type": "text", "text": "".join(reply.pieces)}
+        thinking = {"type": "thinking", "thinking": "hmm", "signature": "sig"}
+        return ([thinking, text] if reply.thinking else [text]), "end_turn"
     if isinstance(reply, Thinking):
         return [{"type": "thinking", "thinking": "hmm", "signature": "sig"}, {"type": "text", "text": reply.text}], (
             "end_turn"
@@ -114,7 +132,7 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
     return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
-async def _stream(model: str, reply: Text | ToolUse | Thinking | Hold) -> AsyncIterator[bytes]:
+async def _stream(model: str, reply: Text | ToolUse | Thinking | Pieces | Hold) -> AsyncIterator[bytes]:
     final = reply.then if isinstance(reply, Hold) else reply
     blocks, stop_reason = _blocks(final)
     start = _message(model, [], "")
@@ -130,10 +148,14 @@ async def _stream(model: str, reply: Text | ToolUse | Thinking | Hold) -> AsyncI
                 "content_block_start",
                 {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}},
             )
-            yield _sse(
-                "content_block_delta",
-                {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": block["text"]}},
-            )
+            pieces = reply.pieces if isinstance(reply, Pieces) else [block["text"]]
+            for number, piece in enumerate(pieces):
+                delta = {"type": "text_delta", "text": piece}
+                yield _sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+                if number == 0 and isinstance(reply, Pieces):
+                    reply.after_first.set()
+                    while reply.release is not None and not reply.release.is_set():
+                        await asyncio.sleep(0.01)
         elif block["type"] == "thinking":
             yield _sse(
                 "content_block_start",

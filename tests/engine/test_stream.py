@@ -101,10 +101,10 @@ def test_unknown_session_and_bad_resume_are_json_errors(
         "Last-Event-ID",
     )
     assert_error(
-        raw.get(f"/v1/sessions/{session.id}/events/stream", params={"event_deltas[]": "agent.message"}),
+        raw.get(f"/v1/sessions/{session.id}/events/stream", params={"event_deltas[]": "agent.tool_use"}),
         400,
         "invalid_request_error",
-        "event_deltas",
+        "event_deltas[0]",
     )
 
 
