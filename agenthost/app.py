@@ -33,13 +33,16 @@ from agenthost.api import (
     vaults,
     work,
 )
+from agenthost.api import metrics as api_metrics
 from agenthost.api.auth import Authenticator
+from agenthost.api.metrics import CountRequests
 from agenthost.api.middleware import RequestContext
 from agenthost.api.stream_limits import StreamLimits
 from agenthost.engine.dispatch import Engine
 from agenthost.engine.loop import Stores
 from agenthost.engine.reaper import reap_forever
 from agenthost.errors import Unavailable
+from agenthost.metrics import Metrics
 from agenthost.providers.anthropic import AnthropicProvider
 from agenthost.providers.base import ModelProvider
 from agenthost.providers.registry import Providers
@@ -117,7 +120,22 @@ def build_sandboxes(settings: Settings) -> SandboxBackend:
         raise SystemExit(f"agenthost: {exc}") from None
 
 
-def build_engine(settings: Settings, store: Store, provider: ModelProvider | None, sandboxes: SandboxBackend) -> Engine:
+def observed(store: Store, settings: Settings) -> Metrics | None:
+    """This process's metrics, fed by every batch of events it commits, when the settings turn them on."""
+    if not settings.metrics:
+        return None
+    metrics = Metrics()
+    store.bus.observe(metrics.observe)
+    return metrics
+
+
+def build_engine(
+    settings: Settings,
+    store: Store,
+    provider: ModelProvider | None,
+    sandboxes: SandboxBackend,
+    metrics: Metrics | None = None,
+) -> Engine:
     """The engine with the configured providers and this sandbox backend (``provider``: one for every model)."""
     if provider is None:
         provider = AnthropicProvider()
@@ -130,6 +148,7 @@ def build_engine(settings: Settings, store: Store, provider: ModelProvider | Non
         sandboxes,
         settings,
         Stores(store.files, store.vaults, store.skills),
+        metrics,
     )
 
 
@@ -213,9 +232,10 @@ async def run_worker(
     make_data_dir(settings)
     sandboxes = build_sandboxes(settings)
     store = open_store(settings)
+    metrics = observed(store, settings)
     try:
         await store.open()
-        engine = build_engine(settings, store, provider, sandboxes)
+        engine = build_engine(settings, store, provider, sandboxes, metrics)
         try:
             await store.listen([engine.on_notification], settings.notify_check_seconds)
             await engine.start()
@@ -278,6 +298,7 @@ def create_app(
     make_data_dir(settings)
     sandboxes = build_sandboxes(settings) if engine else None  # before anything is written: it may refuse
     store = store or open_store(settings)
+    metrics = observed(store, settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -287,7 +308,7 @@ def create_app(
         app.state.authenticator = Authenticator(
             store.keys.authenticate, settings.auth_cache_seconds, static_key, default_workspace
         )
-        running = build_engine(settings, store, provider, sandboxes) if sandboxes is not None else None
+        running = build_engine(settings, store, provider, sandboxes, metrics) if sandboxes is not None else None
         app.state.engine = running
         background: list[asyncio.Task[None]] = []
         try:
@@ -311,10 +332,13 @@ def create_app(
             await store.close()
 
     app = FastAPI(title="agenthost", version="0.1.0", lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    app.state.metrics = metrics
     app.openapi = lambda: openapi.document(app)  # type: ignore[method-assign]
     app.state.settings = settings
     app.state.store = store
-    app.state.stream_limits = StreamLimits(settings.max_streams_per_key)
+    app.state.stream_limits = limits = StreamLimits(settings.max_streams_per_key)
+    if metrics is not None:
+        metrics.gauge("agenthost_streams_open", "Event streams open on this server", limits.open_streams)
     errors.install(app)
     app.add_exception_handler(DBAPIError, _database_error)
     for module in (
@@ -338,4 +362,7 @@ def create_app(
         max_skill_bytes=settings.max_skill_bytes,
         body_timeout=settings.body_timeout_seconds,
     )
+    if metrics is not None:
+        app.include_router(api_metrics.router)
+        app.add_middleware(CountRequests, metrics=metrics)  # outermost: refusals are counted too
     return app

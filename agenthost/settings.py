@@ -134,6 +134,15 @@ class Settings(BaseSettings):
         ),
     )
     log_level: str = Field(default="info", description="Log level of the server and uvicorn.")
+    metrics: bool = Field(
+        default=False,
+        description="Serve Prometheus metrics of this process at `GET /metrics` (each API replica and worker its own).",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="When set, `GET /metrics` needs it as a bearer token (`Authorization: Bearer ...`); API keys never "
+        "reach the metrics.",
+    )
     ping_seconds: float = Field(
         default=15.0, gt=0, description="Interval of `ping` frames on event streams (keeps idle streams open)."
     )

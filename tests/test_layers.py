@@ -13,6 +13,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "agenthost.errors": (),
     "agenthost.ids": (),
     "agenthost.settings": (),
+    "agenthost.metrics": ("agenthost.schemas",),
     "agenthost.store": ("agenthost.store", "agenthost.schemas", "agenthost.errors", "agenthost.ids"),
     "agenthost.providers": ("agenthost.providers",),
     "agenthost.sandbox": ("agenthost.sandbox",),
@@ -29,6 +30,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "agenthost.errors",
         "agenthost.ids",
         "agenthost.settings",
+        "agenthost.metrics",
         "agenthost.providers.base",
         "agenthost.sandbox.base",
         "agenthost.tools",
@@ -42,6 +44,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "agenthost.store.sql",
         "agenthost.store.notify",
         "agenthost.settings",
+        "agenthost.metrics",
         "agenthost.engine.commands",
     ),
 }

@@ -22,6 +22,10 @@ class StreamLimits:
         self.per_key = per_key
         self._open: Counter[str] = Counter()
 
+    def open_streams(self) -> int:
+        """How many streams are open on this server, whatever their key."""
+        return sum(self._open.values())
+
     def take(self, key_id: str) -> Callable[[], None]:
         """Count a new stream of ``key_id``; 429 when the key already holds ``per_key``."""
         if self._open[key_id] >= self.per_key:

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from agenthost.engine.mcp_servers import validate
 from agenthost.errors import Conflict, InvalidRequest, NotFound
 from agenthost.schemas.common import JSON, now_us
+from agenthost.schemas.events import ENGINE_CALLS, RESULT_FIELDS
 from agenthost.store.environments import environment_row
 from agenthost.store.notify import announce
 from agenthost.store.sessions import Logged, append_events, session_row
@@ -37,18 +38,6 @@ class Waker(Protocol):
     async def forget(self, session_id: str) -> None: ...
 
     def provision(self, session_id: str) -> None: ...
-
-
-CALL_TYPES = ("agent.tool_use", "agent.custom_tool_use", "agent.mcp_tool_use")
-ENGINE_CALLS = ("agent.tool_use", "agent.mcp_tool_use")
-"""Calls the engine runs itself (unless a self-hosted worker takes a built-in one)."""
-RESULT_FIELDS = {
-    "agent.tool_result": "tool_use_id",
-    "user.tool_result": "tool_use_id",
-    "user.custom_tool_result": "custom_tool_use_id",
-    "agent.mcp_tool_result": "mcp_tool_use_id",
-}
-"""Each kind of tool result, and the field naming the call it answers."""
 
 
 def _target(conn: sa.Connection, session_id: str, event_id: str, field: str) -> Any:
@@ -107,7 +96,7 @@ def _check_answer(
     when it would pause for the call.
     """
     kind = payload["type"]
-    field = "custom_tool_use_id" if kind == "user.custom_tool_result" else "tool_use_id"
+    field = RESULT_FIELDS.get(kind, "tool_use_id")  # a confirmation names its call as tool results do
     event_id = payload[field]
     target = _target(conn, row.id, event_id, f"{where}.{field}")
     if kind == "user.tool_confirmation":

@@ -23,6 +23,7 @@ from agenthost.engine.journal import Carried, Journal, Lease, LeaseLost, NotClai
 from agenthost.engine.leases import Leases
 from agenthost.engine.loop import Run, Stores, sandbox_spec
 from agenthost.errors import Unavailable
+from agenthost.metrics import Metrics
 from agenthost.providers.base import ModelProviders
 from agenthost.sandbox.base import SandboxBackend
 from agenthost.schemas.common import now_us
@@ -48,8 +49,10 @@ class Engine:
         sandboxes: SandboxBackend,
         settings: Settings,
         stores: Stores | None = None,
+        metrics: Metrics | None = None,
     ):
         self.db = db
+        self.metrics = metrics
         self.stores = stores
         self.bus = bus
         self.providers = providers
@@ -66,6 +69,9 @@ class Engine:
         self._carried: OrderedDict[str, Carried] = OrderedDict()
         self._backoff: dict[str, float] = {}  # session -> loop time before which no run starts
         self.leases = Leases(db, self.owner, settings.lease_seconds, self.interrupt)
+        if metrics is not None:
+            metrics.gauge("agenthost_sessions_running", "Sessions this engine is running now", lambda: len(self._runs))
+            metrics.gauge("agenthost_sandboxes_live", "Sandboxes this engine holds open", sandboxes.live)
 
     async def start(self) -> None:
         await self.sandboxes.reconcile(self._existing)
@@ -209,6 +215,8 @@ class Engine:
             .limit(100)
         )
         candidates = [r for (r,) in await self.db.run_read(lambda conn: conn.execute(query).all()) if r not in busy]
+        if self.metrics is not None:
+            self.metrics.sessions_waiting.set(len(candidates))
         for session_id in candidates:
             self._start(session_id)
 
@@ -254,6 +262,7 @@ class Engine:
             self._interrupts[session_id],
             self.stores,
             carried,
+            self.metrics,
         )
         try:
             await run.execute()

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
-from agenthost.engine.commands import CALL_TYPES, ENGINE_CALLS, RESULT_FIELDS, WORKER_TOOLS, answered
+from agenthost.engine.commands import WORKER_TOOLS, answered
 from agenthost.engine.journal import Carried, Journal, LeaseLost, LogReader
 from agenthost.engine.mcp_servers import connect as connect_mcp
 from agenthost.engine.mcp_servers import secret_injections
@@ -38,6 +38,7 @@ from agenthost.engine.skill_mounts import place as place_skills
 from agenthost.engine.skill_mounts import resolve as resolve_skills
 from agenthost.engine.transcript import INTERRUPTED, Transcript
 from agenthost.errors import AgentHostError, Unavailable
+from agenthost.metrics import Metrics
 from agenthost.providers.base import ModelError, ModelProviders, ModelRequest, ModelResponse
 from agenthost.sandbox.base import (
     NetworkPolicy,
@@ -49,6 +50,7 @@ from agenthost.sandbox.base import (
     SecretInjection,
 )
 from agenthost.schemas.common import JSON
+from agenthost.schemas.events import CALL_TYPES, ENGINE_CALLS, RESULT_FIELDS
 from agenthost.settings import Settings
 from agenthost.store.files import Files
 from agenthost.store.sessions import Logged, append_events, has_queued, take_queued
@@ -100,8 +102,10 @@ class Run:
         interrupt: asyncio.Event,
         stores: Stores | None = None,
         carried: Carried | None = None,
+        metrics: Metrics | None = None,
     ):
         self.journal = journal
+        self.metrics = metrics
         self.db = journal.db
         self.session_id = journal.lease.session_id
         self.providers = providers
@@ -201,6 +205,8 @@ class Run:
             taken = take_queued(conn, self.session_id, now, published)
             # A run began (running_since) and never ended: this run takes the turn over and finishes it.
             self.takeover = row.status in ("running", "rescheduling") and row.running_since is not None
+            if self.takeover and self.metrics is not None:
+                self.metrics.takeovers.inc()
             if not resuming and not self.takeover and not any(event["type"] in WORK for event in taken):
                 _release(conn, self.session_id, now, pending=False)  # only interrupts: nothing to run
                 return None

@@ -11,15 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from agenthost.schemas.common import JSON
+from agenthost.schemas.events import CALL_TYPES, RESULT_FIELDS
 from agenthost.tools.mcp import mcp_tool_name
 
 INTERRUPTED = "This tool call did not run: the turn was interrupted."
-_RESULT_TYPES = {
-    "agent.tool_result": "tool_use_id",
-    "user.custom_tool_result": "custom_tool_use_id",
-    "user.tool_result": "tool_use_id",
-    "agent.mcp_tool_result": "mcp_tool_use_id",
-}
 
 
 def _has_text(block: JSON) -> bool:
@@ -51,8 +46,8 @@ def _blocks(event: JSON) -> list[JSON]:
     if kind == "agent.mcp_tool_use":
         name = mcp_tool_name(event["mcp_server_name"], event["name"])
         return [{"type": "tool_use", "id": event["id"], "name": name, "input": event["input"]}]
-    if kind in _RESULT_TYPES:
-        block: JSON = {"type": "tool_result", "tool_use_id": event[_RESULT_TYPES[kind]]}
+    if kind in RESULT_FIELDS:
+        block: JSON = {"type": "tool_result", "tool_use_id": event[RESULT_FIELDS[kind]]}
         content = [_clean(b) for b in event.get("content") or [] if _has_text(b)]
         if content:
             block["content"] = content
@@ -64,9 +59,9 @@ def _blocks(event: JSON) -> list[JSON]:
 
 def _role(event: JSON) -> str | None:
     kind = event["type"]
-    if kind in ("agent.message", "agent.tool_use", "agent.custom_tool_use", "agent.mcp_tool_use"):
+    if kind == "agent.message" or kind in CALL_TYPES:
         return "assistant"
-    if kind in ("user.message", "system.message") or kind in _RESULT_TYPES:
+    if kind in ("user.message", "system.message") or kind in RESULT_FIELDS:
         return "user"
     return None
 

@@ -192,6 +192,10 @@ class SandboxBackend(Protocol):
         """Stop every sandbox (server shutdown); files stay."""
         ...
 
+    def live(self) -> int:
+        """How many sandboxes this backend holds now (started or ready to start)."""
+        ...
+
 
 class SandboxUnavailable(Exception):
     """The sandbox could not be started; the message says why (the model sees it as a tool error)."""

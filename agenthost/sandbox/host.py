@@ -233,6 +233,9 @@ class HostBackend:
                 except OSError as exc:  # one unremovable directory must not keep the server from starting
                     log.warning("could not remove the files of deleted session %s: %s", session_id, exc)
 
+    def live(self) -> int:
+        return len(self._sandboxes)
+
     async def close(self) -> None:
         for session_id in list(self._sandboxes):
             await self.stop(session_id)

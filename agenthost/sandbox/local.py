@@ -104,6 +104,9 @@ class LocalBackend:
             if session_id not in live:
                 await asyncio.to_thread(SessionDirs(self.root / session_id).remove)
 
+    def live(self) -> int:
+        return len(self._sandboxes)
+
     async def close(self) -> None:
         for session_id in list(self._sandboxes):
             await self.stop(session_id)

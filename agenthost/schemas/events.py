@@ -201,6 +201,19 @@ def event_json(event_id: str, payload: JSON, processed_at: str | None) -> JSON:
     return {"id": event_id, **payload, "processed_at": processed_at}
 
 
+# -- the log's rules: which events are calls and which answer them ---------------------------------
+
+CALL_TYPES = ("agent.tool_use", "agent.custom_tool_use", "agent.mcp_tool_use")
+ENGINE_CALLS = ("agent.tool_use", "agent.mcp_tool_use")
+"""Calls the engine runs itself (unless a self-hosted worker takes a built-in one)."""
+RESULT_FIELDS = {
+    "agent.tool_result": "tool_use_id",
+    "user.tool_result": "tool_use_id",
+    "user.custom_tool_result": "custom_tool_use_id",
+    "agent.mcp_tool_result": "mcp_tool_use_id",
+}
+"""Each kind of tool result, and the field naming the call it answers."""
+
 DELTA_TYPES = frozenset({"agent.message", "agent.thinking"})
 """The events whose live previews a stream may ask for (``event_deltas[]``)."""
 MAX_DELTA_TYPES = 100

@@ -192,13 +192,28 @@ class Bus:
     def __init__(self, db: Database):
         self._db = db
         self._feeds: dict[str, Feed] = {}
+        self._observers: list[Callable[[str, list[Shown]], None]] = []
 
     # publishing
 
+    def observe(self, observer: Callable[[str, list[Shown]], None]) -> None:
+        """Also hand every batch this process commits to ``observer`` (metrics, say), after the streams."""
+        self._observers.append(observer)
+
     def publish(self, session_id: str, shown: list[Shown]) -> None:
-        """Hand over events this process just committed (with their emission numbers)."""
+        """Hand over events this process just committed (with their emission numbers): to the session's
+        streams in this process, then to the observers."""
+        if shown:
+            self._to_feed(session_id, shown)
+            for observer in self._observers:
+                try:
+                    observer(session_id, shown)
+                except Exception:
+                    log.exception("an observer of committed events failed")
+
+    def _to_feed(self, session_id: str, shown: list[Shown]) -> None:
         feed = self._feeds.get(session_id)
-        if feed is None or not shown:
+        if feed is None:
             return
         feed.offer(shown)
         self._read_if_behind(session_id, feed)
