@@ -376,7 +376,7 @@ def script(fake: FakeAnthropic) -> Iterator[Script]:
     assert fake.remaining(scripted.key) == 0, "scripted replies were left unused"
 
 
-def wait_status(client: anthropic.Anthropic, session_id: str, status: str = "idle", timeout: float = 20) -> Any:
+def wait_status(client: anthropic.Anthropic, session_id: str, status: str = "idle", timeout: float = 60) -> Any:
     """Wait until the session reports ``status``; return it."""
     found: list[Any] = []
 

@@ -26,27 +26,26 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 from agenthost.engine.commands import WORKER_TOOLS, answered
+from agenthost.engine.hands import Hands, Interrupted
 from agenthost.engine.journal import Carried, Journal, LeaseLost, LogReader
 from agenthost.engine.mcp_servers import connect as connect_mcp
 from agenthost.engine.mcp_servers import secret_injections
 from agenthost.engine.memory_mounts import MemoryMirror, memory_mounts, memory_prompt
+from agenthost.engine.permissions import evaluate, refusal, waits_on_client
 from agenthost.engine.previews import THINKING, Previews
 from agenthost.engine.repositories import SessionRepositories
-from agenthost.engine.session_files import WRITING_TOOLS, SessionFiles
-from agenthost.engine.skill_mounts import SKILLS, skills_prompt
-from agenthost.engine.skill_mounts import place as place_skills
+from agenthost.engine.session_files import SessionFiles
 from agenthost.engine.skill_mounts import resolve as resolve_skills
+from agenthost.engine.skill_mounts import skills_prompt
 from agenthost.engine.transcript import INTERRUPTED, Transcript
-from agenthost.errors import AgentHostError, Unavailable
+from agenthost.errors import Unavailable
 from agenthost.metrics import Metrics
 from agenthost.providers.base import ModelError, ModelProviders, ModelRequest, ModelResponse
 from agenthost.sandbox.base import (
     NetworkPolicy,
     Packages,
-    Sandbox,
     SandboxBackend,
     SandboxSpec,
-    SandboxUnavailable,
     SecretInjection,
 )
 from agenthost.schemas.common import JSON
@@ -54,19 +53,17 @@ from agenthost.schemas.events import CALL_TYPES, ENGINE_CALLS, RESULT_FIELDS
 from agenthost.settings import Settings
 from agenthost.store.files import Files
 from agenthost.store.sessions import Logged, append_events, has_queued, take_queued
-from agenthost.store.skills import SkillArchive, Skills
+from agenthost.store.skills import Skills
 from agenthost.store.tables import environments, sessions
 from agenthost.store.vaults import Credential, Vaults
 from agenthost.store.work import enqueue
 from agenthost.tools.base import ToolOutput
-from agenthost.tools.mcp import MCPConnection
 from agenthost.tools.registry import Toolbox
 
 T = TypeVar("T")
 log = logging.getLogger("agenthost.engine")
 WORK = ("user.message", "system.message", "user.tool_confirmation")
 READ_ONLY_TOOLS = frozenset({"read", "glob", "grep"})  # safe to run again after a crash
-SERVER_TOOLS = frozenset({"web_fetch", "web_search"})  # run by the server itself, never in a sandbox
 
 
 @dataclass(frozen=True)
@@ -76,10 +73,6 @@ class Stores:
     files: Files
     vaults: Vaults
     skills: Skills
-
-
-class Interrupted(Exception):
-    """The client sent ``user.interrupt``: stop the model or the tool now."""
 
 
 _SETUP = (
@@ -113,30 +106,22 @@ class Run:
         self.settings = settings
         self.interrupt = interrupt
         self.agent: JSON = {}
-        self.toolbox = Toolbox({})
-        self.spec = SandboxSpec(self.session_id)
-        self.sandbox_refusal: str | None = None
-        self.setup_failure: str | None = None
         self.takeover = False
         self.self_hosted = False  # tools that touch files or run commands are the environment's worker's
         self.log = LogReader(journal.db, self.session_id)
         self.transcript = Transcript()
         self._carried = carried  # taken up once the run holds its lease: see ``_adopt``
         self.files = stores.files if stores is not None else None
-        self.session_files: SessionFiles | None = None
         self.vaults = stores.vaults if stores is not None else None
         self.skills = stores.skills if stores is not None else None
-        self.skill_versions: list[SkillArchive] | None = None  # resolved at the run's first turn
-        self.skills_placed = False
         self.skills_note: str | None = None
         self.workspace_id = ""
         self.vault_ids: list[str] = []
-        self.mcp: dict[str, MCPConnection] | None = None  # connected at the run's first turn
         self.credentials: list[Credential] | None = None  # the session's vaults, read at the run's first turn
         self.secrets: tuple[SecretInjection, ...] = ()
-        self.memory: MemoryMirror | None = None
         self.memory_note: str | None = None
-        self.repositories = SessionRepositories(journal.db, self.vaults, self.session_id, settings.github_url)
+        repositories = SessionRepositories(journal.db, self.vaults, self.session_id, settings.github_url)
+        self.hands = Hands(self.session_id, journal, sandboxes, repositories, self._interruptible)
 
     def _adopt(self) -> None:
         """Start from what the session's previous run in this process read, when no other run came between.
@@ -146,17 +131,17 @@ class Run:
         if carried is not None and carried.generation == self.journal.lease.generation - 1:
             self.log, self.transcript = carried.log, carried.transcript
             if carried.session_files is not None:
-                self.session_files = carried.session_files
+                self.hands.session_files = carried.session_files
 
     def carry(self) -> Carried:
         """What the session's next run in this process may start from (``Carried``)."""
-        return Carried(self.journal.lease.generation, self.log, self.transcript, self.session_files)
+        return Carried(self.journal.lease.generation, self.log, self.transcript, self.hands.session_files)
 
     async def execute(self) -> None:
         try:
             await self._turns()
         finally:
-            for connection in (self.mcp or {}).values():
+            for connection in (self.hands.mcp or {}).values():
                 await connection.close()
 
     async def _turns(self) -> None:
@@ -186,13 +171,13 @@ class Run:
         def work(conn: sa.Connection, row: Any, now: int, published: list[Logged]) -> list[JSON] | None:
             self.agent, environment, backend = conn.execute(_SETUP, {"sid": self.session_id}).one()
             self._sandbox_spec(environment.get("config", {}), backend, row.resources)
-            if self.memory is None:
-                self.memory = MemoryMirror(self.db, self.session_id, row.resources)
+            if self.hands.memory is None:
+                self.hands.memory = MemoryMirror(self.db, self.session_id, row.resources)
                 self.memory_note = memory_prompt(row.resources)
             self.self_hosted = environment.get("config", {}).get("type") == "self_hosted"
             self.workspace_id, self.vault_ids = row.workspace_id, list(row.vault_ids)
-            if self.session_files is None and self.files is not None:
-                self.session_files = SessionFiles(
+            if self.hands.session_files is None and self.files is not None:
+                self.hands.session_files = SessionFiles(
                     self.files, row.workspace_id, self.session_id, self.settings.max_file_bytes
                 )
             if row.archived_at is not None or row.status == "terminated":
@@ -224,7 +209,7 @@ class Run:
         self.interrupt.clear()
         taken = await self.journal.transact(work)
         self._adopt()
-        self.toolbox = Toolbox(
+        self.hands.toolbox = Toolbox(
             self.agent,
             private_hosts=frozenset(self.settings.web_fetch_private_hosts),
             grep_timeout=self.settings.grep_timeout_seconds,
@@ -233,18 +218,18 @@ class Run:
         if taken is not None:
             if self.credentials is None:
                 await self._resolve_credentials()
-            self.spec = replace(self.spec, secrets=self.secrets)
+            self.hands.spec = replace(self.hands.spec, secrets=self.secrets)
             await self._connect_mcp()
-            if self.skill_versions is None:
-                self.skill_versions = await resolve_skills(self.skills, self.workspace_id, self.agent)
-                self.skills_note = skills_prompt(self.skill_versions)
+            if self.hands.skill_versions is None:
+                self.hands.skill_versions = await resolve_skills(self.skills, self.workspace_id, self.agent)
+                self.skills_note = skills_prompt(self.hands.skill_versions)
         return taken
 
     async def _resolve_credentials(self) -> None:
         """Read the session's vaults once per run: MCP credentials, and the variables the sandbox gets."""
         vaults, ids = self.vaults, self.vault_ids
         self.credentials = await vaults.resolve(self.workspace_id, ids) if vaults is not None and ids else []
-        self.secrets, unreachable = secret_injections(self.session_id, self.credentials, self.spec.network)
+        self.secrets, unreachable = secret_injections(self.session_id, self.credentials, self.hands.spec.network)
         for credential, host in unreachable:
             error = {
                 "type": "credential_host_unreachable_error",
@@ -259,8 +244,8 @@ class Run:
     async def _connect_mcp(self) -> None:
         """Connect the agent's MCP servers once per run and offer their tools; a server that fails is a
         ``session.error`` and the turn goes on without it (BEHAVIOUR §5.1)."""
-        if self.mcp is None:
-            self.mcp, failed = await connect_mcp(self.agent, self.vaults, self.credentials or [])
+        if self.hands.mcp is None:
+            self.hands.mcp, failed = await connect_mcp(self.agent, self.vaults, self.credentials or [])
             for server, failure in failed:
                 error = {
                     "type": failure.kind,
@@ -269,13 +254,13 @@ class Run:
                     "retry_status": {"type": "retrying"},  # the next run connects again
                 }
                 await self.journal.append([{"type": "session.error", "error": error}])
-        for name, connection in self.mcp.items():
-            self.toolbox.add_mcp(name, connection.tools)
+        for name, connection in self.hands.mcp.items():
+            self.hands.toolbox.add_mcp(name, connection.tools)
 
     def _sandbox_spec(self, config: JSON, backend: str | None, resources: list[JSON]) -> None:
         """What the session's sandbox must be, from its environment (read at every run: changes apply next time)."""
-        self.spec = sandbox_spec(self.session_id, config, self.agent, resources)
-        self.sandbox_refusal = (
+        self.hands.spec = sandbox_spec(self.session_id, config, self.agent, resources)
+        self.hands.sandbox_refusal = (
             None
             if backend in (None, self.sandboxes.name)
             else f"This session's files are in a `{backend}` sandbox, but this server runs `{self.sandboxes.name}` "
@@ -296,8 +281,8 @@ class Run:
             stop = await self._finish({"type": "requires_action", "event_ids": waiting})
             if stop != "continue":
                 return stop
-        if self.setup_failure is not None:
-            failure, self.setup_failure = self.setup_failure, None
+        if self.hands.setup_failure is not None:
+            failure, self.hands.setup_failure = self.hands.setup_failure, None
             return await self._fail("unknown_error", failure, "exhausted")
         calls = 0
         while True:
@@ -315,8 +300,8 @@ class Run:
             if stop is not None:  # ended, or paused with the calls, in the same transaction
                 return stop
             blocking = await self._tools(tool_uses)
-            if self.setup_failure is not None:  # e.g. a package that does not install: the turn cannot go on
-                failure, self.setup_failure = self.setup_failure, None
+            if self.hands.setup_failure is not None:  # e.g. a package that does not install: the turn cannot go on
+                failure, self.hands.setup_failure = self.hands.setup_failure, None
                 return await self._fail("unknown_error", failure, "exhausted")
             if blocking:
                 stop = await self._finish({"type": "requires_action", "event_ids": blocking})
@@ -350,12 +335,12 @@ class Run:
             if event["type"] == "agent.custom_tool_use" or (permission == "ask" and confirmation is None):
                 blocking.append(event["id"])
             elif permission == "deny" or (confirmation is not None and confirmation["result"] != "allow"):
-                await self._tool_result(event, _refusal(event, confirmation))
+                await self._tool_result(event, refusal(event, confirmation))
             elif self._on_worker(event):
                 blocking.append(event["id"])  # the worker runs it (or ran it): its result is still to come
             elif event["type"] == "agent.tool_use" and event["name"] in READ_ONLY_TOOLS:
                 try:
-                    output = await self._run_tool(event)
+                    output = await self.hands.run(event, self.agent)
                 except Interrupted:
                     await self._tool_result(event, ToolOutput.text("Interrupted by the user.", is_error=True))
                     for later in open_calls[index + 1 :]:
@@ -388,7 +373,7 @@ class Run:
                 continue
             if confirmation["result"] == "allow":
                 try:
-                    output = await self._run_tool(tool_use)
+                    output = await self.hands.run(tool_use, self.agent)
                 except Interrupted:
                     await self._tool_result(tool_use, ToolOutput.text("Interrupted by the user.", is_error=True))
                     for later, _ in answered[index + 1 :]:
@@ -396,7 +381,7 @@ class Run:
                     await self._close_worker_calls(waiting, [call for call, _ in answered])
                     raise
             else:
-                output = _refusal(tool_use, confirmation)
+                output = refusal(tool_use, confirmation)
             await self._tool_result(tool_use, output)
         return waiting
 
@@ -466,7 +451,7 @@ class Run:
             model=model["id"],
             system=system,
             messages=self.transcript.messages(log),
-            tools=self.toolbox.definitions,
+            tools=self.hands.toolbox.definitions,
             max_tokens=self.settings.max_tokens,
             effort=(model.get("effort") or {}).get("type"),
             speed=model.get("speed"),
@@ -543,50 +528,36 @@ class Run:
 
     def _waits(self, call: JSON) -> bool:
         """Whether the engine leaves this call to someone else: the client, a confirmation, or the worker."""
-        if call["type"] == "agent.custom_tool_use" or call.get("evaluated_permission") == "ask":
+        if waits_on_client(call):
             return True
         return call.get("evaluated_permission") == "allow" and self._on_worker(call)
 
     def _tool_use_event(self, block: JSON) -> JSON:
         name, tool_input = block["name"], block.get("input") or {}
-        spec = self.toolbox.spec(name)
+        spec = self.hands.toolbox.spec(name)
         if spec is not None and spec.kind == "custom":
             return {"type": "agent.custom_tool_use", "name": name, "input": tool_input, "session_thread_id": None}
         event: JSON = {"type": "agent.tool_use", "name": name, "input": tool_input, "session_thread_id": None}
         if spec is not None and spec.kind == "mcp":
             event = {**event, "type": "agent.mcp_tool_use", "mcp_server_name": spec.server, "name": spec.tool}
-        if spec is None:
-            event |= {"evaluated_permission": "deny", "evaluation": None}
-        elif spec.policy == "always_allow":
-            event |= {"evaluated_permission": "allow", "evaluation": {"type": "always_allow"}}
-        elif spec.policy == "always_ask":
-            event |= {"evaluated_permission": "ask", "evaluation": {"type": "always_ask"}}
-        else:  # auto: agenthost has no judge yet, so every call is indeterminate and asks
-            event |= {
-                "evaluated_permission": "ask",
-                "evaluation": {
-                    "type": "auto",
-                    "evaluated_permission": {"type": "ask", "reason_code": "indeterminate"},
-                },
-            }
-        return event
+        return event | evaluate(spec)
 
     # -- step 4: tools ---------------------------------------------------------------------------
 
     async def _tools(self, tool_uses: list[JSON]) -> list[str]:
         blocking: list[str] = []
         for index, tool_use in enumerate(tool_uses):
-            if tool_use["type"] == "agent.custom_tool_use" or tool_use.get("evaluated_permission") == "ask":
+            if waits_on_client(tool_use):
                 blocking.append(tool_use["id"])
                 continue
             if tool_use.get("evaluated_permission") == "deny":
-                await self._tool_result(tool_use, _refusal(tool_use, None))
+                await self._tool_result(tool_use, refusal(tool_use, None))
                 continue
             if self._on_worker(tool_use):
                 blocking.append(tool_use["id"])  # the worker sees the call on its stream and answers it
                 continue
             try:
-                output = await self._run_tool(tool_use)
+                output = await self.hands.run(tool_use, self.agent)
             except Interrupted:
                 await self._tool_result(tool_use, ToolOutput.text("Interrupted by the user.", is_error=True))
                 for later in tool_uses[index + 1 :]:
@@ -596,75 +567,6 @@ class Run:
                 raise
             await self._tool_result(tool_use, output)
         return blocking
-
-    async def _run_tool(self, tool_use: JSON) -> ToolOutput:
-        if tool_use["type"] == "agent.mcp_tool_use":
-            connection = (self.mcp or {}).get(tool_use["mcp_server_name"])
-            if connection is None:
-                return ToolOutput.text(f"MCP server {tool_use['mcp_server_name']!r} is not connected.", is_error=True)
-            return await self._interruptible(connection.call(tool_use["name"], tool_use["input"]))
-        if tool_use["name"] in SERVER_TOOLS:  # run in the server: no sandbox is started for them
-            return await self._interruptible(self.toolbox.execute(tool_use["name"], tool_use["input"], None))
-        if self.sandbox_refusal is not None:
-            return ToolOutput.text(self.sandbox_refusal, is_error=True)
-        sandbox = await self.sandboxes.get(self.spec)
-        resources = self.journal.row.resources  # as the newest write of this run read them
-        await self._mount_files(sandbox, resources)
-        if failed := await self._interruptible(self.repositories.clone(sandbox, resources)):  # BEHAVIOUR §5.4
-            await self.journal.append(failed)
-        try:
-            output = await self._interruptible(self.toolbox.execute(tool_use["name"], tool_use["input"], sandbox))
-        except Interrupted:
-            await sandbox.interrupt()
-            raise
-        except SandboxUnavailable as exc:
-            await sandbox.close()
-            self.setup_failure = f"The session's sandbox could not be set up: {exc}"
-            return ToolOutput.text(self.setup_failure, is_error=True)
-        if tool_use["name"] in WRITING_TOOLS:
-            await self._collect_outputs(sandbox)
-            if self.memory is not None:
-                try:
-                    notes = await self.memory.push(sandbox)
-                except (OSError, AgentHostError) as exc:
-                    log.warning("saving the memories of %s failed: %s", self.session_id, exc)
-                    notes = [f"Changes under /mnt/memory could not be saved: {exc}"]
-                if notes:
-                    output.content.append({"type": "text", "text": "\n".join(notes)})
-        return output
-
-    async def _mount_files(self, sandbox: Sandbox, resources: list[JSON]) -> None:
-        """Put the session's file resources and memories in place (``resources``: as the run's newest write
-        read them; they may have changed since the last call)."""
-        if self.memory is not None:
-            try:
-                await self.memory.pull(sandbox)
-            except (OSError, AgentHostError) as exc:
-                log.warning("mirroring the memory stores of %s failed: %s", self.session_id, exc)
-        if not any(reference.get("type") == "custom" for reference in self.agent.get("skills", [])):
-            self.skills_placed = True  # the session's agent (a snapshot) never had any: nothing to place or remove
-        skills_dir = sandbox.files.host_dir(SKILLS)
-        if not self.skills_placed and skills_dir is not None:
-            try:
-                await asyncio.to_thread(place_skills, skills_dir, self.skill_versions or [])
-                self.skills_placed = True
-            except OSError as exc:
-                log.warning("placing the skills of %s failed: %s", self.session_id, exc)
-        if self.session_files is None:
-            return
-        try:
-            await self.session_files.mount(sandbox, resources)
-        except (OSError, Unavailable) as exc:
-            log.warning("mounting the files of %s failed: %s", self.session_id, exc)
-
-    async def _collect_outputs(self, sandbox: Sandbox) -> None:
-        """Keep what the tool wrote to /mnt/session/outputs as session files."""
-        if self.session_files is None:
-            return
-        try:
-            await self.session_files.collect(sandbox)
-        except (OSError, Unavailable) as exc:
-            log.warning("collecting the outputs of %s failed: %s", self.session_id, exc)
 
     async def _tool_result(self, call: JSON, output: ToolOutput) -> None:
         """Log the engine's result for a call, unless the call has one already (a worker answered it).
@@ -787,16 +689,6 @@ class Run:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
         raise Interrupted
-
-
-def _refusal(tool_use: JSON, confirmation: JSON | None) -> ToolOutput:
-    """The result of a call its policy or the user refused."""
-    if confirmation is None:
-        return ToolOutput.text(f"Tool {tool_use['name']} is not enabled for this agent.", is_error=True)
-    text = f"Permission to use {tool_use['name']} was denied by the user."
-    if confirmation.get("deny_message"):
-        text += f" Reason: {confirmation['deny_message']}"
-    return ToolOutput.text(text, is_error=True)
 
 
 def sandbox_spec(session_id: str, config: JSON, agent: JSON, resources: list[JSON] | None = None) -> SandboxSpec:

@@ -38,11 +38,11 @@ class Recorder:
         finally:
             self.ended.set()
 
-    def wait(self, predicate: Callable[[list[Any]], bool], timeout: float = 20) -> list[Any]:
+    def wait(self, predicate: Callable[[list[Any]], bool], timeout: float = 60) -> list[Any]:
         wait_until(lambda: predicate(self.events), timeout=timeout)
         return list(self.events)
 
-    def idles(self, count: int = 1, timeout: float = 20) -> list[Any]:
+    def idles(self, count: int = 1, timeout: float = 60) -> list[Any]:
         """Wait for the ``count``-th ``session.status_idle`` and return everything seen so far."""
         return self.wait(lambda evs: sum(e.type == "session.status_idle" for e in evs) >= count, timeout)
 
