@@ -86,7 +86,7 @@ class Conflict(AgentHostError):
 
 
 class MemoryPathConflict(Conflict):
-    """A memory create or rename onto a path that another memory holds, or that overlaps one (REFERENCE §9.2).
+    """A memory create or rename onto a path that another memory holds, or that overlaps one.
 
     The error object names the memory in the way: ``conflicting_memory_id`` and ``conflicting_path``
     (the requested path, or the path of a memory that is its ancestor or descendant).

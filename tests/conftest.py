@@ -315,7 +315,7 @@ def other_client(server: LiveServer) -> Iterator[anthropic.Anthropic]:
 def assert_error(
     response: httpx2.Response, status: int, error_type: str, mentions: str | None = None
 ) -> dict[str, Any]:
-    """Check the Anthropic error envelope (REFERENCE §1.4) and return its ``error`` object."""
+    """Check the Anthropic error envelope and return its ``error`` object."""
     assert response.status_code == status, response.text
     body = response.json()
     assert body["type"] == "error"

@@ -1,4 +1,4 @@
-"""The import directions of STYLE.md §1, checked by parsing imports."""
+"""The import directions of the layers (docs/architecture.md), checked by parsing imports."""
 
 from __future__ import annotations
 

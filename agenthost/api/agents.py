@@ -1,4 +1,4 @@
-"""/v1/agents (layer 4; REFERENCE §3)."""
+"""/v1/agents (layer 4)."""
 
 from __future__ import annotations
 

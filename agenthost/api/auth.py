@@ -1,4 +1,4 @@
-"""API-key authentication (layer 4; REFERENCE §1.1).
+"""API-key authentication (layer 4).
 
 The key comes as ``x-api-key`` or ``Authorization: Bearer``; either names one
 workspace. The check runs in the request middleware, before any body is read, so an

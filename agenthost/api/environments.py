@@ -1,4 +1,4 @@
-"""/v1/environments (layer 4; REFERENCE §4)."""
+"""/v1/environments (layer 4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Exceptions to the Anthropic error envelope, in one place (layer 4; REFERENCE §1.4).
+"""Exceptions to the Anthropic error envelope, in one place (layer 4).
 
 Every non-2xx answer is ``{"type":"error","error":{"type","message"[,"details"]},"request_id"}``
 with a ``request-id`` header. Deterministic failures carry ``x-should-retry: false`` so

@@ -1,4 +1,4 @@
-"""/v1/sessions/{id}/events: list, send and stream (layer 4; REFERENCE §7.1, BEHAVIOUR §2)."""
+"""/v1/sessions/{id}/events: list, send and stream (layer 4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""/v1/files (layer 4; REFERENCE §10): upload, list, metadata, download, delete."""
+"""/v1/files (layer 4): upload, list, metadata, download, delete."""
 
 from __future__ import annotations
 

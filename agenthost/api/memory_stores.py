@@ -1,4 +1,4 @@
-"""/v1/memory_stores: stores, their memories and memory versions (layer 4; REFERENCE §9, BEHAVIOUR §5.2).
+"""/v1/memory_stores: stores, their memories and memory versions (layer 4).
 
 Every change made through the API is recorded as the work of an ``api_actor`` naming the
 caller's key id (``apikey_static`` for the key configured by ``AGENTHOST_API_KEY``).

@@ -1,4 +1,4 @@
-"""Opaque page cursors and the shared list query parameters (layer 4; REFERENCE §1.3, BEHAVIOUR §2.4).
+"""Opaque page cursors and the shared list query parameters (layer 4).
 
 A cursor is URL-safe base64 of ``{"l": list, "o": order, "d": "n"|"p", "k": key}``: it
 names the list it belongs to and the order it was minted with (reusing it elsewhere or

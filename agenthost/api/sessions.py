@@ -1,4 +1,4 @@
-"""/v1/sessions (layer 4; REFERENCE §6)."""
+"""/v1/sessions (layer 4)."""
 
 from __future__ import annotations
 
@@ -143,7 +143,7 @@ async def delete_session(request: Request, session_id: str, workspace_id: Worksp
     return json_response({"id": session_id, "type": "session_deleted"})
 
 
-# -- resources (REFERENCE §6.4) ------------------------------------------------------------------
+# -- resources -------------------------------------------------------------------------------------
 
 
 @router.get("/{session_id}/resources")

@@ -1,4 +1,4 @@
-"""/v1/skills (layer 4; REFERENCE §11): skills and their versions, uploaded as multipart ``files[]`` parts."""
+"""/v1/skills (layer 4): skills and their versions, uploaded as multipart ``files[]`` parts."""
 
 from __future__ import annotations
 

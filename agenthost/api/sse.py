@@ -1,4 +1,4 @@
-"""Server-Sent Events framing (layer 4; REFERENCE §1.5, SDK-NOTES "SSE behaviour").
+"""Server-Sent Events framing (layer 4).
 
 Every frame names its event (``event: <type>``): the SDK drops frames without an
 ``event:`` line. ``ping`` frames keep idle streams open and are skipped by the SDK.

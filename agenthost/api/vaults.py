@@ -1,4 +1,4 @@
-"""/v1/vaults and their credentials (layer 4; REFERENCE §8)."""
+"""/v1/vaults and their credentials (layer 4)."""
 
 from __future__ import annotations
 

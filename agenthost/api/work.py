@@ -1,4 +1,4 @@
-"""/v1/environments/{id}/work: the self-hosted worker protocol (layer 4; REFERENCE §5, BEHAVIOUR §4.3).
+"""/v1/environments/{id}/work: the self-hosted worker protocol (layer 4).
 
 Workers poll with their environment key (``agenthost keys create --environment``); an API
 key of the workspace may use every call too. Only ``self_hosted`` environments have work.

@@ -23,7 +23,7 @@ from agenthost.store.tables import events, sessions
 from agenthost.store.work import enqueue
 
 RECEIPT = ("user.custom_tool_result", "user.tool_result")
-"""Kinds processed on receipt (BEHAVIOUR §1.7); every other kind waits for the engine."""
+"""Kinds processed on receipt; every other kind waits for the engine."""
 WORKER_TOOLS = frozenset({"bash", "read", "write", "edit", "glob", "grep"})
 """Built-in tools a self-hosted environment's worker runs (``web_fetch``/``web_search`` run in the server)."""
 
@@ -130,7 +130,7 @@ def _check_answer(
 async def send_events(
     store: Store, engine: Waker | None, workspace_id: str, session_id: str, payloads: list[JSON]
 ) -> list[JSON]:
-    """Append client events to a session (REFERENCE §7.1 send); return them as echoed."""
+    """Append client events to a session (``POST /v1/sessions/{id}/events``); return them as echoed."""
 
     def write(conn: sa.Connection) -> tuple[list[Logged], bool, bool]:
         row = session_row(conn, workspace_id, session_id, lock="update")
@@ -162,7 +162,7 @@ async def send_events(
         if answered:
             remaining = [event_id for event_id in row.blocked_on if event_id not in answered]
             values["blocked_on"] = remaining
-            if remaining:  # BEHAVIOUR §1.4: answering only some re-emits idle with the rest
+            if remaining:  # answering only some re-emits idle with the rest
                 idle_again = {
                     "type": "session.status_idle",
                     "stop_details": None,
@@ -183,7 +183,7 @@ async def send_events(
         if work or interrupt:
             announce(conn, "w", session_id)
         if self_hosted and (work or any(p["type"] == "user.interrupt" for p in payloads)):
-            # New input, or an interrupt (BEHAVIOUR §4.3): a session whose worker went away gets one again.
+            # New input, or an interrupt: a session whose worker went away gets one again.
             enqueue(conn, workspace_id, row.environment_id, session_id, now)
         return logged, work, interrupt
 
@@ -198,7 +198,7 @@ async def send_events(
 
 
 async def delete_session(store: Store, engine: Waker | None, workspace_id: str, session_id: str) -> None:
-    """Delete a session, its log and its sandbox (BEHAVIOUR §1.9)."""
+    """Delete a session, its log and its sandbox."""
     await store.sessions.delete(workspace_id, session_id)
     if engine is not None:
         await engine.forget(session_id)
@@ -214,5 +214,5 @@ def wake_after_create(engine: Waker | None, session: JSON) -> None:
 
 
 async def validate_credential(store: Store, workspace_id: str, vault_id: str, credential_id: str) -> JSON:
-    """``POST .../credentials/{id}/mcp_oauth_validate`` (REFERENCE §8.2)."""
+    """``POST .../credentials/{id}/mcp_oauth_validate``."""
     return await validate(store.vaults, workspace_id, vault_id, credential_id)

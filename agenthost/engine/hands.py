@@ -77,7 +77,8 @@ class Hands:
         sandbox = await self.sandboxes.get(self.spec)
         resources = self.journal.row.resources  # as the newest write of this run read them
         await self._mount_files(sandbox, resources, agent)
-        if failed := await self._interruptible(self.repositories.clone(sandbox, resources)):  # BEHAVIOUR §5.4
+        # A repository that does not clone is an error event, and the call still runs.
+        if failed := await self._interruptible(self.repositories.clone(sandbox, resources)):
             await self.journal.append(failed)
         try:
             output = await self._interruptible(self.toolbox.execute(tool_use["name"], tool_use["input"], sandbox))

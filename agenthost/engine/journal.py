@@ -1,4 +1,4 @@
-"""Fenced writes of one run to the event log (layer 3; DESIGN invariants 1, 2 and 5).
+"""Fenced writes of one run to the event log (layer 3).
 
 Every engine write checks, in its own transaction, that this run still holds the
 session's lease (owner and generation); a runner that lost its lease can write nothing.

@@ -1,6 +1,6 @@
 """One session run (layer 3): take the queued input, then loop model call -> tools -> decide.
 
-The steps (STYLE §2 habit 10), each a method, with all state in the event log:
+The steps, each a method, with all state in the event log:
 
 1. ``_start``: take queued input, write ``session.status_running``.
 2. ``_answer_confirmations``: run or refuse the tool calls a ``requires_action`` pause waited on.
@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
+from agenthost.engine import states
 from agenthost.engine.commands import WORKER_TOOLS, answered
 from agenthost.engine.hands import Hands, Interrupted
 from agenthost.engine.journal import Carried, Journal, LeaseLost, LogReader
@@ -49,20 +50,18 @@ from agenthost.sandbox.base import (
     SecretInjection,
 )
 from agenthost.schemas.common import JSON
-from agenthost.schemas.events import CALL_TYPES, ENGINE_CALLS, RESULT_FIELDS
+from agenthost.schemas.events import CALL_TYPES, ENGINE_CALLS, RESULT_FIELDS, WORK_TYPES
 from agenthost.settings import Settings
 from agenthost.store.files import Files
-from agenthost.store.sessions import Logged, append_events, has_queued, take_queued
+from agenthost.store.sessions import Logged, append_events, take_queued
 from agenthost.store.skills import Skills
 from agenthost.store.tables import environments, sessions
 from agenthost.store.vaults import Credential, Vaults
-from agenthost.store.work import enqueue
 from agenthost.tools.base import ToolOutput
 from agenthost.tools.registry import Toolbox
 
 T = TypeVar("T")
 log = logging.getLogger("agenthost.engine")
-WORK = ("user.message", "system.message", "user.tool_confirmation")
 READ_ONLY_TOOLS = frozenset({"read", "glob", "grep"})  # safe to run again after a crash
 
 
@@ -181,28 +180,22 @@ class Run:
                     self.files, row.workspace_id, self.session_id, self.settings.max_file_bytes
                 )
             if row.archived_at is not None or row.status == "terminated":
-                _release(conn, self.session_id, now, pending=False)
+                states.release(conn, self.session_id, now)
                 return None
             resuming = row.blocked_on == []  # every tool call a pause waited on has been answered
             if row.blocked_on:
-                _release(conn, self.session_id, now, pending=False)  # still waiting on the client
+                states.release(conn, self.session_id, now)  # still waiting on the client
                 return None
             taken = take_queued(conn, self.session_id, now, published)
             # A run began (running_since) and never ended: this run takes the turn over and finishes it.
             self.takeover = row.status in ("running", "rescheduling") and row.running_since is not None
             if self.takeover and self.metrics is not None:
                 self.metrics.takeovers.inc()
-            if not resuming and not self.takeover and not any(event["type"] in WORK for event in taken):
-                _release(conn, self.session_id, now, pending=False)  # only interrupts: nothing to run
+            if not resuming and not self.takeover and not any(event["type"] in WORK_TYPES for event in taken):
+                states.release(conn, self.session_id, now)  # only interrupts: nothing to run
                 return None
-            values: dict[str, Any] = {"status": "running", "blocked_on": None, "updated_at": now}
-            if backend is None:
-                values["sandbox_backend"] = self.sandboxes.name
-            if row.running_since is None:
-                values["running_since"] = now
-            conn.execute(sessions.update().where(sessions.c.id == self.session_id).values(**values))
-            published.extend(
-                append_events(conn, self.session_id, [{"type": "session.status_running"}], processed=True, now=now)
+            states.begin(
+                conn, self.session_id, row, now, published, backend=self.sandboxes.name if backend is None else None
             )
             return taken
 
@@ -243,7 +236,7 @@ class Run:
 
     async def _connect_mcp(self) -> None:
         """Connect the agent's MCP servers once per run and offer their tools; a server that fails is a
-        ``session.error`` and the turn goes on without it (BEHAVIOUR §5.1)."""
+        ``session.error`` and the turn goes on without it."""
         if self.hands.mcp is None:
             self.hands.mcp, failed = await connect_mcp(self.agent, self.vaults, self.credentials or [])
             for server, failure in failed:
@@ -459,10 +452,12 @@ class Run:
 
     async def _reschedule(self, exc: ModelError, attempt: int) -> None:
         await self._error(exc.kind, exc.message, "retrying")
-        await self.journal.append([{"type": "session.status_rescheduled"}], status="rescheduling")
+        event, status = states.RESCHEDULED
+        await self.journal.append([event], status=status)
         delay = min(self.settings.retry_max_seconds, self.settings.retry_base_seconds * 2 ** (attempt - 1))
         await self._interruptible(asyncio.sleep(delay))
-        await self.journal.append([{"type": "session.status_running"}], status="running")
+        event, status = states.RESUMED
+        await self.journal.append([event], status=status)
 
     async def _log_response(
         self, start_id: str, response: ModelResponse, previewed: dict[int, str]
@@ -521,7 +516,18 @@ class Run:
             if uses:
                 ending["event_ids"] = [e["id"] for e in uses]
             # A microsecond later: input taken at the end sorts after the response in the log, as it is shown.
-            return uses, self._finish_in(conn, row, now + 1, published, ending, "normal", usage=total)
+            ended = states.end(
+                conn,
+                self.session_id,
+                row,
+                now + 1,
+                published,
+                ending,
+                "normal",
+                self_hosted=self.self_hosted,
+                usage=total,
+            )
+            return uses, ended
 
         tool_uses, stop = await self.journal.transact(work)
         return tool_uses, refused, stop
@@ -589,72 +595,18 @@ class Run:
 
     # -- step 5: ending --------------------------------------------------------------------------
 
-    async def _finish(self, stop_reason: JSON, *, mode: str = "normal") -> str:
-        """End the turn idle with ``stop_reason`` and release the lease, in one transaction.
-
-        ``mode``: "normal" goes on instead ("continue") when new input arrived during an end_turn;
-        "flush" drops queued input first (retries exhausted, BEHAVIOUR §1.8); "interrupt" ends
-        the turn whatever is queued (messages behind an interrupt become the next turn).
-        Returns "next" when input is left for another turn, "continue" when the turn goes on
-        (new input, or every call it would wait on was answered already), else "released".
-        """
+    async def _finish(self, stop_reason: JSON, *, mode: states.EndMode = "normal") -> str:
+        """End the turn idle with ``stop_reason`` in one transaction (``states.end``: modes and answers)."""
 
         def work(conn: sa.Connection, row: Any, now: int, published: list[Logged]) -> str:
-            return self._finish_in(conn, row, now, published, stop_reason, mode)
+            return states.end(
+                conn, self.session_id, row, now, published, stop_reason, mode, self_hosted=self.self_hosted
+            )
 
         return await self.journal.transact(work)
 
-    def _finish_in(
-        self,
-        conn: sa.Connection,
-        row: Any,
-        now: int,
-        published: list[Logged],
-        stop_reason: JSON,
-        mode: str,
-        *,
-        usage: JSON | None = None,
-    ) -> str:
-        """The body of ``_finish``, inside a fenced transaction of the caller's (``usage``: the session's
-        usage when the caller changed it after reading ``row``)."""
-        if mode == "flush":
-            take_queued(conn, self.session_id, now, published, flush=True)
-        elif mode == "normal" and stop_reason["type"] == "end_turn" and has_queued(conn, self.session_id):
-            if has_queued(conn, self.session_id, ("user.interrupt",)):
-                # Nothing left to interrupt: the interrupt ends this turn, what came with it is the next.
-                take_queued(conn, self.session_id, now, published, types=("user.interrupt",))
-            else:
-                taken = take_queued(conn, self.session_id, now, published)
-                if any(event["type"] in WORK for event in taken):
-                    return "continue"
-        reason = stop_reason
-        blocked = reason.get("event_ids")
-        if blocked:  # results that came while the turn was still running need no pause
-            blocked = [call_id for call_id in blocked if not answered(conn, self.session_id, call_id)]
-            if not blocked:
-                return "continue"
-            reason = {**reason, "event_ids": blocked}
-            if self.self_hosted:  # make sure a worker is there to answer (a new item if the last one ended)
-                enqueue(conn, row.workspace_id, row.environment_id, self.session_id, now)
-        active = row.active_us + (now - row.running_since if row.running_since else 0)
-        usage = {**(row.usage if usage is None else usage), "active_seconds": active / 1_000_000}
-        payloads = [
-            {"type": "session.usage", "usage": usage, "budget": None},
-            {"type": "session.status_idle", "stop_reason": reason, "stop_details": None},
-        ]
-        conn.execute(
-            sessions.update()
-            .where(sessions.c.id == self.session_id)
-            .values(status="idle", blocked_on=blocked, running_since=None, active_us=active, usage=usage)
-        )
-        published.extend(append_events(conn, self.session_id, payloads, processed=True, now=now))
-        if not blocked and has_queued(conn, self.session_id):
-            return "next"  # keep the lease: the next turn starts at once
-        _release(conn, self.session_id, now, pending=False)
-        return "released"
-
     async def _after_interrupt(self) -> str:
-        """The interrupt takes effect: it is marked processed and the turn ends with end_turn (BEHAVIOUR §1.6)."""
+        """The interrupt takes effect: it is marked processed and the turn ends with end_turn."""
 
         def take_interrupts(conn: sa.Connection, _row: Any, now: int, published: list[Logged]) -> None:
             take_queued(conn, self.session_id, now, published, types=("user.interrupt",))
@@ -716,15 +668,3 @@ def _span_end(start_id: str, response: ModelResponse | None, *, is_error: bool) 
             "speed": None,
         },
     }
-
-
-_RELEASE = (
-    sessions.update()
-    .where(sessions.c.id == sa.bindparam("sid"))
-    .values(lease_owner=None, lease_expires_at=None, pending=sa.bindparam("left"), updated_at=sa.bindparam("at"))
-)
-
-
-def _release(conn: sa.Connection, session_id: str, now: int, *, pending: bool) -> None:
-    """Give the lease up; ``pending`` says whether input is left for the next run."""
-    conn.execute(_RELEASE, {"sid": session_id, "left": pending, "at": now})

@@ -1,4 +1,4 @@
-"""The agent's MCP servers for one run, with the session's vault credentials (BEHAVIOUR §3.5, §5.1).
+"""The agent's MCP servers for one run, with the session's vault credentials.
 
 Credentials are resolved when a run starts (so rotation, archive and delete apply from the
 next run on), matched to servers by normalised URL, first vault first. An OAuth access token

@@ -1,4 +1,4 @@
-"""A session's memory stores as directories of its sandbox (BEHAVIOUR §5.2).
+"""A session's memory stores as directories of its sandbox.
 
 Each attached store is a directory ``/mnt/memory/<slug>`` whose files are the store's
 memories (a memory's path is the file's path below the directory). Before a tool runs in
@@ -30,7 +30,7 @@ from agenthost.store.memory import contents, delete_memory_by_path, digests, wri
 log = logging.getLogger("agenthost.engine")
 
 MEMORY = "/mnt/memory"
-MAX_BYTES = 102_400  # a memory's content limit (REFERENCE §9.2)
+MAX_BYTES = 102_400  # a memory's content limit in UTF-8 bytes
 OVERSIZE = "oversize"
 
 

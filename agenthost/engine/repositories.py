@@ -1,4 +1,4 @@
-"""A session's GitHub repository resources, cloned into its workspace (layer 3; BEHAVIOUR §5.4).
+"""A session's GitHub repository resources, cloned into its workspace (layer 3).
 
 Before a session's first tool call that uses the sandbox, the server clones each repository
 resource with the ``git`` command line, in a staging directory of the session's own directory
@@ -13,9 +13,9 @@ command line, in the URL or in the clone's ``.git/config``, whose ``origin`` is 
 ``https://github.com/...`` URL. System and user git configuration, credential helpers and prompts
 are switched off, so the clone uses nothing but the resource's own token.
 
-A clone that fails is a ``session.error`` of one of the five repository error types (REFERENCE
-§7.3) with ``retry_status: retrying``: the turn goes on without the repository, and the next
-turn tries again (a failed repository is not retried within the turn that saw it fail).
+A clone that fails is a ``session.error`` of one of the five repository error types (listed in
+docs/repositories.md) with ``retry_status: retrying``: the turn goes on without the repository,
+and the next turn tries again (a failed repository is not retried within the turn that saw it fail).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ STAGING = "repositories.partial"
 
 
 class CloneFailed(Exception):
-    """A repository could not be cloned: the repository error type (REFERENCE §7.3) and a message."""
+    """A repository could not be cloned: the repository error type and a message."""
 
     def __init__(self, kind: str, message: str):
         super().__init__(message)
@@ -269,7 +269,7 @@ def _error(failure: CloneFailed, url: str) -> JSON:
         "type": failure.kind,
         "message": failure.message,
         "repository_url": url,
-        "retry_status": {"type": "retrying"},  # the next turn clones again (REFERENCE §7.3)
+        "retry_status": {"type": "retrying"},  # the next turn clones again
     }
     return {"type": "session.error", "error": error}
 

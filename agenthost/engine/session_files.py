@@ -1,4 +1,4 @@
-"""A session's files in its sandbox (BEHAVIOUR §5.3): attached files in, outputs out.
+"""A session's files in its sandbox: attached files in, outputs out.
 
 Before a tool runs in the sandbox, the uploads directory (``/mnt/session/uploads``, read-only
 to the sandbox) is made to hold exactly the session's file resources: each at its mount

@@ -1,4 +1,4 @@
-"""The agent's skills in its sandbox (BEHAVIOUR §3.6): ``/mnt/skills/<name>/``, read-only, and announced.
+"""The agent's skills in its sandbox: ``/mnt/skills/<name>/``, read-only, and announced.
 
 When a run starts, the agent's custom skill references are resolved (``latest`` to the newest
 version). The system prompt gets each skill's name and description and where its

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from agenthost.sandbox.rooted import RootedFiles
 
-# Hosts a `limited` environment may reach when `allow_package_managers` is true (BEHAVIOUR §4.1).
+# Hosts a `limited` environment may reach when `allow_package_managers` is true.
 PACKAGE_REGISTRY_HOSTS = (
     "pypi.org",
     "files.pythonhosted.org",

@@ -1,4 +1,4 @@
-"""TLS interception for credential injection (layer 1; BEHAVIOUR §5.1 ``environment_variable``).
+"""TLS interception for injecting ``environment_variable`` credentials (layer 1).
 
 A sandbox whose session has ``environment_variable`` credentials sees only placeholders in
 those variables. For a host a credential may reach, the egress proxy ends the sandbox's TLS

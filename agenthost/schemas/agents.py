@@ -1,4 +1,4 @@
-"""Agents: create/update bodies and the stored configuration (layer 0; REFERENCE §3, BEHAVIOUR §3.1).
+"""Agents: create/update bodies and the stored configuration (layer 0).
 
 An agent version is one JSON document, the *config*: every field of the wire object
 except ``id``, ``type``, ``version`` and the timestamps. Updates build a new config
@@ -82,7 +82,7 @@ def config_from_create(body: AgentCreate) -> JSON:
 
 
 def config_from_update(current: JSON, body: AgentUpdate) -> JSON:
-    """The config after applying an update: omitted keys kept, null clears (BEHAVIOUR §3.1)."""
+    """The config after applying an update: omitted keys kept, null clears."""
     for field in ("name", "model"):
         if body.given(field) and getattr(body, field) is None:
             raise InvalidRequest(f"{field}: cannot be cleared")
@@ -120,7 +120,7 @@ def retool(current: JSON, tools: list[Any] | None, servers: list[MCPServer] | No
 def agent_json(
     agent_id: str, version: int, config: JSON, created_at: str, updated_at: str, archived_at: str | None
 ) -> JSON:
-    """The wire Agent object (REFERENCE §3.1)."""
+    """The wire Agent object."""
     return {
         "id": agent_id,
         "type": "agent",

@@ -22,7 +22,7 @@ class Body(BaseModel):
     """Base of every request body: unknown keys are refused, never ignored.
 
     Updates tell an omitted key from an explicit ``null`` with ``model_fields_set``
-    (REFERENCE §1.1: the SDK omits unset keys and sends ``null`` for ``None``).
+    (the SDK omits unset keys and sends ``null`` for ``None``).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -104,7 +104,10 @@ Description = Annotated[Text, StringConstraints(max_length=MAX_DESCRIPTION)]
 
 
 def check_metadata(metadata: dict[str, str], field: str = "metadata") -> dict[str, str]:
-    """Enforce the metadata limits of REFERENCE §1.7; raise 400 ``invalid_metadata`` naming the key."""
+    """Enforce the metadata limits; raise 400 ``invalid_metadata`` naming the key.
+
+    At most 16 pairs, keys of 1-64 characters and values of at most 512 characters.
+    """
     if len(metadata) > MAX_METADATA_PAIRS:
         raise InvalidRequest(
             f"{field}: at most {MAX_METADATA_PAIRS} pairs are allowed, got {len(metadata)}",
@@ -130,7 +133,7 @@ def _check_key(key: str, field: str) -> None:
 def patch_metadata(
     current: dict[str, str], patch: dict[str, str | None] | None, *, empty_deletes: bool = False
 ) -> dict[str, str]:
-    """Apply a metadata patch: string upserts, null deletes, omitted keys stay (REFERENCE §1.7)."""
+    """Apply a metadata patch: string upserts, null deletes, omitted keys stay."""
     result = dict(current)
     if patch and len(patch) > MAX_METADATA_PAIRS:  # the bounds of stored metadata bound a patch too
         raise InvalidRequest(

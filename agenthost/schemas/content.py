@@ -1,4 +1,4 @@
-"""Content blocks that clients send inside events (layer 0; REFERENCE §2.1)."""
+"""Content blocks that clients send inside events (layer 0)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Environments: create/update bodies and the stored config (layer 0; REFERENCE §4, BEHAVIOUR §4.1)."""
+"""Environments: create/update bodies and the stored config (layer 0)."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def _networking(param: Unrestricted | Limited | None, current: JSON | None) -> J
         return current or {"type": "unrestricted"}
     if isinstance(param, Unrestricted):
         return {"type": "unrestricted"}
-    # On update, omitted limited fields keep their stored value (REFERENCE §4.2).
+    # On update, omitted limited fields keep their stored value.
     base = current if current is not None and current["type"] == "limited" else {}
     hosts = param.allowed_hosts if param.allowed_hosts is not None else base.get("allowed_hosts", [])
     for index, host in enumerate(hosts):
@@ -157,7 +157,7 @@ def config_from_create(body: EnvironmentCreate) -> JSON:
 
 
 def config_from_update(current: JSON, body: EnvironmentUpdate) -> JSON:
-    """Stored fields after an update; omitted keys keep their value (REFERENCE §4.2)."""
+    """Stored fields after an update; omitted keys keep their value."""
     result = dict(current)
     if body.given("name"):
         if body.name is None:
@@ -175,7 +175,7 @@ def config_from_update(current: JSON, body: EnvironmentUpdate) -> JSON:
 
 
 def environment_json(env_id: str, fields: JSON, created_at: str, updated_at: str, archived_at: str | None) -> JSON:
-    """The wire Environment object (REFERENCE §4.1); its timestamps are plain strings."""
+    """The wire Environment object; its timestamps are plain strings."""
     return {
         "id": env_id,
         "type": "environment",

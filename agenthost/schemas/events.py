@@ -1,4 +1,4 @@
-"""Session events that clients send, and their persisted wire form (layer 0; REFERENCE §7)."""
+"""Session events that clients send, and their persisted wire form (layer 0)."""
 
 from __future__ import annotations
 
@@ -102,7 +102,7 @@ def _tool_result_content(content: list[Any] | None, field: str) -> list[JSON] | 
 
 
 def send_payloads(events: list[Any]) -> list[JSON]:
-    """Check the shape rules of a send request (REFERENCE §7.2, BEHAVIOUR §2.1); return payloads to persist.
+    """Check the shape rules of a send request; return payloads to persist.
 
     Rules that depend on the session (which tool uses are awaiting an answer) are checked
     by the engine's command in the same transaction as the append.
@@ -183,7 +183,7 @@ def check_user_content(content: list[Any], field: str) -> list[JSON]:
 
 
 def initial_event_payloads(events: list[Any]) -> list[JSON]:
-    """Validate a session's ``initial_events`` (BEHAVIOUR §1.1) and return the payloads to persist."""
+    """Validate a session's ``initial_events`` and return the payloads to persist."""
     if len(events) > 50:
         raise InvalidRequest("initial_events: at most 50 events are allowed")
     payloads: list[JSON] = []
@@ -214,11 +214,14 @@ RESULT_FIELDS = {
 }
 """Each kind of tool result, and the field naming the call it answers."""
 
+WORK_TYPES = ("user.message", "system.message", "user.tool_confirmation")
+"""Input that gives a run something to do (an interrupt alone does not)."""
+
 DELTA_TYPES = frozenset({"agent.message", "agent.thinking"})
 """The events whose live previews a stream may ask for (``event_deltas[]``)."""
 MAX_DELTA_TYPES = 100
 
-# BetaManagedAgentsSessionEventType: every persisted type (REFERENCE §7.3), the values of `types[]`.
+# BetaManagedAgentsSessionEventType: every persisted type, the values of `types[]`.
 EVENT_TYPES = frozenset(
     {
         "user.message",

@@ -1,4 +1,4 @@
-"""Files: the wire FileMetadata and content types (layer 0; REFERENCE §10)."""
+"""Files: the wire FileMetadata and content types (layer 0)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from agenthost.schemas.common import JSON, ts
 
 
 def file_json(row: Any) -> JSON:
-    """The wire FileMetadata (REFERENCE §10)."""
+    """The wire FileMetadata."""
     return {
         "id": row.id,
         "type": "file",

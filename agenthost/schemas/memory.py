@@ -1,4 +1,4 @@
-"""Memory stores: request bodies, path and content rules, actors and wire objects (layer 0; REFERENCE §9).
+"""Memory stores: request bodies, path and content rules, actors and wire objects (layer 0).
 
 The rules here are shared by the API and by the engine's writes (``store/memory.py`` calls
 them), so a memory written through ``/mnt/memory`` obeys exactly what the API enforces.
@@ -21,9 +21,9 @@ MAX_CONTENT_BYTES = 102_400
 MAX_PATH_BYTES = 1024
 MAX_SEGMENTS = 20
 MAX_MEMORIES = 2000
-"""Memories a store may hold; creating one more fails, edits and deletes still work (BEHAVIOUR §5.2)."""
+"""Memories a store may hold; creating one more fails, edits and deletes still work."""
 FULL_VIEW_PAGE = 20
-"""With ``view=full`` a list page holds at most this many items, whatever ``limit`` says (REFERENCE §9.2)."""
+"""With ``view=full`` a list page holds at most this many items, whatever ``limit`` says."""
 
 View = Literal["basic", "full"]
 Operation = Literal["created", "modified", "deleted"]
@@ -103,7 +103,7 @@ def store_fields_from_create(body: MemoryStoreCreate) -> JSON:
 
 def store_fields_from_update(current: JSON, body: MemoryStoreUpdate) -> JSON:
     """Stored fields after an update: omitted keys keep their value, ``description: null`` clears it like ``""``,
-    ``metadata`` is a patch (REFERENCE §1.7) and ``null`` leaves it as it is."""
+    ``metadata`` is a patch (string upserts, null deletes) and ``null`` leaves it as it is."""
     result = dict(current)
     if body.given("name"):
         if body.name is None:
@@ -117,7 +117,7 @@ def store_fields_from_update(current: JSON, body: MemoryStoreUpdate) -> JSON:
 
 
 def memory_slug(name: str) -> str:
-    """The directory a store is mounted at under ``/mnt/memory/`` (REFERENCE §9.1).
+    """The directory a store is mounted at under ``/mnt/memory/``.
 
     Every run of characters other than ASCII letters and digits becomes one ``-`` and the
     result is lowercased. agenthost also trims ``-`` from both ends, and a name with no ASCII
@@ -128,7 +128,7 @@ def memory_slug(name: str) -> str:
 
 
 def check_path(path: str, field: str = "path") -> str:
-    """A memory path as REFERENCE §9.2 and the SDK's docs define it; 400 naming ``field`` otherwise.
+    """A memory path as the API and the SDK's docs define it; 400 naming ``field`` otherwise.
 
     Paths that are not in Unicode Normalization Form C are refused, never normalised: a path is
     an identifier, and changing it silently would answer with another path than the one sent.
@@ -157,7 +157,7 @@ def check_path(path: str, field: str = "path") -> str:
 
 
 def check_path_prefix(prefix: str, field: str = "path_prefix") -> str:
-    """A list prefix: ``/`` or a path ending in ``/``, so it matches whole segments (REFERENCE §9.2)."""
+    """A list prefix: ``/`` or a path ending in ``/``, so it matches whole segments."""
     if prefix == "/":
         return prefix
     if not prefix.startswith("/") or not prefix.endswith("/"):
@@ -187,7 +187,7 @@ def check_sha256(value: str, field: str) -> str:
 
 
 def content_sha256(data: bytes) -> str:
-    """Lowercase hex SHA-256 of the content's UTF-8 bytes; no normalisation (REFERENCE §9.2)."""
+    """Lowercase hex SHA-256 of the content's UTF-8 bytes; no normalisation."""
     return hashlib.sha256(data).hexdigest()
 
 
@@ -196,7 +196,7 @@ def content_sha256(data: bytes) -> str:
 
 @dataclass(frozen=True)
 class Actor:
-    """Who wrote or redacted a memory version (REFERENCE §9.3): a kind and the id it names."""
+    """Who wrote or redacted a memory version: a kind and the id it names."""
 
     type: ActorType
     id: str
@@ -226,7 +226,7 @@ def actor_json(actor_type: str | None, actor_id: str | None) -> JSON | None:
 
 
 def memory_store_json(row: Any) -> JSON:
-    """The wire MemoryStore (REFERENCE §9.1)."""
+    """The wire MemoryStore."""
     return {
         "id": row.id,
         "type": "memory_store",
@@ -240,7 +240,7 @@ def memory_store_json(row: Any) -> JSON:
 
 
 def memory_json(row: Any, full: bool) -> JSON:
-    """The wire Memory (REFERENCE §9.2); ``content`` is null unless ``full``."""
+    """The wire Memory; ``content`` is null unless ``full``."""
     return {
         "id": row.id,
         "type": "memory",
@@ -261,7 +261,7 @@ def memory_prefix_json(path: str) -> JSON:
 
 
 def memory_version_json(row: Any, full: bool) -> JSON:
-    """The wire MemoryVersion (REFERENCE §9.3): deleted and redacted versions carry no content."""
+    """The wire MemoryVersion: deleted and redacted versions carry no content."""
     return {
         "id": row.id,
         "type": "memory_version",

@@ -1,4 +1,4 @@
-"""Session resources: request bodies, mount paths and the wire objects (layer 0; REFERENCE §6.4).
+"""Session resources: request bodies, mount paths and the wire objects (layer 0).
 
 File resources, memory stores and GitHub repositories are implemented. A repository's
 ``authorization_token`` is write-only: it is never part of the wire object (``repository_json``);
@@ -52,7 +52,7 @@ Checkout = Annotated[BranchCheckout | CommitCheckout, Field(discriminator="type"
 
 
 class RepositoryResourceParam(Body):
-    """``{type: github_repository, url, authorization_token?, checkout?, mount_path?}`` (REFERENCE §6.3)."""
+    """``{type: github_repository, url, authorization_token?, checkout?, mount_path?}``."""
 
     type: Literal["github_repository"]
     url: Text
@@ -244,7 +244,7 @@ def file_resource_json(resource_id: str, file_id: str, path: str, created_at: st
 def repository_json(
     resource_id: str, url: str, path: str, checkout: JSON | None, created_at: str, updated_at: str
 ) -> JSON:
-    """The wire object of a repository resource: never its token (REFERENCE §6.4)."""
+    """The wire object of a repository resource: never its token."""
     return {
         "type": "github_repository",
         "id": resource_id,
@@ -262,7 +262,7 @@ def uploads_relative(path: str) -> str:
 
 
 def memory_resource_json(param: MemoryStoreResourceParam, name: str, description: str, slug: str) -> JSON:
-    """A memory store as attached to a session: its name and description as they were then (REFERENCE §6.4)."""
+    """A memory store as attached to a session: its name and description as they were then."""
     return {
         "type": "memory_store",
         "memory_store_id": param.memory_store_id,

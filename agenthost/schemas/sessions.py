@@ -1,4 +1,4 @@
-"""Sessions: create/update bodies, the agent snapshot and the wire Session (layer 0; REFERENCE §6)."""
+"""Sessions: create/update bodies, the agent snapshot and the wire Session (layer 0)."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ class SessionCreate(Body):
     initial_events: list[InitialEvent] = Field(default_factory=list, max_length=50)
 
     def check_unsupported(self) -> None:
-        """Refuse what this server cannot honour yet instead of ignoring it (DESIGN invariant 7)."""
+        """Refuse what this server cannot honour yet instead of ignoring it."""
         if len(set(self.vault_ids)) != len(self.vault_ids):
             raise InvalidRequest("vault_ids: a vault is listed twice")
         if self.given("budget") and self.budget is not None:
@@ -81,7 +81,7 @@ class SessionUpdate(Body):
 
 
 def snapshot(agent_id: str, version: int, config: JSON) -> JSON:
-    """The session's agent snapshot: the agent version minus metadata and timestamps (REFERENCE §6.2)."""
+    """The session's agent snapshot: the agent version minus metadata and timestamps."""
     return {
         "id": agent_id,
         "type": "agent",
@@ -99,7 +99,7 @@ def snapshot(agent_id: str, version: int, config: JSON) -> JSON:
 
 
 def apply_overrides(agent: JSON, overrides: AgentWithOverrides) -> JSON:
-    """Overrides replace wholesale; null or [] clears; omitted inherits (BEHAVIOUR §1.10)."""
+    """Overrides replace wholesale; null or [] clears; omitted inherits from the agent."""
     result = dict(agent)
     if overrides.given("model"):
         if overrides.model is None:
@@ -123,7 +123,7 @@ def apply_overrides(agent: JSON, overrides: AgentWithOverrides) -> JSON:
 
 
 def empty_usage() -> JSON:
-    """A session's usage before any model call (REFERENCE §6.1)."""
+    """A session's usage before any model call."""
     return {
         "input_tokens": 0,
         "output_tokens": 0,
@@ -153,7 +153,7 @@ def session_json(
     updated_at: str,
     archived_at: str | None,
 ) -> JSON:
-    """The wire Session object (REFERENCE §6.1), every field present."""
+    """The wire Session object, every field present."""
     return {
         "id": session_id,
         "type": "session",

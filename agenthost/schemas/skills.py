@@ -1,4 +1,4 @@
-"""Skills: upload rules, SKILL.md frontmatter and the wire objects (layer 0; REFERENCE §11, BEHAVIOUR §3.6).
+"""Skills: upload rules, SKILL.md frontmatter and the wire objects (layer 0).
 
 An upload is a list of files whose names carry their paths (``my-skill/SKILL.md``). This
 module decides, without touching disk or database, whether such a list is a skill: one
@@ -25,7 +25,7 @@ MAX_DISPLAY_NAME_CHARS = 255
 RESERVED_WORDS = ("anthropic", "claude")
 SKILL_FILE = "SKILL.md"
 LATEST = "latest"
-"""The version alias: a skill's newest version (REFERENCE §11)."""
+"""The version alias: a skill's newest version."""
 
 _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _XML_TAG = re.compile(r"<[^<>]*>")
@@ -232,7 +232,7 @@ def check_display_name(value: str) -> str:
 
 
 def skill_json(row: Any) -> JSON:
-    """The wire Skill (REFERENCE §11); custom is the only source stored here."""
+    """The wire Skill; custom is the only source stored here."""
     return {
         "id": row.id,
         "type": "skill",
@@ -245,7 +245,7 @@ def skill_json(row: Any) -> JSON:
 
 
 def version_json(row: Any) -> JSON:
-    """The wire SkillVersion (REFERENCE §11)."""
+    """The wire SkillVersion."""
     return {
         "id": row.id,
         "type": "skill_version",

@@ -1,7 +1,7 @@
 """Agent tools, MCP servers, skills and model config: request shapes and their resolved wire form (layer 0).
 
-REFERENCE §2.2-§2.4 and BEHAVIOUR §3. The resolved form is what the server stores
-and echoes: every default filled in, tool configs tagged with ``type`` = name.
+The resolved form is what the server stores and echoes: every default filled in, tool configs
+tagged with ``type`` = name.
 """
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ class MCPToolset(Body):
 
 
 class InputSchema(Body):
-    # JSON Schema keywords beyond these are allowed (REFERENCE §2.3), so extras are kept.
+    # JSON Schema keywords beyond these are allowed, so extras are kept.
     model_config = ConfigDict(extra="allow")
 
     type: Literal["object"]
@@ -242,7 +242,7 @@ ModelParam = Annotated[str, StringConstraints(min_length=1, max_length=256)] | M
 
 
 def resolve_model(model: str | ModelConfig, previous: JSON | None = None) -> JSON:
-    """The stored ModelConfig: always an object, effort resolved (REFERENCE §2.2, BEHAVIOUR §3.1)."""
+    """The stored ModelConfig: always an object, effort resolved."""
     config = ModelConfig(id=model) if isinstance(model, str) else model
     if config.effort is None:
         keep = previous is not None and previous["id"] == config.id and not config.given("effort")
@@ -292,7 +292,7 @@ _PRIVATE_SUFFIXES = (".local", ".internal", ".localdomain", ".invalid", ".localh
 
 
 def _plain_hostname(value: str, *, allow_path: bool) -> bool:
-    """A hostname as BEHAVIOUR §3.2 allows in domain lists: dotted, no IP, no private names (path only for search)."""
+    """A hostname as domain lists allow it: dotted, no IP, no private names (path only for search)."""
     host, slash, _path = value.partition("/")
     if slash and not allow_path:
         return False
@@ -359,7 +359,7 @@ def _resolve_mcp_toolset(tool: MCPToolset, field: str) -> JSON:
     base = tool.default_config or DefaultConfig()
     default = {
         "enabled": True if base.enabled is None else base.enabled,
-        # MCP tools ask by default so new server tools never run unreviewed (BEHAVIOUR §3.3).
+        # MCP tools ask by default so new server tools never run unreviewed.
         "permission_policy": _policy(base.permission_policy, {"type": "always_ask"}),
     }
     seen: set[str] = set()
@@ -404,7 +404,7 @@ def _check_input_schema(schema: InputSchema, field: str) -> None:
 def resolve_tools(
     tools: list[Any], mcp_servers: list[MCPServer], *, field: str = "tools"
 ) -> tuple[list[JSON], list[JSON]]:
-    """Validate tools against MCP servers and return both in resolved form (BEHAVIOUR §3.2-§3.5)."""
+    """Validate tools against MCP servers and return both in resolved form."""
     if len(tools) > MAX_TOOLS:
         raise InvalidRequest(f"{field}: at most {MAX_TOOLS} entries are allowed")
     if len(mcp_servers) > MAX_MCP_SERVERS:
@@ -457,7 +457,7 @@ def resolve_tools(
 
 
 def resolve_skills(skills: list[Any], tools: list[JSON], *, field: str = "skills") -> list[JSON]:
-    """Resolved skill references: version filled in, ``latest`` when omitted (REFERENCE §2.4, BEHAVIOUR §3.6).
+    """Resolved skill references: version filled in, ``latest`` when omitted.
 
     That custom skills (and pinned versions) exist in the workspace is the store's check
     (``Skills.check_references``), made by the route before it writes.
@@ -484,7 +484,7 @@ def resolve_skills(skills: list[Any], tools: list[JSON], *, field: str = "skills
 
 
 def require_read(skills: list[JSON], tools: list[JSON], field: str) -> None:
-    """Skills are read from the sandbox, so an agent with skills needs the built-in read tool (BEHAVIOUR §3.6)."""
+    """Skills are read from the sandbox, so an agent with skills needs the built-in read tool."""
     if skills and not read_enabled(tools):
         raise InvalidRequest(f"{field}: skills need the built-in read tool enabled in tools")
 
@@ -500,7 +500,7 @@ def read_enabled(tools: list[JSON]) -> bool:
 
 
 def resolve_identity(identity: Any) -> JSON:
-    """Execution identity: null or omitted stores the default service account (REFERENCE §2.4)."""
+    """Execution identity: null or omitted stores the default service account."""
     if identity is None or isinstance(identity, ServiceAccount):
         return {"type": "service_account"}
     return {"type": "aws_role", "role_arn": identity.role_arn}

@@ -1,8 +1,8 @@
 """Vaults and credentials: request bodies, the stored public and secret parts, wire objects (layer 0).
 
-REFERENCE §8, BEHAVIOUR §5.1. A credential is stored as two parts: its *public* auth (what
-the API returns) and its *secret* fields (tokens, client secrets, the variable's value),
-which are sealed with the server key and never returned.
+A credential is stored as two parts: its *public* auth (what the API returns) and its *secret*
+fields (tokens, client secrets, the variable's value), which are sealed with the server key and
+never returned.
 """
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ _HOSTNAME = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-
 
 
 def normalize_url(url: str, field: str = "auth.mcp_server_url") -> str:
-    """An MCP server URL for matching (BEHAVIOUR §5.1): lowercase scheme and host, no default port or trailing slash."""
+    """An MCP server URL as credentials match it: lowercase scheme and host, no default port or trailing slash."""
     parts = urlsplit(url.strip())
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise InvalidRequest(f"{field}: must be an http or https URL")
@@ -206,7 +206,7 @@ def _networking(param: Unrestricted | Limited) -> JSON:
 
 
 def _injection(param: Injection | None, current: JSON | None, given: bool) -> JSON:
-    """Create with none: both; a partial object: the rest false; update merges per field (BEHAVIOUR §5.1)."""
+    """Create with none: both; a partial object: the rest false; update merges per field."""
     if param is None:
         if given:
             raise InvalidRequest("auth.injection_location: cannot be null")

@@ -1,4 +1,4 @@
-"""Agents and their versions (layer 1; BEHAVIOUR §3.1).
+"""Agents and their versions (layer 1).
 
 The ``agents`` row holds the current version number; each version's whole config
 is a row of ``agent_versions``. An update writes a new version only when the config

@@ -1,4 +1,4 @@
-"""Environments (layer 1; REFERENCE §4). Names are unique within a workspace."""
+"""Environments (layer 1). Names are unique within a workspace."""
 
 from __future__ import annotations
 
@@ -111,7 +111,7 @@ class Environments:
         return await self.db.run_write(write)
 
     async def delete(self, workspace_id: str, env_id: str) -> None:
-        """Delete an environment no session uses (BEHAVIOUR §4.1)."""
+        """Delete an environment no session uses."""
 
         def write(conn: sa.Connection) -> None:
             environment_row(conn, workspace_id, env_id, lock="update")

@@ -1,4 +1,4 @@
-"""The Files API's records (layer 1; REFERENCE §10, BEHAVIOUR §5.3).
+"""The Files API's records (layer 1).
 
 A file is a row here and its bytes in :class:`~agenthost.store.blobs.Blobs`. Bytes are
 written before the row that names them and deleted after the row is gone, so a row never

@@ -80,7 +80,7 @@ class Keys:
         return await self._insert(await self.workspace_id(workspace), workspace, None)
 
     async def create_for_environment(self, environment_id: str) -> tuple[str, KeyInfo]:
-        """Make an environment key: it acts only as the worker of this self-hosted environment (REFERENCE §5)."""
+        """Make an environment key: it acts only as the worker of this self-hosted environment."""
         query = (
             sa.select(environments.c.workspace_id, environments.c.fields, workspaces.c.name)
             .join(workspaces, workspaces.c.id == environments.c.workspace_id)

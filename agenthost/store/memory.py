@@ -1,4 +1,4 @@
-"""Memory stores, memories and memory versions (layer 1; REFERENCE §9, BEHAVIOUR §5.2).
+"""Memory stores, memories and memory versions (layer 1).
 
 A memory is one row of ``memories`` (its current state). Every change to it appends one
 immutable row to ``memory_versions`` in the same transaction, naming its author (an
@@ -346,7 +346,7 @@ def _list_memories(conn: sa.Connection, store_id: str, prefix: str, depth: int, 
 
 
 class MemoryStores:
-    """Memory stores of every workspace, their memories and versions (REFERENCE §9)."""
+    """Memory stores of every workspace, their memories and versions."""
 
     def __init__(self, db: Database):
         self.db = db

@@ -1,4 +1,4 @@
-"""The sealed tokens of sessions' GitHub repository resources (layer 1; REFERENCE §6.4, BEHAVIOUR §5.4).
+"""The sealed tokens of sessions' GitHub repository resources (layer 1).
 
 A repository resource's public part (url, mount path, checkout) lives in ``sessions.resources`` with
 the session's other resources; its ``authorization_token`` is write-only and lives here, sealed with

@@ -1,10 +1,10 @@
-"""A session's resources after creation (layer 1; REFERENCE §6.4): list, add, retrieve, update, remove.
+"""A session's resources after creation (layer 1): list, add, retrieve, update, remove.
 
 Resources are part of the session row (``sessions.resources``), in the order they were
 attached. Only files can be added later; each gets the session's own copy, exactly as at
 create (``store/files.py``). The engine mounts them before the session's next tool call.
 
-GitHub repositories are fixed for the session's life (BEHAVIOUR §5.4): they cannot be added
+GitHub repositories are fixed for the session's life: they cannot be added
 or removed after create, only their token rotated (``update``), sealed in ``session_repositories``.
 """
 
@@ -99,7 +99,7 @@ class SessionResources:
             raise
 
     async def update(self, workspace_id: str, session_id: str, resource_id: str, token: str) -> JSON:
-        """Rotate a repository's token: file resources have nothing to update (REFERENCE §6.4).
+        """Rotate a repository's token: file resources have nothing to update.
 
         The new token is used from the next clone on; a repository already cloned stays as it is.
         """

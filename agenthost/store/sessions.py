@@ -1,4 +1,4 @@
-"""Sessions and their event log (layer 1; REFERENCE §6-§7, BEHAVIOUR §1.9).
+"""Sessions and their event log (layer 1).
 
 Each session row carries ``last_seq``; appending events bumps it and inserts the
 events with the allocated numbers in the same transaction, so the per-session
@@ -89,8 +89,8 @@ def _render_event(row: Any) -> JSON:
 Logged = Shown
 """An event as shown to subscribers: its emission number in the session and its wire form.
 
-Appending an event shows it once; taking a queued event shows it again with its ``processed_at``
-(BEHAVIOUR §1.7). Each showing gets the session's next emission number, in the transaction that
+Appending an event shows it once; taking a queued event shows it again with its ``processed_at``.
+Each showing gets the session's next emission number, in the transaction that
 makes it, and the session row's lock orders those transactions: numbers commit in order, without
 gaps, so a process that saw up to ``n`` catches up by reading the log's showings after ``n``."""
 
@@ -177,11 +177,11 @@ def take_queued(
     *,
     flush: bool = False,
 ) -> list[JSON]:
-    """Mark queued user events processed and show them again with their timestamp (BEHAVIOUR §1.7).
+    """Mark queued user events processed and show them again with their timestamp.
 
     ``types`` limits which kinds are taken (an interrupt takes only interrupts: messages queued
     behind it become the next turn). ``flush`` drops them: processed, but never shown to the model
-    (BEHAVIOUR §1.8, retries exhausted).
+    (when a turn ends with its model retries exhausted).
     """
     rows = conn.execute(_QUEUED[types is not None], {"sid": session_id, "types": list(types or ())}).all()
     if not rows:
@@ -282,8 +282,8 @@ class Sessions:
         Attached files are copied first (the session owns its copies); the copies' rows are written
         with the session, and their bytes removed again when that fails. Repository tokens are
         sealed and written apart from the resources the API returns (store/repositories.py). Memory
-        stores are checked and described in the session's transaction (REFERENCE §6.4: name and
-        description as of now).
+        stores are checked and described in the session's transaction (their name and description as
+        of now).
         """
         session_id, now = new_id("sesn"), now_us()
         stores = {i: r for i, r in enumerate(resources) if isinstance(r, MemoryStoreResourceParam)}
@@ -327,7 +327,7 @@ class Sessions:
                 "agent_id": agent["id"],
                 "agent_version": agent["version"],
                 "environment_id": environment_id,
-                # BEHAVIOUR §1.1: initial events make the session born running, with work pending.
+                # Initial events make the session born running, with work pending.
                 "status": "running" if initial_events else "idle",
                 "pending": bool(initial_events),
                 "blocked_on": None,
@@ -457,7 +457,7 @@ class Sessions:
         return _render(row)
 
     async def archive(self, workspace_id: str, session_id: str) -> JSON:
-        """Archive: read-only from now on, status terminated, history kept (BEHAVIOUR §1.9)."""
+        """Archive: read-only from now on, status terminated, history kept."""
 
         def write(conn: sa.Connection) -> tuple[JSON, list[Logged]]:
             row = session_row(conn, workspace_id, session_id, lock="update")
@@ -523,7 +523,7 @@ class Sessions:
     async def events(
         self, workspace_id: str, session_id: str, page: PageRequest, *, types: list[str], created: dict[str, int]
     ) -> Page:
-        """A page of the session's persisted events in processing order (REFERENCE §7.1: by processed_at).
+        """A page of the session's persisted events in processing order (by ``processed_at``).
 
         Queued events (no ``processed_at`` yet) sit at the time they were sent; when the engine takes
         one it moves to the time it was processed, where it now belongs.

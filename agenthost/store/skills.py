@@ -1,4 +1,4 @@
-"""Skills and their versions (layer 1; REFERENCE §11, BEHAVIOUR §3.6).
+"""Skills and their versions (layer 1).
 
 A skill is a row of ``skills``; each version a row of ``skill_versions`` plus one zip archive
 in the files directory's ``skills`` folder, named by the version id. The archive's single

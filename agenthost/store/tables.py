@@ -147,7 +147,7 @@ idempotency_keys = sa.Table(
     sa.Index("ix_idempotency_keys_created_at", "created_at"),
 )
 
-# Migration 0006: work items of self-hosted environments (REFERENCE §5). A queued item with
+# Migration 0006: work items of self-hosted environments. A queued item with
 # ``polled_at`` is pending (handed to a worker, not acknowledged); ``latest_heartbeat`` is the exact
 # string the worker must echo as ``expected_last_heartbeat``.
 work_items = sa.Table(
@@ -182,7 +182,7 @@ environment_workers = sa.Table(
     sa.Column("last_poll_at", Micros, nullable=False),
 )
 
-# Migration 0007: Files API metadata (REFERENCE §10); the contents are in the files directory
+# Migration 0007: Files API metadata; the contents are in the files directory
 # (store/blobs.py), named by id. ``kind``: ``upload`` (POST /v1/files), ``copy`` (a session's own copy
 # of an upload, made when it is attached) or ``output`` (written to /mnt/session/outputs; ``path`` is
 # its place there and ``source_mtime`` the modification time it was read at). Copies and outputs
@@ -206,7 +206,7 @@ files = sa.Table(
     sa.Index("ix_files_session_id", "session_id", "kind"),
 )
 
-# Migration 0008: vaults and their credentials (REFERENCE §8). ``auth`` is the public part the API
+# Migration 0008: vaults and their credentials. ``auth`` is the public part the API
 # returns; ``secret`` the sealed secret fields (store/secrets.py), null once archived (purged).
 # ``match_key`` is what must be unique among a vault's active credentials: ``mcp:<normalised url>``
 # or ``env:<secret name>``.
@@ -239,7 +239,7 @@ vault_credentials = sa.Table(
     sa.Index("ix_vault_credentials_vault_id", "vault_id", "id"),
 )
 
-# Migration 0009: the Skills API (REFERENCE §11). A skill's ``name`` is its kebab-case slug, unique in
+# Migration 0009: the Skills API. A skill's ``name`` is its kebab-case slug, unique in
 # its workspace and the same in every version; ``latest_version_id`` is its newest version (a skill
 # always has one). Each version's files are one zip archive in the files directory's ``skills``
 # folder (store/blobs.py), named by the version id.
@@ -270,7 +270,7 @@ skill_versions = sa.Table(
     sa.Index("ix_skill_versions_skill_id", "skill_id", "id"),
 )
 
-# Migration 0010: memory stores (REFERENCE §9). ``memories`` holds each memory's current state and
+# Migration 0010: memory stores. ``memories`` holds each memory's current state and
 # ``memory_versions`` one immutable row per change (kept after the memory is deleted, gone with the
 # store). Content is stored as its UTF-8 bytes. Paths compare byte by byte on both databases (the
 # "C" collation on PostgreSQL), so uniqueness is exact and lists sort the same everywhere. The

@@ -1,4 +1,4 @@
-"""Vaults and credentials (layer 1; REFERENCE §8, BEHAVIOUR §5.1).
+"""Vaults and credentials (layer 1).
 
 Writes to a vault's credentials lock the vault's row, so the rules that span credentials
 (one active credential per server URL or variable name, at most 20 active) hold under
@@ -149,7 +149,7 @@ class Vaults:
         return await self.db.run_write(write)
 
     async def archive(self, workspace_id: str, vault_id: str) -> JSON:
-        """Archive the vault and every credential in it, purging their secrets (BEHAVIOUR §5.1)."""
+        """Archive the vault and every credential in it, purging their secrets."""
 
         def write(conn: sa.Connection) -> JSON:
             row = vault_row(conn, workspace_id, vault_id, lock="update")

@@ -1,4 +1,4 @@
-"""Work items of self-hosted environments (layer 1; REFERENCE §5, BEHAVIOUR §4.3).
+"""Work items of self-hosted environments (layer 1).
 
 A session in a ``self_hosted`` environment has its tools run by the operator's own worker.
 The worker learns about the session through a work item: queued when the session is made

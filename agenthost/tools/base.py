@@ -10,7 +10,7 @@ from typing import Any
 
 from agenthost.sandbox.base import Sandbox
 
-SPILL_CHARS = 100_000  # BEHAVIOUR §1.3: longer outputs go to a file, the model gets a preview and the path
+SPILL_CHARS = 100_000  # longer outputs go to a file, the model gets a preview and the path
 PREVIEW_CHARS = 2_000
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 

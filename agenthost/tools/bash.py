@@ -1,4 +1,4 @@
-"""The ``bash`` tool: one persistent shell per session (REFERENCE §2.3 input shape)."""
+"""The ``bash`` tool: one persistent shell per session, with the API's input shape."""
 
 from __future__ import annotations
 

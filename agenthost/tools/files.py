@@ -1,4 +1,4 @@
-"""The file tools ``read``, ``write``, ``edit``, ``glob`` and ``grep`` (REFERENCE §2.3 input shapes).
+"""The file tools ``read``, ``write``, ``edit``, ``glob`` and ``grep``, with the API's input shapes.
 
 Paths are absolute (under ``/workspace`` or the session mounts) or relative to
 ``/workspace``. Every file operation goes through the sandbox's ``RootedFiles``, which

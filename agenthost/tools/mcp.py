@@ -1,4 +1,4 @@
-"""Remote MCP servers of an agent (layer 2; BEHAVIOUR §3.5): connect, list tools, call them.
+"""Remote MCP servers of an agent (layer 2): connect, list tools, call them.
 
 The engine opens one :class:`MCPConnection` per server for a run, over streamable HTTP with
 the official ``mcp`` SDK, and closes it when the run ends. The server's credential (from the

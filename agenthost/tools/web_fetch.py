@@ -1,4 +1,4 @@
-"""The ``web_fetch`` tool: fetch a URL for the model, from the server (layer 2; BEHAVIOUR §1.3, §3.2).
+"""The ``web_fetch`` tool: fetch a URL for the model, from the server (layer 2).
 
 The agent's ``allowed_domains`` / ``blocked_domains`` decide which hosts are reachable
 (a domain covers its subdomains); a URL outside them is an error result naming

@@ -1,4 +1,4 @@
-"""Agents through the official SDK in strict mode (REFERENCE §3, BEHAVIOUR §3.1)."""
+"""Agents through the official SDK in strict mode."""
 
 from __future__ import annotations
 
@@ -176,7 +176,7 @@ def test_update_absent_keeps_null_clears(client: anthropic.Anthropic) -> None:
     assert len(updated.tools) == 1
     cleared = client.beta.agents.update(agent.id, tools=None, description="")
     assert cleared.tools == [] and cleared.description is None
-    # Same model id without effort keeps effort; inference_geo omitted is cleared (REFERENCE §2.2).
+    # Same model id without effort keeps effort; inference_geo omitted is cleared.
     same_model = client.beta.agents.update(agent.id, model={"id": "claude-opus-4-7"})
     assert same_model.model.effort is not None and same_model.model.effort.type == "max"
     assert same_model.model.inference_geo is None

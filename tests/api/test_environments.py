@@ -1,4 +1,4 @@
-"""Environments through the official SDK in strict mode (REFERENCE §4, BEHAVIOUR §4.1)."""
+"""Environments through the official SDK in strict mode."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Bad input always gets a 4xx in the Anthropic envelope and changes nothing (REFERENCE §1.4, DESIGN inv. 7)."""
+"""Bad input always gets a 4xx in the Anthropic envelope and changes nothing."""
 
 from __future__ import annotations
 

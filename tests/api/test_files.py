@@ -1,4 +1,4 @@
-"""The Files API and file resources of sessions, driven with the official SDK in strict mode (REFERENCE §10, §6.4)."""
+"""The Files API and file resources of sessions, driven with the official SDK in strict mode."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Memory stores, memories and versions through the official SDK in strict mode (REFERENCE §9, BEHAVIOUR §5.2)."""
+"""Memory stores, memories and versions through the official SDK in strict mode."""
 
 from __future__ import annotations
 

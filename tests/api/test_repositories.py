@@ -1,4 +1,4 @@
-"""GitHub repository resources of sessions through the API, with the official SDK in strict mode (REFERENCE §6.3-§6.4).
+"""GitHub repository resources of sessions through the API, with the official SDK in strict mode.
 
 Cloning is tested end to end in tests/engine/test_repositories.py; here: validation, the wire
 shape, token rotation, and the repository set staying fixed.

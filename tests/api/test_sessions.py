@@ -1,4 +1,4 @@
-"""Sessions through the official SDK in strict mode (REFERENCE §6, BEHAVIOUR §1.9-§1.10)."""
+"""Sessions through the official SDK in strict mode."""
 
 from __future__ import annotations
 
@@ -104,7 +104,7 @@ def test_initial_events_are_the_first_events_and_start_the_first_turn(
             },
         ],
     )
-    assert session.status == "running"  # BEHAVIOUR §1.1: born running
+    assert session.status == "running"  # initial events: born running
     wait_status(client, session.id, "idle")
     events = list(client.beta.sessions.events.list(session.id))
     assert [e.type for e in events] == [

@@ -1,4 +1,4 @@
-"""The Skills API and custom skill references, driven with the official SDK in strict mode (REFERENCE §11, §2.4)."""
+"""The Skills API and custom skill references, driven with the official SDK in strict mode."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Vaults and credentials through the official SDK in strict mode (REFERENCE §8, BEHAVIOUR §5.1)."""
+"""Vaults and credentials through the official SDK in strict mode."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The self-hosted work protocol (REFERENCE §5): poll, ack, heartbeat, stop, and environment keys.
+"""The self-hosted work protocol: poll, ack, heartbeat, stop, and environment keys.
 
 Driven with the official client in strict mode, as a worker (environment key) and as an operator
 (API key) of the same workspace.

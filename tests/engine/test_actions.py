@@ -1,4 +1,4 @@
-"""Turns that wait for the client: custom tools, confirmations, interrupts (BEHAVIOUR §1.4-§1.6)."""
+"""Turns that wait for the client: custom tools, confirmations, interrupts."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""environment_variable credentials end to end (BEHAVIOUR §5.1): the sandbox sees a placeholder, and the
+"""environment_variable credentials end to end: the sandbox sees a placeholder, and the
 egress proxy puts the secret in its place only in requests to the credential's hosts, over HTTPS too.
 
 The upstream servers run in this process and answer with what they received, the secret itself

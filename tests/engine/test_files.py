@@ -1,4 +1,4 @@
-"""Files in sessions, end to end: attached files read by the agent, outputs kept as session files (BEHAVIOUR §5.3)."""
+"""Files in sessions, end to end: attached files read by the agent, outputs kept as session files."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """MCP toolsets end to end: a real MCP server (the official ``mcp`` SDK) reached with vault credentials.
 
 The server runs in this process on a loopback port, behind a bearer check that records every
-token it sees; it also plays the OAuth token endpoint for refreshes. (BEHAVIOUR §3.5, §5.1.)
+token it sees; it also plays the OAuth token endpoint for refreshes.
 """
 
 from __future__ import annotations

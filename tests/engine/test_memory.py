@@ -1,4 +1,4 @@
-"""Memory stores attached to sessions, end to end (BEHAVIOUR §5.2): mounted at /mnt/memory/<slug>, read
+"""Memory stores attached to sessions, end to end: mounted at /mnt/memory/<slug>, read
 with the file tools, and every write the agent makes becomes a memory version that other sessions see."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""GitHub repository resources end to end (BEHAVIOUR §5.4): cloned before the first tool call, token kept out.
+"""GitHub repository resources end to end: cloned before the first tool call, token kept out.
 
 The server clones from a local stand-in for github.com (``tests/github.py``: ``git http-backend``
 behind a threaded HTTP server that checks the token and records the Authorization headers it
@@ -318,7 +318,7 @@ def test_an_interrupt_stops_the_clone_and_the_next_turn_clones_again(
         "session.status_running",
         *TOOL,
         "agent.tool_result",
-        "user.interrupt",  # processed when the stopped call has its result (BEHAVIOUR §1.6)
+        "user.interrupt",  # processed when the stopped call has its result
         "session.usage",
         "session.status_idle",
         "user.message",

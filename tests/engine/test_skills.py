@@ -1,4 +1,4 @@
-"""An agent's custom skills in its sandbox, end to end (BEHAVIOUR §3.6): mounted read-only at
+"""An agent's custom skills in its sandbox, end to end: mounted read-only at
 /mnt/skills/<name>, scripts executable, announced in the system prompt, the newest version for ``latest``."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The event stream itself: framing, pings, the end of a deleted session, many subscribers (REFERENCE §1.5)."""
+"""The event stream itself: framing, pings, the end of a deleted session, many subscribers."""
 
 from __future__ import annotations
 

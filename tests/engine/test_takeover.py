@@ -1,4 +1,4 @@
-"""A server killed mid-turn: the restarted engine takes the turn over and finishes it (DESIGN invariant 4).
+"""A server killed mid-turn: the restarted engine takes the turn over and finishes it.
 
 Real processes: `agenthost serve` is started, SIGKILLed while a bash call runs, and started
 again on the same SQLite file: the session is rescheduled, then the turn goes on. (The full

@@ -1,4 +1,4 @@
-"""Every kind of turn, through the official SDK: exact event order, stream equal to list (BEHAVIOUR §1.2-§1.8)."""
+"""Every kind of turn, through the official SDK: exact event order, stream equal to list."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The Docker backend through real sessions (issue #4 point 8).
 
 A Docker engine of the test's own is started (``dockerd`` with its data, socket and no
-networking of its own in a temp dir, as ``shared/notes/SANDBOX.md`` §2 showed works here)
+networking of its own in a temp dir)
 and a second agenthost server uses it; the same attempts as the bubblewrap escape suite
 must fail the same way. Skipped with the reason when no engine can be started; CI
 installs one and sets AGENTHOST_REQUIRE_DOCKER=1.
