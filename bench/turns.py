@@ -118,8 +118,22 @@ def one_bash_call() -> list[Any]:
     return [ToolUse("bash", {"command": "true"}), Text("ok")]
 
 
-def turn_overhead(client: anthropic.Anthropic, env_id: str, turns: int, key: str = "bench-overhead") -> list[float]:
-    agent = client.beta.agents.create(model="m", name="bench", system=key, tools=TOOLSET)
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process (all its threads, none of its children), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def turn_overhead(
+    client: anthropic.Anthropic,
+    env_id: str,
+    turns: int,
+    key: str = "bench-overhead",
+    tools: list[Any] | None = TOOLSET,
+    server_pid: int | None = None,
+) -> tuple[list[float], float | None]:
+    """Wall ms per turn (send -> idle seen on a stream), and the server's CPU ms per turn when its pid is given."""
+    agent = client.beta.agents.create(model="m", name="bench", system=key, tools=tools or [])
     session = client.beta.sessions.create(agent=agent.id, environment_id=env_id)
     idle = threading.Semaphore(0)
     stream = client.beta.sessions.events.stream(session.id)
@@ -134,7 +148,10 @@ def turn_overhead(client: anthropic.Anthropic, env_id: str, turns: int, key: str
 
     threading.Thread(target=read, daemon=True).start()
     samples: list[float] = []
+    cpu_start = 0.0
     for index in range(turns + 5):
+        if index == 5 and server_pid is not None:
+            cpu_start = cpu_seconds(server_pid)
         started = time.perf_counter()
         client.beta.sessions.events.send(
             session.id, events=[{"type": "user.message", "content": [{"type": "text", "text": f"turn {index}"}]}]
@@ -143,8 +160,9 @@ def turn_overhead(client: anthropic.Anthropic, env_id: str, turns: int, key: str
             raise SystemExit("a turn did not finish")
         if index >= 5:  # warm-up
             samples.append((time.perf_counter() - started) * 1000)
+    cpu = (cpu_seconds(server_pid) - cpu_start) * 1000 / turns if server_pid is not None else None
     stream.close()
-    return samples
+    return samples, cpu
 
 
 def _subscriber_process(url: str, session_id: str, count: int, events: int, ready: Any, results: Any) -> None:
@@ -270,7 +288,7 @@ def main() -> None:
     if args.server_cpus:
         others = set(range(os.cpu_count() or 1)) - {int(cpu) for cpu in args.server_cpus.split(",")}
         os.sched_setaffinity(0, others)
-    scripts = {"bench-overhead": one_bash_call() * (args.turns + 5)}
+    scripts = {"bench-overhead": one_bash_call() * (args.turns + 5), "bench-text": [Text("ok")] * (args.turns + 5)}
     scripts |= {f"bench-many-{index}": one_bash_call() for index in range(args.sessions)}
     model, model_url = start_model(scripts)
     gc.collect()
@@ -282,10 +300,15 @@ def main() -> None:
             client = anthropic.Anthropic(base_url=url, api_key=KEY, max_retries=0)
             env_id = client.beta.environments.create(name="bench").id
             if "a" in args.figures:
-                samples = turn_overhead(client, env_id, args.turns)
+                samples, cpu = turn_overhead(client, env_id, args.turns, server_pid=proc.pid)
                 print(
                     f"(a) one-bash-call turn, send -> idle on stream: p50 {statistics.median(samples):.1f} ms  "
-                    f"p99 {pct(samples, 0.99):.1f} ms  (n={len(samples)})"
+                    f"p99 {pct(samples, 0.99):.1f} ms  server CPU {cpu:.2f} ms/turn  (n={len(samples)})"
+                )
+                samples, cpu = turn_overhead(client, env_id, args.turns, "bench-text", None, proc.pid)
+                print(
+                    f"(a) text turn, send -> idle on stream: p50 {statistics.median(samples):.1f} ms  "
+                    f"p99 {pct(samples, 0.99):.1f} ms  server CPU {cpu:.2f} ms/turn  (n={len(samples)})"
                 )
             if "b" in args.figures:
                 agent = client.beta.agents.create(model="m", name="quiet")
