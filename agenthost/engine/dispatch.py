@@ -21,7 +21,8 @@ import sqlalchemy as sa
 
 from agenthost.engine.journal import Carried, Journal, Lease, LeaseLost, NotClaimed
 from agenthost.engine.leases import Leases
-from agenthost.engine.loop import Run, Stores, sandbox_spec
+from agenthost.engine.loop import Run, Stores
+from agenthost.engine.setup import sandbox_spec
 from agenthost.errors import Unavailable
 from agenthost.metrics import Metrics
 from agenthost.providers.base import ModelProviders

@@ -25,13 +25,11 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
-from agenthost.engine import states
+from agenthost.engine import setup, states
 from agenthost.engine.commands import WORKER_TOOLS, answered
 from agenthost.engine.hands import Hands, Interrupted
 from agenthost.engine.journal import Carried, Journal, LeaseLost, LogReader
-from agenthost.engine.mcp_servers import connect as connect_mcp
-from agenthost.engine.mcp_servers import secret_injections
-from agenthost.engine.memory_mounts import MemoryMirror, memory_mounts, memory_prompt
+from agenthost.engine.memory_mounts import MemoryMirror, memory_prompt
 from agenthost.engine.permissions import evaluate, refusal, waits_on_client
 from agenthost.engine.previews import THINKING, Previews
 from agenthost.engine.repositories import SessionRepositories
@@ -43,10 +41,7 @@ from agenthost.errors import Unavailable
 from agenthost.metrics import Metrics
 from agenthost.providers.base import ModelError, ModelProviders, ModelRequest, ModelResponse
 from agenthost.sandbox.base import (
-    NetworkPolicy,
-    Packages,
     SandboxBackend,
-    SandboxSpec,
     SecretInjection,
 )
 from agenthost.schemas.common import JSON
@@ -220,45 +215,28 @@ class Run:
 
     async def _resolve_credentials(self) -> None:
         """Read the session's vaults once per run: MCP credentials, and the variables the sandbox gets."""
-        vaults, ids = self.vaults, self.vault_ids
-        self.credentials = await vaults.resolve(self.workspace_id, ids) if vaults is not None and ids else []
-        self.secrets, unreachable = secret_injections(self.session_id, self.credentials, self.hands.spec.network)
-        for credential, host in unreachable:
-            error = {
-                "type": "credential_host_unreachable_error",
-                "message": f"the environment's network policy does not allow {host}, which credential "
-                f"{credential.id} is for",
-                "credential_id": credential.id,
-                "vault_id": credential.vault_id,
-                "retry_status": {"type": "retrying"},
-            }
-            await self.journal.append([{"type": "session.error", "error": error}])
+        network = self.hands.spec.network
+        found, self.secrets, errors = await setup.credentials(
+            self.vaults, self.workspace_id, self.vault_ids, self.session_id, network
+        )
+        self.credentials = found
+        for error in errors:  # one transaction each, as before: each is its own event
+            await self.journal.append([error])
 
     async def _connect_mcp(self) -> None:
         """Connect the agent's MCP servers once per run and offer their tools; a server that fails is a
         ``session.error`` and the turn goes on without it."""
         if self.hands.mcp is None:
-            self.hands.mcp, failed = await connect_mcp(self.agent, self.vaults, self.credentials or [])
-            for server, failure in failed:
-                error = {
-                    "type": failure.kind,
-                    "message": failure.message,
-                    "mcp_server_name": server,
-                    "retry_status": {"type": "retrying"},  # the next run connects again
-                }
-                await self.journal.append([{"type": "session.error", "error": error}])
+            self.hands.mcp, errors = await setup.mcp_servers(self.agent, self.vaults, self.credentials or [])
+            for error in errors:
+                await self.journal.append([error])
         for name, connection in self.hands.mcp.items():
             self.hands.toolbox.add_mcp(name, connection.tools)
 
     def _sandbox_spec(self, config: JSON, backend: str | None, resources: list[JSON]) -> None:
         """What the session's sandbox must be, from its environment (read at every run: changes apply next time)."""
-        self.hands.spec = sandbox_spec(self.session_id, config, self.agent, resources)
-        self.hands.sandbox_refusal = (
-            None
-            if backend in (None, self.sandboxes.name)
-            else f"This session's files are in a `{backend}` sandbox, but this server runs `{self.sandboxes.name}` "
-            "sandboxes; its tools cannot run here."
-        )
+        self.hands.spec = setup.sandbox_spec(self.session_id, config, self.agent, resources)
+        self.hands.sandbox_refusal = setup.sandbox_refusal(backend, self.sandboxes.name)
 
     # -- the turn --------------------------------------------------------------------------------
 
@@ -641,17 +619,6 @@ class Run:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
         raise Interrupted
-
-
-def sandbox_spec(session_id: str, config: JSON, agent: JSON, resources: list[JSON] | None = None) -> SandboxSpec:
-    """The sandbox a session of this environment config and agent (and these resources) needs."""
-    mcp_urls = [server["url"] for server in agent.get("mcp_servers", []) if server.get("url")]
-    return SandboxSpec(
-        session_id,
-        NetworkPolicy.from_environment(config.get("networking") or {}, mcp_urls),
-        Packages.from_environment(config.get("packages") or {}),
-        memory_mounts(resources or []),
-    )
 
 
 def _span_end(start_id: str, response: ModelResponse | None, *, is_error: bool) -> JSON:
