@@ -42,6 +42,7 @@ from agenthost.engine.dispatch import Engine
 from agenthost.engine.loop import Stores
 from agenthost.engine.reaper import reap_forever
 from agenthost.errors import Unavailable
+from agenthost.exporter import observed, serve_metrics
 from agenthost.metrics import Metrics
 from agenthost.providers.anthropic import AnthropicProvider
 from agenthost.providers.base import ModelProvider
@@ -118,15 +119,6 @@ def build_sandboxes(settings: Settings) -> SandboxBackend:
         return BwrapBackend(root, config)
     except (BwrapUnavailable, DockerUnavailable) as exc:
         raise SystemExit(f"agenthost: {exc}") from None
-
-
-def observed(store: Store, settings: Settings) -> Metrics | None:
-    """This process's metrics, fed by every batch of events it commits, when the settings turn them on."""
-    if not settings.metrics:
-        return None
-    metrics = Metrics()
-    store.bus.observe(metrics.observe)
-    return metrics
 
 
 def build_engine(
@@ -236,6 +228,7 @@ async def run_worker(
     try:
         await store.open()
         engine = build_engine(settings, store, provider, sandboxes, metrics)
+        exporter = await serve_metrics(settings, metrics)
         try:
             await store.listen([engine.on_notification], settings.notify_check_seconds)
             await engine.start()
@@ -243,6 +236,8 @@ async def run_worker(
             ready(engine.owner)
             await stop.wait()
         finally:
+            if exporter is not None:
+                await exporter.stop()
             await store.stop_listening()
             await _stop_engine(engine)
     finally:

@@ -106,7 +106,10 @@ class Metrics:
                 self.turns_rescheduled.inc()
                 self._rescheduled.add(session_id)
             elif kind == "session.status_idle":
+                self._rescheduled.discard(session_id)  # an interrupt may end a turn while it waits to retry
                 self.turns_ended.labels((event.get("stop_reason") or {}).get("type", "unknown")).inc()
+            elif kind == "session.status_terminated":
+                self._rescheduled.discard(session_id)
             elif kind == "span.model_request_start":
                 self._remember(event["id"], now, "")
             elif kind == "span.model_request_end":

@@ -143,6 +143,13 @@ class Settings(BaseSettings):
         description="When set, `GET /metrics` needs it as a bearer token (`Authorization: Bearer ...`); API keys never "
         "reach the metrics.",
     )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Port where `agenthost worker` serves its `/metrics` (on `host`); workers serve nothing else. "
+        "API processes serve `/metrics` on their own port.",
+    )
     ping_seconds: float = Field(
         default=15.0, gt=0, description="Interval of `ping` frames on event streams (keeps idle streams open)."
     )

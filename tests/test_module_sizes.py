@@ -1,7 +1,8 @@
 """Modules stay small: at most about 400 lines each, so each can be read whole.
 
-A few modules are still over the budget, each at most its recorded size: they may shrink,
-never grow, and leave this list once they fit. A new module over the budget fails.
+A few modules are still over the budget, each at exactly its recorded size: it may not grow,
+and when it shrinks its record comes down with it, until it fits and leaves the list. A new
+module over the budget fails.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ STILL_OVER = {
     "agenthost/store/memory.py": 567,
     "agenthost/store/sessions.py": 550,
     "agenthost/schemas/tools.py": 520,
-    "agenthost/store/notify.py": 428,
 }
 
 
@@ -32,7 +32,9 @@ def test_no_module_is_over_its_budget() -> None:
     assert over == {}, f"over the {BUDGET}-line budget (split them by job): {over}"
 
 
-def test_the_modules_still_over_the_budget_are_listed_only_while_they_are() -> None:
+def test_the_modules_still_over_the_budget_are_recorded_at_their_size() -> None:
     sizes = _sizes()
     fitting = [name for name in STILL_OVER if sizes.get(name, 0) <= BUDGET]
     assert fitting == [], f"these fit the budget now: take them off STILL_OVER: {fitting}"
+    shrunk = {name: sizes[name] for name, recorded in STILL_OVER.items() if sizes[name] < recorded}
+    assert shrunk == {}, f"these shrank: record their new sizes in STILL_OVER: {shrunk}"

@@ -169,7 +169,9 @@ async def handle(request: Request, exc: Exception) -> JSONBytes:
             return error_response(request, 404, "not_found_error", f"no route for {request.method} {request.url.path}")
         if exc.status_code == 405:
             refused = error_response(request, 405, "invalid_request_error", f"method {request.method} not allowed here")
-            refused.headers["allow"] = ", ".join(_allowed_methods(request))  # RFC 9110: name them
+            # RFC 9110: name them; a route outside the published contract names its own.
+            allowed = _allowed_methods(request) or [(exc.headers or {}).get("Allow", "")]
+            refused.headers["allow"] = ", ".join(allowed)
             return refused
         if exc.status_code == 413:
             return error_response(request, 413, "request_too_large", str(exc.detail))

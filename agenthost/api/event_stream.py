@@ -186,25 +186,26 @@ class EventStream(Response):
         if end or self._subscription.ended:
             self._end()
 
-    def preview(self, preview: JSON) -> None:
-        """A live preview (called by the feed): sent now, or dropped when the client is not keeping up.
+    def preview(self, preview: JSON, in_order: bool = True) -> None:
+        """A live preview (called by the feed): sent now, or dropped when it cannot be sent in order.
 
-        Previews are best effort. A preview that begins while a write is waiting for the client is not
-        shown at all; one that cannot take its next piece stops there, so what the client saw of it is a
-        prefix of the event. Either way the event itself follows, complete.
+        Previews are best effort. A preview that begins while a write is waiting for the client (or
+        while the feed catches up, ``in_order`` false) is not shown at all; one that cannot take its
+        next piece stops there, so what the client saw of it is a prefix of the event. Either way the
+        event itself follows, complete.
         """
         if self._send is None or self._ended.done():
             return
         if preview["type"] == "event_start":
             event_id = preview["event"]["id"]
-            if preview["event"]["type"] not in self._previews or self._writing is not None:
+            if preview["event"]["type"] not in self._previews or self._writing is not None or not in_order:
                 return
             self._previewing.add(event_id)
         else:
             event_id = preview["event_id"]
             if event_id not in self._previewing:
                 return
-            if self._writing is not None:
+            if self._writing is not None or not in_order:
                 self._previewing.discard(event_id)
                 return
         self._write(preview_frame(preview))

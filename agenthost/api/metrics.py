@@ -19,6 +19,8 @@ from agenthost.metrics import Metrics
 
 router = APIRouter(tags=["metrics"], include_in_schema=False)
 EXPOSITION = "text/plain; version=0.0.4; charset=utf-8"
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+"""Methods counted by name; any other a client sends is counted as OTHER (labels stay bounded)."""
 
 
 @router.get("/metrics")
@@ -58,4 +60,5 @@ class CountRequests:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            self.metrics.request(scope["method"], template, status, time.monotonic() - began)
+            method = scope["method"] if scope["method"] in METHODS else "OTHER"
+            self.metrics.request(method, template, status, time.monotonic() - began)

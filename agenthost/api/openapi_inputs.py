@@ -3,9 +3,9 @@
 The request models check some rules in code rather than in their types: no NUL in stored
 text, RFC 3339 timestamps in list filters, opaque page cursors, the metadata limits, and
 fields of the official contract this server refuses for now. A client generator or a
-schema fuzzer reads only the document, so each rule is written into it here: a request the
-document calls valid is one the server accepts, unless it names something that does not
-exist or is in the wrong state.
+schema fuzzer reads only the document, so each rule a schema can say is written into it here.
+Rules no schema can check (what is stored, how fields go together, the finer rules of memory
+paths) are said in words, and the fuzzer's configuration lists the operations they concern.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, TypeAdapter
 
-from agenthost.schemas.common import MAX_METADATA_KEY, MAX_METADATA_PAIRS, MAX_METADATA_VALUE
+from agenthost.schemas.common import MAX_METADATA_KEY, MAX_METADATA_PAIRS, MAX_METADATA_PATCH, MAX_METADATA_VALUE
 from agenthost.schemas.environments import UNSUPPORTED_MANAGERS
 from agenthost.schemas.events import DELTA_TYPES, EVENT_TYPES, MAX_DELTA_TYPES
 from agenthost.schemas.resources import FileResourceParam, ResourceParam
@@ -222,8 +222,11 @@ def _describe_metadata(node: dict[str, Any]) -> None:
     for variant in node.get("anyOf", [node]):
         if variant.get("type") != "object":
             continue
-        variant["maxProperties"] = MAX_METADATA_PAIRS
+        values = variant.get("additionalProperties", {})
+        kinds = values.get("anyOf", [values])
+        patch = any(kind.get("type") == "null" for kind in kinds)  # null deletes a key: an update's patch
+        variant["maxProperties"] = MAX_METADATA_PATCH if patch else MAX_METADATA_PAIRS
         variant["propertyNames"] = dict(METADATA_KEYS)
-        for value in variant.get("additionalProperties", {}).get("anyOf", [variant.get("additionalProperties", {})]):
+        for value in kinds:
             if value.get("type") == "string":
                 value.update(maxLength=MAX_METADATA_VALUE, pattern=NO_NUL)

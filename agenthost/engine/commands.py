@@ -16,7 +16,7 @@ from agenthost.errors import Conflict, InvalidRequest, NotFound
 from agenthost.schemas.common import JSON, now_us
 from agenthost.schemas.events import ENGINE_CALLS, RESULT_FIELDS
 from agenthost.store.environments import environment_row
-from agenthost.store.notify import announce
+from agenthost.store.notifications import announce
 from agenthost.store.sessions import Logged, append_events, session_row
 from agenthost.store.sql import Store
 from agenthost.store.tables import events, sessions

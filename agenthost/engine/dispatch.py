@@ -30,7 +30,8 @@ from agenthost.sandbox.base import SandboxBackend
 from agenthost.schemas.common import now_us
 from agenthost.settings import Settings
 from agenthost.store.db import Database
-from agenthost.store.notify import ORIGIN, Bus, Notification
+from agenthost.store.notifications import ORIGIN, Notification
+from agenthost.store.notify import Bus
 from agenthost.store.tables import environments, sessions
 
 log = logging.getLogger("agenthost.engine")

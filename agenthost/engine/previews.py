@@ -51,8 +51,8 @@ class Previews:
             self.ids[index] = self._thinking
         elif kind == "text":
             self._pending[index] = ""
-        else:
-            self._thinking = None  # a tool call (or anything else) ends a thinking run
+        elif kind == "tool_use":
+            self._thinking = None  # a tool call ends a thinking run (blocks of other kinds are not logged)
 
     def text(self, index: int, text: str) -> None:
         event_id = self.ids.get(index)

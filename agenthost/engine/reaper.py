@@ -18,7 +18,8 @@ import sqlalchemy as sa
 
 from agenthost.schemas.common import now_us
 from agenthost.store.db import Database
-from agenthost.store.notify import Bus, announce
+from agenthost.store.notifications import announce
+from agenthost.store.notify import Bus
 from agenthost.store.sessions import Logged, append_events
 from agenthost.store.tables import sessions
 

@@ -16,6 +16,7 @@ JSON = dict[str, Any]
 MAX_METADATA_PAIRS = 16
 MAX_METADATA_KEY = 64
 MAX_METADATA_VALUE = 512
+MAX_METADATA_PATCH = 2 * MAX_METADATA_PAIRS
 
 
 class Body(BaseModel):
@@ -135,9 +136,9 @@ def patch_metadata(
 ) -> dict[str, str]:
     """Apply a metadata patch: string upserts, null deletes, omitted keys stay."""
     result = dict(current)
-    if patch and len(patch) > MAX_METADATA_PAIRS:  # the bounds of stored metadata bound a patch too
+    if patch and len(patch) > MAX_METADATA_PATCH:  # room to delete every stored key and add as many
         raise InvalidRequest(
-            f"metadata: at most {MAX_METADATA_PAIRS} keys are allowed in a patch, got {len(patch)}",
+            f"metadata: at most {MAX_METADATA_PATCH} keys are allowed in a patch, got {len(patch)}",
             error_code="invalid_metadata",
         )
     for key in patch or {}:
@@ -165,7 +166,7 @@ def ts(us: int | None) -> str | None:
 def parse_ts(value: str, field: str) -> int:
     """Parse an ISO 8601 query value into microseconds; 400 naming the field when malformed."""
     try:
-        parsed = datetime.fromisoformat(value.strip())
+        parsed = datetime.fromisoformat(value.strip().upper())  # RFC 3339 allows a lowercase t and z
     except ValueError:
         raise InvalidRequest(f"{field}: {value!r} is not an RFC 3339 timestamp") from None
     if parsed.tzinfo is None:

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import asyncpg
 import sqlalchemy as sa
 
-from agenthost.store.notify import CHANNEL, Handler, Notification
+from agenthost.store.notifications import CHANNEL, Handler, Notification
 
 log = logging.getLogger("agenthost.bus")
 APPLICATION_NAME = "agenthost-listen"  # how the connection shows in pg_stat_activity

@@ -17,7 +17,7 @@ Feeds are filled two ways, both after commit (persist, then notify):
   session further on than its feed (``heal``), the feed reads the log's showings after its
   watermark. A lost or late notification costs latency, never an event.
 
-Notifications are sent inside the writing transaction (``announce``), so PostgreSQL delivers
+Notifications are sent inside the writing transaction (``store.notifications.announce``), so PostgreSQL delivers
 them exactly when the write commits, and never for a write that rolled back.
 """
 
@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 import sys
 import weakref
 from collections import deque
@@ -40,49 +39,16 @@ from agenthost.ids import new_id
 from agenthost.schemas.common import JSON, now_us, ts
 from agenthost.schemas.events import event_json
 from agenthost.store.db import Database
+from agenthost.store.notifications import ORIGIN, Notification
 from agenthost.store.tables import events, sessions
 
 log = logging.getLogger("agenthost.bus")
 
 FEED_SIZE = 10_000
 CATCH_UP_ROWS = 2_000
-CHANNEL = "agenthost"
-ORIGIN = secrets.token_hex(6)
-"""This process, in its notifications: it skips its own, having published those events directly."""
 
 Shown = tuple[int, JSON]
 """One showing of an event: its emission number and its wire form (``store.sessions.Logged``)."""
-
-
-# -- notifications between processes ------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Notification:
-    """What one process tells the others. ``kind``: ``e`` events shown up to ``number``; ``w`` the
-    session has input for an engine; ``i`` an interrupt was queued; ``d`` the session was deleted."""
-
-    kind: str
-    session_id: str
-    number: int = 0
-    origin: str = ORIGIN
-
-    @classmethod
-    def parse(cls, payload: str) -> Notification | None:
-        parts = payload.split(" ")
-        if len(parts) != 4 or not parts[2].isdigit():
-            return None
-        return cls(parts[0], parts[1], int(parts[2]), parts[3])
-
-    def encode(self) -> str:
-        return f"{self.kind} {self.session_id} {self.number} {self.origin}"
-
-
-def announce(conn: sa.Connection, kind: str, session_id: str, number: int = 0) -> None:
-    """Notify the other processes when the caller's transaction commits (PostgreSQL; one process on SQLite)."""
-    if conn.dialect.name == "postgresql":
-        payload = Notification(kind, session_id, number).encode()
-        conn.execute(sa.select(sa.func.pg_notify(CHANNEL, payload)))
 
 
 # -- reading showings back from the log -----------------------------------------------------------
@@ -132,7 +98,7 @@ class Feed:
     items: deque[Published] = field(default_factory=lambda: deque(maxlen=FEED_SIZE))
     first_position: int = 0
     listeners: list[Callable[[], None]] = field(default_factory=list)
-    preview_listeners: list[Callable[[JSON], None]] = field(default_factory=list)
+    preview_listeners: list[Callable[[JSON, bool], None]] = field(default_factory=list)
     subscribers: int = 0
     closed: bool = False
     watermark: int | None = None  # None until the feed read where the session's showings stand
@@ -223,14 +189,16 @@ class Bus:
         session's streams in this process that asked for previews, there and then; never stored.
 
         Best effort: a feed that is catching up with the log shows no previews meanwhile, so a preview
-        never overtakes an event committed before it.
+        never overtakes an event committed before it; its listeners are told that this one was skipped
+        (``in_order=False``), so that they stop that preview instead of showing it with a gap.
         """
         feed = self._feeds.get(session_id)
-        if feed is None or feed.closed or feed.behind or feed.reading is not None or feed.watermark is None:
+        if feed is None or feed.closed:
             return
+        in_order = not (feed.behind or feed.reading is not None or feed.watermark is None)
         for listener in tuple(feed.preview_listeners):
             try:
-                listener(preview)
+                listener(preview, in_order)
             except Exception:
                 log.exception("a subscriber of a session feed failed to take a preview")
 
@@ -381,7 +349,7 @@ class Subscription:
         self._position = feed.end
         self._open = True
         self._listener: Callable[[], None] | None = None
-        self._preview_listener: Callable[[JSON], None] | None = None
+        self._preview_listener: Callable[[JSON, bool], None] | None = None
         self._finalizer: weakref.finalize[Any, Any]
 
     def listen(self, listener: Callable[[], None]) -> None:
@@ -390,8 +358,8 @@ class Subscription:
             self._listener = listener
             self._feed.listeners.append(listener)
 
-    def listen_previews(self, listener: Callable[[JSON], None]) -> None:
-        """Call ``listener`` (synchronously, on the loop) with each live preview of the session, until closed."""
+    def listen_previews(self, listener: Callable[[JSON, bool], None]) -> None:
+        """Call ``listener(preview, in_order)`` (synchronously, on the loop) for each live preview, until closed."""
         if self._open and self._preview_listener is None:
             self._preview_listener = listener
             self._feed.preview_listeners.append(listener)
@@ -423,6 +391,3 @@ class Subscription:
                 self._feed.preview_listeners.remove(self._preview_listener)
                 self._preview_listener = None
             self._finalizer()
-
-
-Handler = Callable[[Notification], None]

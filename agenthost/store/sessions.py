@@ -1,8 +1,7 @@
 """Sessions and their event log (layer 1).
 
-Each session row carries ``last_seq``; appending events bumps it and inserts the
-events with the allocated numbers in the same transaction, so the per-session
-sequence never has gaps or duplicates whichever process appends.
+Each session row carries ``last_seq``; appending events bumps it and inserts the events with the
+allocated numbers in the same transaction, so the per-session sequence never has gaps or duplicates.
 """
 
 from __future__ import annotations
@@ -39,7 +38,8 @@ from agenthost.store.db import Database
 from agenthost.store.environments import environment_row
 from agenthost.store.files import Files, delete_session_files, insert_copies
 from agenthost.store.memory import store_row as memory_store_row
-from agenthost.store.notify import Bus, Shown, announce, emissions_after
+from agenthost.store.notifications import announce
+from agenthost.store.notify import Bus, Shown, emissions_after
 from agenthost.store.paging import Lock, Page, PageRequest, created_filter, fetch_page, locked
 from agenthost.store.repositories import delete_tokens, insert_tokens, seal_token
 from agenthost.store.secrets import Sealer

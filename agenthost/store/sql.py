@@ -16,7 +16,8 @@ from agenthost.store.idempotency import Idempotency
 from agenthost.store.keys import STATIC_KEY_ID, Caller, Keys
 from agenthost.store.listen import Listener
 from agenthost.store.memory import MemoryStores, StoredMemory, VersionFilters
-from agenthost.store.notify import Bus, Handler
+from agenthost.store.notifications import Handler
+from agenthost.store.notify import Bus
 from agenthost.store.resources import SessionResources
 from agenthost.store.secrets import Sealer
 from agenthost.store.sessions import Sessions

@@ -260,6 +260,6 @@ def test_what_the_fuzzer_found_is_refused_and_changes_nothing(raw: httpx2.Client
     # A metadata patch is held to the bounds of stored metadata, deletions included.
     path = f"/v1/environments/{environment.id}"
     assert_error(raw.post(path, json={"metadata": {"k" * 65: ""}}), 400, "invalid_request_error", "metadata")
-    patch = {f"key{index}": None for index in range(17)}
+    patch = {f"key{index}": None for index in range(33)}  # room to replace all 16 keys, and no more
     assert_error(raw.post(path, json={"metadata": patch}), 400, "invalid_request_error", "metadata")
     assert raw.get(path).json()["metadata"] == {}

@@ -4,7 +4,7 @@ Real processes, a real PostgreSQL database of their own, the official client in 
 Sessions are created on one replica, streamed from the other and driven from both, while
 the workers share the turns; every stream must equal ``events.list`` on either replica.
 A worker stopped with SIGTERM hands its turn to the other, and an interrupt sent to a
-replica reaches the worker running the session.
+replica reaches the worker running the session. Each process serves the metrics of what it did.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
+import httpx2
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from agenthost.store.listen import APPLICATION_NAME
 from agenthost.testing.fake_anthropic import FakeAnthropic, Hold, Text, ToolUse
@@ -315,3 +317,51 @@ def test_with_every_worker_gone_a_died_run_reads_rescheduling_until_a_new_worker
         assert fake.remaining(script.key) == 0
     finally:
         watch.close()
+
+
+def test_a_worker_serves_the_metrics_of_the_turns_it_ran_on_a_port_of_its_own(
+    tmp_path: Path, processes: list[Agenthost], fake: FakeAnthropic
+) -> None:
+    def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        answer = httpx2.get(f"{url}/metrics", headers={"authorization": "Bearer scrape"}, timeout=30)
+        assert answer.status_code == 200
+        return {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(answer.text)
+            for sample in family.samples
+        }
+
+    database = _pg_database()
+    try:
+        metrics = {"database_url": database, "metrics": "true", "metrics_token": "scrape"}
+        replica = Agenthost(["serve", "--no-engine"], tmp_path / "api", port=free_port(), **metrics)
+        port = free_port()
+        worker = Agenthost(
+            ["worker"], tmp_path / "worker", sandbox_dir=str(sandbox_dir()), metrics_port=str(port), **metrics
+        )
+        processes.extend([replica, worker])
+        client = _client(replica)
+        script = Script(fake, f"replicas-{uuid.uuid4().hex[:12]}")
+        script(Text("Counted."))
+        environment = client.beta.environments.create(name="metrics")
+        session = client.beta.sessions.create(agent=script.agent(client).id, environment_id=environment.id)
+        client.beta.sessions.events.send(session.id, events=[say("count me")])
+        wait_until(lambda: client.beta.sessions.retrieve(session.id).status == "idle", timeout=60)
+        ran = scrape(f"http://127.0.0.1:{port}")
+        assert ran[("agenthost_turns_started_total", ())] == 1
+        assert ran[("agenthost_turns_ended_total", (("stop_reason", "end_turn"),))] == 1
+        assert ran[("agenthost_model_request_seconds_count", (("outcome", "ok"),))] == 1
+        answered = scrape(replica.url or "")
+        assert (
+            answered[
+                ("agenthost_http_requests_total", (("method", "POST"), ("route", "/v1/sessions"), ("status", "200")))
+            ]
+            == 1
+        )
+        assert answered.get(("agenthost_turns_started_total", ()), 0) == 0  # the replica ran no turn
+        assert httpx2.get(f"http://127.0.0.1:{port}/metrics", timeout=30).status_code == 401
+        client.close()
+    finally:
+        for process in processes:
+            process.stop()
+        _drop_pg_database(database)
