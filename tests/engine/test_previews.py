@@ -112,3 +112,21 @@ def test_a_stream_that_joins_mid_message_gets_no_partial_preview_and_the_whole_e
     message = next(e for e in streamed if e.type == "agent.message")
     assert message.content[0].text == "Once upon a time."
     assert _persisted(early.idles())[-4:] == streamed[-4:]
+
+
+def test_a_message_preview_opens_at_its_first_visible_text_with_what_came_before_it(
+    client: anthropic.Anthropic, script: Script, environment: Any, recorders: list[Recorder]
+) -> None:
+    script(Pieces(["\n", "  ", "Hi", " there"]))
+    session = client.beta.sessions.create(agent=script.agent(client).id, environment_id=environment.id)
+    recorder = Recorder(client, session.id, event_deltas=["agent.message"])
+    recorders.append(recorder)
+    client.beta.sessions.events.send(session.id, events=[say("hello")])
+    streamed = recorder.idles()
+    previews = [e for e in streamed if e.type in PREVIEWS]
+    # Whitespace alone opens nothing: the first delta carries it together with the first visible text.
+    assert [e.type for e in previews] == ["event_start", "event_delta", "event_delta"]
+    assert [d.delta.content.text for d in previews[1:]] == ["\n  Hi", " there"]
+    message = next(e for e in streamed if e.type == "agent.message")
+    assert message.id == previews[0].event.id and message.content[0].text == "\n  Hi there"
+    assert_stream_equals_list(_persisted(streamed), client, session.id)
