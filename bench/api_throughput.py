@@ -1,4 +1,4 @@
-"""sessions.create and sessions.retrieve throughput of one `agenthost serve` process.
+"""/health, sessions.retrieve and sessions.create: throughput and server CPU per request of one `agenthost serve`.
 
 Load comes from `wrk` (Debian package `wrk`), not from the SDK in threads: on a 2-core
 machine the SDK tops out near 400-500 req/s whatever the server does (notes/BENCHMARKING.md).
@@ -52,13 +52,23 @@ def start_server(data_dir: Path, port: int, database_url: str | None) -> subproc
     raise SystemExit("server did not start")
 
 
-def wrk(url: str, seconds: int, connections: int, script: Path | None = None) -> dict[str, float]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(url: str, seconds: int, connections: int, script: Path | None = None, pid: int = 0) -> dict[str, float]:
+    """wrk's figures, and the server's CPU ms per request (from /proc: steadier than req/s on shared cores)."""
     cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-H", f"x-api-key: {KEY}"]
     if script is not None:
         cmd += ["-s", str(script)]
+    cpu_before = cpu_seconds(pid) if pid else 0.0
     out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
+    cpu = cpu_seconds(pid) - cpu_before if pid else 0.0
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    figures = {"rps": rps}
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    figures = {"rps": rps, "cpu_ms": cpu * 1000 / max(requests, 1)}
     for pct in ("50", "99"):
         match = re.search(rf"\s{pct}%\s+([\d.]+)(us|ms|s)", out)
         if match:
@@ -99,8 +109,9 @@ def main() -> None:
                 'wrk.headers["Content-Type"] = "application/json"\n'
             )
             wrk(f"{base}/v1/sessions/{session.id}", 2, args.connections)  # warm-up
-            retrieve = wrk(f"{base}/v1/sessions/{session.id}", args.seconds, args.connections)
-            create = wrk(f"{base}/v1/sessions", args.seconds, args.connections, script)
+            health = wrk(f"{base}/health", args.seconds, args.connections, pid=proc.pid)
+            retrieve = wrk(f"{base}/v1/sessions/{session.id}", args.seconds, args.connections, pid=proc.pid)
+            create = wrk(f"{base}/v1/sessions", args.seconds, args.connections, script, pid=proc.pid)
             rss_kib = int(Path(f"/proc/{proc.pid}/status").read_text().split("VmRSS:")[1].split()[0])
         finally:
             proc.terminate()
@@ -108,10 +119,10 @@ def main() -> None:
 
     store = args.database_url.split(":")[0] if args.database_url else "sqlite"
     print(f"store={store} connections={args.connections} seconds={args.seconds} cores={os.cpu_count()}")
-    for name, fig in (("sessions.retrieve", retrieve), ("sessions.create", create)):
+    for name, fig in (("/health", health), ("sessions.retrieve", retrieve), ("sessions.create", create)):
         print(
             f"{name}: {fig['rps']:.0f} req/s  p50 {fig.get('p50_ms', 0):.2f} ms  p99 {fig.get('p99_ms', 0):.2f} ms  "
-            f"non-2xx {fig['non_2xx']:.0f}"
+            f"server CPU {fig['cpu_ms']:.3f} ms/request  non-2xx {fig['non_2xx']:.0f}"
         )
     print(f"server RSS after the run: {rss_kib / 1024:.0f} MiB")
 
