@@ -139,6 +139,8 @@ def _encode(params: dict[str, Any]) -> bytes:
 def _classify(exc: anthropic.APIStatusError) -> ModelError:
     status = exc.status_code
     detail = _message(exc)
+    if status < 400:  # an `error` event in a stream that began well: the API failed midway
+        status = MIDWAY.get(_error_type(exc), 500)
     if status == 529:
         return ModelError("model_overloaded_error", f"the model is overloaded: {detail}", retryable=True)
     if status == 429:
@@ -158,6 +160,16 @@ def _classify(exc: anthropic.APIStatusError) -> ModelError:
     return ModelError(
         "model_request_failed_error", f"the model API rejected the request ({status}): {detail}", retryable=False
     )
+
+
+MIDWAY = {"overloaded_error": 529, "rate_limit_error": 429, "api_error": 500}
+"""The status an error that ends a stream midway stands for (any other type: a failure, tried again)."""
+
+
+def _error_type(exc: anthropic.APIStatusError) -> str | None:
+    body = exc.body
+    error = body.get("error") if isinstance(body, dict) else None
+    return error.get("type") if isinstance(error, dict) else None
 
 
 def _message(exc: anthropic.APIStatusError) -> str:

@@ -61,12 +61,15 @@ class Pieces:
 
     With ``release`` given, the stream stops after the first piece until it is set, so a test can
     watch the answer while it is being written (``after_first`` is set once that piece went out).
+    With ``fail_after_first``, the stream ends after the first piece with an ``error`` event of
+    that type, as the API's stream does when it fails midway.
     """
 
     pieces: list[str]
     thinking: bool = False
     release: threading.Event | None = None
     after_first: threading.Event = field(default_factory=threading.Event)
+    fail_after_first: str | None = None
 
 
 @dataclass
@@ -156,6 +159,10 @@ async def _stream(model: str, reply: Text | ToolUse | Thinking | Pieces | Hold) 
                     reply.after_first.set()
                     while reply.release is not None and not reply.release.is_set():
                         await asyncio.sleep(0.01)
+                    if reply.fail_after_first is not None:
+                        error = {"type": reply.fail_after_first, "message": "scripted failure midway"}
+                        yield _sse("error", {"type": "error", "error": error})
+                        return
         elif block["type"] == "thinking":
             yield _sse(
                 "content_block_start",

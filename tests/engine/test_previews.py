@@ -130,3 +130,45 @@ def test_a_message_preview_opens_at_its_first_visible_text_with_what_came_before
     message = next(e for e in streamed if e.type == "agent.message")
     assert message.id == previews[0].event.id and message.content[0].text == "\n  Hi there"
     assert_stream_equals_list(_persisted(streamed), client, session.id)
+
+
+def test_a_stream_that_fails_midway_closes_its_preview_and_the_retry_previews_anew(
+    client: anthropic.Anthropic, script: Script, environment: Any, recorders: list[Recorder]
+) -> None:
+    script(Pieces(["Half a ", "thought"], fail_after_first="overloaded_error"), Pieces(["Whole ", "thought."]))
+    session = client.beta.sessions.create(agent=script.agent(client).id, environment_id=environment.id)
+    recorder = Recorder(client, session.id, event_deltas=["agent.message"])
+    recorders.append(recorder)
+    client.beta.sessions.events.send(session.id, events=[say("think")])
+    streamed = recorder.idles()
+    assert types(streamed) == [
+        "user.message",
+        "user.message",
+        "session.status_running",
+        "span.model_request_start",
+        "event_start",
+        "event_delta",
+        "span.model_request_end",
+        "session.error",
+        "session.status_rescheduled",
+        "session.status_running",
+        "span.model_request_start",
+        "event_start",
+        "event_delta",
+        "event_delta",
+        "agent.message",
+        "span.model_request_end",
+        "session.usage",
+        "session.status_idle",
+    ]
+    failed_start, retried_start = (e for e in streamed if e.type == "event_start")
+    failed_end = streamed[6]
+    assert failed_end.type == "span.model_request_end" and failed_end.is_error is True  # it closes the preview
+    error = streamed[7]
+    assert error.type == "session.error" and error.error.type == "model_overloaded_error"
+    assert error.error.retry_status.type == "retrying"  # an error event midway is retried like a 529
+    message = next(e for e in streamed if e.type == "agent.message")
+    assert message.id == retried_start.event.id != failed_start.event.id
+    assert message.content[0].text == "Whole thought."
+    listed = assert_stream_equals_list(_persisted(streamed), client, session.id)
+    assert failed_start.event.id not in {event.id for event in listed}  # the preview of what was never said
