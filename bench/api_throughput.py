@@ -16,7 +16,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,13 +25,10 @@ from pathlib import Path
 import anthropic
 import httpx2
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from turns import cpu_seconds, free_port  # noqa: E402
+
 KEY = "sk-ah-bench-0123456789abcdefghij"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_server(data_dir: Path, port: int, database_url: str | None) -> subprocess.Popen[bytes]:
@@ -50,12 +46,6 @@ def start_server(data_dir: Path, port: int, database_url: str | None) -> subproc
             time.sleep(0.1)
     proc.kill()
     raise SystemExit("server did not start")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of one process (all its threads), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wrk(url: str, seconds: int, connections: int, script: Path | None = None, pid: int = 0) -> dict[str, float]:

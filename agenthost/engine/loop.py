@@ -106,6 +106,7 @@ class Run:
         self.transcript = Transcript()
         self._carried = carried  # taken up once the run holds its lease: see ``_adopt``
         self.files = stores.files if stores is not None else None
+        self.private_hosts = frozenset(settings.web_fetch_private_hosts)  # for every turn's toolbox
         self.vaults = stores.vaults if stores is not None else None
         self.skills = stores.skills if stores is not None else None
         self.skills_note: str | None = None
@@ -199,7 +200,7 @@ class Run:
         self._adopt()
         self.hands.toolbox = Toolbox(
             self.agent,
-            private_hosts=frozenset(self.settings.web_fetch_private_hosts),
+            private_hosts=self.private_hosts,
             grep_timeout=self.settings.grep_timeout_seconds,
             search_url=self.settings.web_search_url,
         )
@@ -224,8 +225,7 @@ class Run:
             await self.journal.append([error])
 
     async def _connect_mcp(self) -> None:
-        """Connect the agent's MCP servers once per run and offer their tools; a server that fails is a
-        ``session.error`` and the turn goes on without it."""
+        """Connect the agent's MCP servers once per run and offer their tools (one that fails: an error event)."""
         if self.hands.mcp is None:
             self.hands.mcp, errors = await setup.mcp_servers(self.agent, self.vaults, self.credentials or [])
             for error in errors:
